@@ -1,0 +1,47 @@
+# The two commands of the README:
+#   make run   - start a local control plane if no cluster is configured,
+#                install the CRDs, run the operator, apply the samples
+#   make test  - install what is missing, build (ASan+UBSan, -Werror), run
+#                every test tier (unit, e2e against a real control plane)
+BUILD ?= build
+CMAKE_FLAGS ?= -DPROVISIO_SANITIZE=ON -DPROVISIO_WERROR=ON
+CTEST_FLAGS ?= --output-on-failure
+
+.PHONY: all deps build test unit e2e run down bench format clean
+
+all: build
+
+deps:
+	@hack/install-deps
+
+build: deps
+	@cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j2
+
+# Build the control plane first so its progress is visible (cached after).
+test: build
+	@hack/kube-local build
+	@cd $(BUILD) && ctest $(CTEST_FLAGS)
+
+unit: build
+	@cd $(BUILD) && ctest $(CTEST_FLAGS) -L unit
+
+e2e: build
+	@hack/kube-local build
+	@cd $(BUILD) && ctest $(CTEST_FLAGS) -L e2e
+
+run:
+	@hack/run-local
+
+down:
+	@hack/run-local down
+
+bench:
+	@$(MAKE) build BUILD=build-release CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release"
+	@hack/run-bench build-release
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) build-release
