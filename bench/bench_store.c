@@ -59,7 +59,7 @@ static size_t heap_in_use(void)
 /* One object's JSON text, malloc'd. */
 static char *claim_json(int i)
 {
-    const char *fmt =
+    static const char fmt[] =
         "{\"apiVersion\":\"provisio.dev/v1alpha1\",\"kind\":\"IPClaim\",\"metadata\":{"
         "\"creationTimestamp\":\"2024-05-01T10:%02d:%02dZ\",\"finalizers\":[\"provisio.dev/"
         "ip-release\"],\"generation\":1,\"labels\":{\"app.kubernetes.io/name\":\"web-%d\","
