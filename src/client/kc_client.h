@@ -86,9 +86,19 @@ typedef struct kc_client_opts {
  */
 typedef void (*kc_request_hook)(const char *verb, long http_status, void *user);
 
-/* cfg is borrowed and must outlive the client. */
+/*
+ * cfg is borrowed and must outlive the client. opts may be NULL (defaults).
+ *
+ * Threads: every function below that takes a kc_client may be called from
+ * any number of threads at once on one client, except kc_client_free, which
+ * needs every request finished and every kc_watch of the client freed.
+ * A request blocks its calling thread (retries and rate-limit waits
+ * included); nothing runs in the background. The first kc_client_new of the
+ * process calls curl_global_init, the last kc_client_free curl_global_cleanup.
+ */
 int kc_client_new(kc_config *cfg, const kc_client_opts *opts, kc_client **out, kc_error *err);
 void kc_client_free(kc_client *c);
+/* Any time, any thread; a request already running may still call the previous hook. */
 void kc_client_set_request_hook(kc_client *c, kc_request_hook hook, void *user);
 kc_config *kc_client_config(kc_client *c);
 
@@ -99,7 +109,14 @@ kc_config *kc_client_config(kc_client *c);
  */
 int kc_path(const kc_ref *ref, const kc_list_opts *opts, bool watch, char **out, kc_error *err);
 
-/* The typed verbs. `out` may be NULL when the caller does not want the body. */
+/*
+ * The typed verbs. `out` may be NULL when the caller does not want the body
+ * (it is then not parsed at all); when wanted, a 2xx body that is not a JSON
+ * object is KC_ERR_DECODE. Request bodies are serialized with json-c, which
+ * caches the text inside the object: never pass an object that another thread
+ * may serialize or change at the same time (copy shared cache objects first).
+ * On success *err is cleared; on failure it holds the last attempt's error.
+ */
 int kc_get(kc_client *c, const kc_ref *ref, json_object **out, kc_error *err);
 /* One page; the caller follows metadata.continue (or use kc_list_all). */
 int kc_list(kc_client *c, const kc_ref *ref, const kc_list_opts *opts, json_object **out,
@@ -111,11 +128,22 @@ int kc_list(kc_client *c, const kc_ref *ref, const kc_list_opts *opts, json_obje
  */
 int kc_list_all(kc_client *c, const kc_ref *ref, const kc_list_opts *opts, json_object **out,
                 kc_error *err);
+/*
+ * POST to ref's collection (or to name/subresource when ref has a
+ * subresource). The namespace comes from ref, else from the body's
+ * metadata.namespace; a ref->name must match metadata.name, or fills it in on
+ * a copy when the body has none (the caller's body is never changed).
+ * Retried only when nothing reached the server (connect failure) or on 429.
+ */
 int kc_create(kc_client *c, const kc_ref *ref, json_object *body, const kc_write_opts *wo,
               json_object **out, kc_error *err);
-/* PUT. The body carries metadata.resourceVersion; a stale one gives KC_ERR_CONFLICT. */
+/*
+ * PUT. The body carries metadata.resourceVersion; a stale one gives
+ * KC_ERR_CONFLICT. Name and namespace from ref, else from the body.
+ */
 int kc_update(kc_client *c, const kc_ref *ref, json_object *body, const kc_write_opts *wo,
               json_object **out, kc_error *err);
+/* Like kc_create, a PATCH is retried only on 429 or when nothing reached the server. */
 int kc_patch(kc_client *c, const kc_ref *ref, kc_patch_type type, json_object *patch,
              const kc_write_opts *wo, json_object **out, kc_error *err);
 int kc_delete(kc_client *c, const kc_ref *ref, const kc_delete_opts *opts, json_object **out,
@@ -172,7 +200,11 @@ void kc_watch_free(kc_watch *w);
 int kc_watch_run(kc_watch *w, const kc_ref *ref, const kc_list_opts *opts, kc_event_cb cb,
                  void *user, kc_error *err);
 
-/* Make a running (or the next) kc_watch_run return KC_ERR_STOPPED promptly. Any thread. */
+/*
+ * Make a running (or the next) kc_watch_run return KC_ERR_STOPPED promptly
+ * (milliseconds: it wakes the watch's poll). Any thread, including the event
+ * callback. Sticky: every later kc_watch_run of w returns KC_ERR_STOPPED.
+ */
 void kc_watch_stop(kc_watch *w);
 
 /* ---- the incremental decoder under kc_watch (public for tests and fuzzing) -- */

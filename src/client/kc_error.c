@@ -63,16 +63,8 @@ void kc_error_clear(kc_error *err)
 static int set_strings(kc_error *err, int code, long http_status, const char *reason,
                        char *message_owned)
 {
-    char *r = NULL;
-    if (reason && *reason) {
-        r = strdup(reason);
-        if (!r) {
-            free(message_owned);
-            kc_error_clear(err);
-            err->code = KC_ERR_NOMEM;
-            return code;
-        }
-    }
+    /* Out of memory for the reason: keep the code and message, lose the reason. */
+    char *r = (reason && *reason) ? strdup(reason) : NULL;
     free(err->reason);
     free(err->message);
     err->code = code;
@@ -129,6 +121,10 @@ int kc_status_from_http(long http_status, const char *reason)
             return KC_ERR_INTERNAL;
         if (!strcmp(reason, "BadRequest"))
             return KC_ERR_BAD_REQUEST;
+        if (!strcmp(reason, "NotAcceptable"))
+            return KC_ERR_NOT_ACCEPTABLE;
+        if (!strcmp(reason, "UnsupportedMediaType"))
+            return KC_ERR_UNSUPPORTED_MEDIA;
     }
     switch (http_status) {
     case 400: return KC_ERR_BAD_REQUEST;
@@ -184,7 +180,7 @@ int kc_error_from_status(kc_error *err, long http_status, json_object *status)
     json_object *details;
     if (status && json_object_object_get_ex(status, "details", &details) &&
         json_object_object_get_ex(details, "retryAfterSeconds", &v) &&
-        json_object_is_type(v, json_type_int))
+        json_object_is_type(v, json_type_int) && json_object_get_int64(v) > 0)
         retry_after = (double)json_object_get_int64(v);
 
     int code = kc_status_from_http(http_status, reason);
@@ -193,11 +189,45 @@ int kc_error_from_status(kc_error *err, long http_status, json_object *status)
     char *msg = NULL;
     if (message && *message)
         msg = strdup(message);
-    else if (asprintf(&msg, "HTTP %ld: %s", http_status, kc_strerror(code)) < 0)
+    else if (http_status > 0 ? asprintf(&msg, "HTTP %ld: %s", http_status, kc_strerror(code)) < 0
+                             : asprintf(&msg, "%s", kc_strerror(code)) < 0)
         msg = NULL;
     set_strings(err, code, http_status, reason, msg);
     err->retry_after = retry_after;
     return code;
+}
+
+/*
+ * At most max bytes of body as one line: control characters become spaces,
+ * runs of spaces collapse, the ends are trimmed, and a UTF-8 sequence is
+ * never cut in half. malloc'd; NULL when out of memory.
+ */
+static char *printable_prefix(const char *body, size_t len, size_t max)
+{
+    if (len > max) {
+        len = max;
+        /* Back off over continuation bytes to the start of the cut character. */
+        size_t k = len;
+        while (k > 0 && ((unsigned char)body[k] & 0xC0) == 0x80)
+            k--;
+        len = k;
+    }
+    char *out = malloc(len + 1);
+    if (!out)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)body[i];
+        if (c < 0x20 || c == 0x7f)
+            c = ' ';
+        if (c == ' ' && (n == 0 || out[n - 1] == ' '))
+            continue;
+        out[n++] = (char)c;
+    }
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
+    return out;
 }
 
 int kc_error_from_response(kc_error *err, long http_status, const char *body, size_t body_len,
@@ -212,7 +242,14 @@ int kc_error_from_response(kc_error *err, long http_status, const char *body, si
                 status = json_tokener_parse_ex(tok, body, (int)body_len);
             json_tokener_free(tok);
         }
-        if (status && !json_object_is_type(status, json_type_object)) {
+        /*
+         * Only a Status (or something shaped like one) speaks for itself; any
+         * other JSON, from a proxy say, is shown as text like a non-JSON body.
+         */
+        const char *kind = status ? obj_string(status, "kind") : NULL;
+        if (status && (!json_object_is_type(status, json_type_object) ||
+                       !((kind && !strcmp(kind, "Status")) || obj_string(status, "message") ||
+                         obj_string(status, "reason")))) {
             json_object_put(status);
             status = NULL;
         }
@@ -225,13 +262,12 @@ int kc_error_from_response(kc_error *err, long http_status, const char *body, si
         code = kc_status_from_http(http_status, NULL);
         if (err) {
             /* Not a Status: keep a short, printable prefix of the body. */
-            size_t n = body ? body_len : 0;
-            if (n > 200)
-                n = 200;
+            char *text = printable_prefix(body, body ? body_len : 0, 200);
             char *msg = NULL;
-            if (asprintf(&msg, "HTTP %ld %s%s%.*s", http_status, kc_strerror(code),
-                         n ? ": " : "", (int)n, n ? body : "") < 0)
+            if (asprintf(&msg, "HTTP %ld %s%s%s", http_status, kc_strerror(code),
+                         text && *text ? ": " : "", text ? text : "") < 0)
                 msg = NULL;
+            free(text);
             set_strings(err, code, http_status, NULL, msg);
         }
     }
