@@ -5,7 +5,7 @@
 #                every test tier (unit, e2e against a real control plane)
 BUILD ?= build
 CMAKE_FLAGS ?= -DPROVISIO_SANITIZE=ON -DPROVISIO_WERROR=ON
-CTEST_FLAGS ?= --output-on-failure
+CTEST_FLAGS ?= --output-on-failure --verbose
 
 .PHONY: all deps build test unit e2e run down bench format clean
 
