@@ -1,0 +1,1091 @@
+/*
+ * le - leader election with a coordination.k8s.io/v1 Lease (see leader.h).
+ *
+ * Two halves. The pure half (records, the expiry and deadline decisions, the
+ * rules that build the next record, MicroTime text) has no state and no I/O,
+ * so tests can feed it any times. The loop half is le_run.
+ *
+ * Threads. le_run's thread keeps the time and runs the callbacks; every
+ * request to the API server runs on one helper thread started by le_run. The
+ * run thread posts a job (try to acquire or renew, release, quit) under `mu`
+ * and waits on `cv` for it to finish -- with a timeout at the renew deadline
+ * while leading, so that a request hanging in the client cannot keep us
+ * leading past the deadline: the run thread steps down at the deadline and
+ * only then goes on waiting for the request. le_stop sets `stop` and
+ * broadcasts `cv`; all waits are timed waits on `cv` (CLOCK_MONOTONIC), so a
+ * waiting loop wakes at once.
+ *
+ * Ownership of the Lease state (`obs`, `lease`): it belongs to the helper
+ * while a job is posted and not done, and to the run thread otherwise; `mu`
+ * hands it over (job posted / job_done), so neither touches it concurrently.
+ * `leading` is an atomic read by anyone; `leader` (for le_get_leader) is a
+ * copy under `mu`.
+ *
+ * Invariants: `obs.time` is local monotonic time; it moves only when the
+ * record read differs from the one observed before, or when we wrote the
+ * record ourselves. A candidate writes only when le_can_acquire says so, and
+ * always at the resourceVersion it read, so of two racing candidates one gets
+ * Conflict.
+ */
+#include "leader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+
+#define LOGGER "leaderelection"
+
+/* ---- records ------------------------------------------------------------ */
+
+static const char *holder_or_empty(const le_record *r)
+{
+    return (r && r->holder_identity) ? r->holder_identity : "";
+}
+
+void le_record_clear(le_record *r)
+{
+    if (!r)
+        return;
+    free(r->holder_identity);
+    memset(r, 0, sizeof(*r));
+}
+
+int le_record_copy(le_record *dst, const le_record *src)
+{
+    *dst = *src;
+    dst->holder_identity = NULL;
+    if (src->holder_identity) {
+        dst->holder_identity = strdup(src->holder_identity);
+        if (!dst->holder_identity)
+            return KC_ERR_NOMEM;
+    }
+    return KC_OK;
+}
+
+bool le_record_equal(const le_record *a, const le_record *b)
+{
+    return strcmp(holder_or_empty(a), holder_or_empty(b)) == 0 &&
+           a->lease_duration_seconds == b->lease_duration_seconds &&
+           a->acquire_time_us == b->acquire_time_us && a->renew_time_us == b->renew_time_us &&
+           a->lease_transitions == b->lease_transitions;
+}
+
+bool le_record_held(const le_record *r)
+{
+    return r && r->holder_identity && r->holder_identity[0] != '\0';
+}
+
+void le_observed_clear(le_observed *o)
+{
+    if (!o)
+        return;
+    le_record_clear(&o->record);
+    o->valid = false;
+    o->time = 0;
+}
+
+/* Replace the observation with r at time now, whatever it was. */
+static int observed_set(le_observed *o, const le_record *r, double now)
+{
+    le_record copy;
+    if (le_record_copy(&copy, r) != KC_OK)
+        return KC_ERR_NOMEM;
+    le_record_clear(&o->record);
+    o->record = copy;
+    o->valid = true;
+    o->time = now;
+    return KC_OK;
+}
+
+int le_observe(le_observed *o, const le_record *r, double now)
+{
+    if (o->valid && le_record_equal(&o->record, r))
+        return 0;
+    int rc = observed_set(o, r, now);
+    return rc == KC_OK ? 1 : rc;
+}
+
+bool le_lease_expired(const le_record *observed, double observed_time, double now)
+{
+    return !(observed_time + (double)observed->lease_duration_seconds > now);
+}
+
+bool le_can_acquire(const le_observed *o, const char *identity, double now)
+{
+    if (!o->valid || !le_record_held(&o->record))
+        return true;
+    if (identity && strcmp(o->record.holder_identity, identity) == 0)
+        return true;
+    return le_lease_expired(&o->record, o->time, now);
+}
+
+bool le_renew_deadline_passed(double last_renew, double now, double renew_deadline)
+{
+    return now - last_renew >= renew_deadline;
+}
+
+int le_next_record(const le_record *current, const char *identity, long lease_duration_seconds,
+                   int64_t now_us, le_record *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->holder_identity = strdup(identity ? identity : "");
+    if (!out->holder_identity)
+        return KC_ERR_NOMEM;
+    out->lease_duration_seconds = lease_duration_seconds;
+    out->renew_time_us = now_us;
+    out->acquire_time_us = now_us;
+    if (!current)
+        return KC_OK;
+    if (le_record_held(current) && strcmp(current->holder_identity, out->holder_identity) == 0) {
+        /* Renewal: the same tenure goes on. */
+        out->acquire_time_us = current->acquire_time_us ? current->acquire_time_us : now_us;
+        out->lease_transitions = current->lease_transitions;
+    } else {
+        out->lease_transitions = current->lease_transitions + 1;
+    }
+    return KC_OK;
+}
+
+int le_release_record(const le_record *current, int64_t now_us, le_record *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->holder_identity = strdup("");
+    if (!out->holder_identity)
+        return KC_ERR_NOMEM;
+    out->lease_duration_seconds = 1;
+    out->acquire_time_us = now_us;
+    out->renew_time_us = now_us;
+    out->lease_transitions = current ? current->lease_transitions : 0;
+    return KC_OK;
+}
+
+/* ---- MicroTime ------------------------------------------------------------ */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+static int days_in_month(int64_t y, int m)
+{
+    static const int dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return dim[m - 1];
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Write v (0 <= v < 10^n) as n decimal digits; returns the end. */
+static char *put_digits(char *p, int64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return p + n;
+}
+
+int le_format_micro_time(int64_t us, char *buf)
+{
+    int64_t sec = floor_div(us, 1000000);
+    int64_t frac = us - sec * 1000000;
+    int64_t days = floor_div(sec, 86400);
+    int64_t sod = sec - days * 86400;
+    int64_t y;
+    int m, d;
+    civil_from_days(days, &y, &m, &d);
+    if (y < 1 || y > 9999)
+        return KC_ERR_INVALID_ARG;
+    /* Fixed layout: "YYYY-MM-DDTHH:MM:SS.ffffffZ". */
+    char *p = buf;
+    p = put_digits(p, y, 4);
+    *p++ = '-';
+    p = put_digits(p, m, 2);
+    *p++ = '-';
+    p = put_digits(p, d, 2);
+    *p++ = 'T';
+    p = put_digits(p, sod / 3600, 2);
+    *p++ = ':';
+    p = put_digits(p, sod / 60 % 60, 2);
+    *p++ = ':';
+    p = put_digits(p, sod % 60, 2);
+    *p++ = '.';
+    p = put_digits(p, frac, 6);
+    *p++ = 'Z';
+    *p = '\0';
+    return KC_OK;
+}
+
+/* Exactly n decimal digits at *p; advances *p. */
+static bool take_digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return false;
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+static bool take_char(const char **p, char c)
+{
+    if (**p != c)
+        return false;
+    (*p)++;
+    return true;
+}
+
+int le_parse_micro_time(const char *s, int64_t *out_us)
+{
+    if (!s || !out_us)
+        return KC_ERR_INVALID_ARG;
+    const char *p = s;
+    int y, mo, d, h, mi, se;
+    if (!take_digits(&p, 4, &y) || !take_char(&p, '-') || !take_digits(&p, 2, &mo) ||
+        !take_char(&p, '-') || !take_digits(&p, 2, &d) || !take_char(&p, 'T') ||
+        !take_digits(&p, 2, &h) || !take_char(&p, ':') || !take_digits(&p, 2, &mi) ||
+        !take_char(&p, ':') || !take_digits(&p, 2, &se))
+        return KC_ERR_INVALID_ARG;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59)
+        return KC_ERR_INVALID_ARG;
+    int64_t frac = 0;
+    if (take_char(&p, '.')) {
+        int ndigits = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (ndigits < 6)
+                frac = frac * 10 + (*p - '0');
+            ndigits++;
+            p++;
+        }
+        if (ndigits == 0)
+            return KC_ERR_INVALID_ARG;
+        for (int i = ndigits; i < 6; i++)
+            frac *= 10;
+    }
+    int64_t offset = 0;
+    if (!take_char(&p, 'Z')) {
+        int sign;
+        if (take_char(&p, '+'))
+            sign = 1;
+        else if (take_char(&p, '-'))
+            sign = -1;
+        else
+            return KC_ERR_INVALID_ARG;
+        int oh, om;
+        if (!take_digits(&p, 2, &oh) || !take_char(&p, ':') || !take_digits(&p, 2, &om) ||
+            oh > 23 || om > 59)
+            return KC_ERR_INVALID_ARG;
+        offset = sign * (int64_t)(oh * 3600 + om * 60);
+    }
+    if (*p != '\0')
+        return KC_ERR_INVALID_ARG;
+    int64_t sec = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
+    *out_us = sec * 1000000 + frac;
+    return KC_OK;
+}
+
+/* ---- Lease JSON ------------------------------------------------------------- */
+
+static int spec_long(json_object *spec, const char *key, long *out)
+{
+    json_object *v = NULL;
+    *out = 0;
+    if (!json_object_object_get_ex(spec, key, &v) || v == NULL)
+        return KC_OK;
+    if (!json_object_is_type(v, json_type_int))
+        return KC_ERR_DECODE;
+    *out = (long)json_object_get_int64(v);
+    return KC_OK;
+}
+
+static int spec_time(json_object *spec, const char *key, int64_t *out)
+{
+    json_object *v = NULL;
+    *out = 0;
+    if (!json_object_object_get_ex(spec, key, &v) || v == NULL)
+        return KC_OK;
+    if (!json_object_is_type(v, json_type_string))
+        return KC_ERR_DECODE;
+    return le_parse_micro_time(json_object_get_string(v), out) == KC_OK ? KC_OK : KC_ERR_DECODE;
+}
+
+int le_record_from_lease(json_object *lease, le_record *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!json_object_is_type(lease, json_type_object))
+        return KC_ERR_DECODE;
+    json_object *spec = NULL;
+    if (!json_object_object_get_ex(lease, "spec", &spec) || spec == NULL)
+        return KC_OK;
+    if (!json_object_is_type(spec, json_type_object))
+        return KC_ERR_DECODE;
+    int rc;
+    if ((rc = spec_long(spec, "leaseDurationSeconds", &out->lease_duration_seconds)) != KC_OK ||
+        (rc = spec_long(spec, "leaseTransitions", &out->lease_transitions)) != KC_OK ||
+        (rc = spec_time(spec, "acquireTime", &out->acquire_time_us)) != KC_OK ||
+        (rc = spec_time(spec, "renewTime", &out->renew_time_us)) != KC_OK)
+        return rc;
+    json_object *h = NULL;
+    if (json_object_object_get_ex(spec, "holderIdentity", &h) && h != NULL) {
+        if (!json_object_is_type(h, json_type_string))
+            return KC_ERR_DECODE;
+        out->holder_identity = strdup(json_object_get_string(h));
+        if (!out->holder_identity)
+            return KC_ERR_NOMEM;
+    }
+    return KC_OK;
+}
+
+/* Add val under key; val NULL is an allocation failure. Consumes val. */
+static int add_field(json_object *obj, const char *key, json_object *val)
+{
+    if (!val)
+        return KC_ERR_NOMEM;
+    if (json_object_object_add(obj, key, val) != 0) {
+        json_object_put(val);
+        return KC_ERR_NOMEM;
+    }
+    return KC_OK;
+}
+
+static int add_time(json_object *obj, const char *key, int64_t us)
+{
+    char buf[LE_MICROTIME_BUFSZ];
+    if (us == 0 || le_format_micro_time(us, buf) != KC_OK)
+        return json_object_object_add(obj, key, NULL) == 0 ? KC_OK : KC_ERR_NOMEM;
+    return add_field(obj, key, json_object_new_string(buf));
+}
+
+json_object *le_record_to_spec(const le_record *r)
+{
+    json_object *spec = json_object_new_object();
+    if (!spec)
+        return NULL;
+    if (add_field(spec, "holderIdentity", json_object_new_string(holder_or_empty(r))) != KC_OK ||
+        add_field(spec, "leaseDurationSeconds",
+                  json_object_new_int64((int64_t)r->lease_duration_seconds)) != KC_OK ||
+        add_time(spec, "acquireTime", r->acquire_time_us) != KC_OK ||
+        add_time(spec, "renewTime", r->renew_time_us) != KC_OK ||
+        add_field(spec, "leaseTransitions", json_object_new_int64((int64_t)r->lease_transitions)) !=
+            KC_OK) {
+        json_object_put(spec);
+        return NULL;
+    }
+    return spec;
+}
+
+/* ---- configuration ----------------------------------------------------------- */
+
+void le_config_init(le_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->lease_duration = LE_DEFAULT_LEASE_DURATION;
+    c->renew_deadline = LE_DEFAULT_RENEW_DEADLINE;
+    c->retry_period = LE_DEFAULT_RETRY_PERIOD;
+    c->release_on_cancel = true;
+}
+
+void le_client_opts(const le_config *c, kc_client_opts *out)
+{
+    double t = c->renew_deadline - c->retry_period;
+    long ms = (long)(t * 1000.0);
+    if (ms < 100)
+        ms = 100;
+    out->request_timeout_ms = ms;
+    out->connect_timeout_ms = ms;
+    out->max_retries = -1;
+}
+
+int le_default_identity(char **out)
+{
+    *out = NULL;
+    struct utsname u;
+    if (uname(&u) != 0)
+        return KC_ERR_IO;
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof(b)) {
+        ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return KC_ERR_IO;
+        }
+        got += (size_t)n;
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    char *s = NULL;
+    if (asprintf(&s, "%s_%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                 u.nodename, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+                 b[11], b[12], b[13], b[14], b[15]) < 0)
+        return KC_ERR_NOMEM;
+    *out = s;
+    return KC_OK;
+}
+
+/* ---- the elector --------------------------------------------------------------- */
+
+enum job {
+    JOB_NONE,
+    JOB_TRY,     /* tryAcquireOrRenew */
+    JOB_RELEASE, /* release if we hold it */
+    JOB_QUIT,
+};
+
+/* Results of JOB_TRY besides a negative kc_status. */
+enum {
+    TRY_HELD = 0, /* someone else holds an unexpired lease */
+    TRY_OURS = 1, /* we hold it now (created, taken over or renewed) */
+};
+
+struct le_elector {
+    char *namespace_;
+    char *name;
+    char *identity;
+    char *desc; /* "namespace/name" for logs */
+    double lease_duration, renew_deadline, retry_period;
+    bool release_on_cancel, rejoin_on_loss;
+    kc_client *client;
+    met_gauge *gauge;
+    le_cb on_started_leading, on_stopped_leading;
+    le_leader_cb on_new_leader;
+    void *user;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;    /* run thread waits here: job done, stop */
+    pthread_cond_t io_cv; /* helper waits here: job posted */
+    bool stop;
+    bool running;
+    enum job job;
+    double job_deadline; /* JOB_TRY: write nothing after this monotonic time (0 = none) */
+    bool job_done;
+    int job_result;
+    char *leader; /* last observed holder, for le_get_leader */
+
+    atomic_bool leading;
+
+    /* Handed between the run thread and the helper (see the top comment). */
+    le_observed obs;
+    json_object *lease;
+
+    /* Run thread only. */
+    char *reported; /* last identity passed to on_new_leader */
+    uint64_t rng;
+};
+
+static double mono_now(void)
+{
+    return inf_clock_monotonic();
+}
+
+static int64_t wall_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static char *dup_or_null(const char *s, bool *ok)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *ok = false;
+    return d;
+}
+
+int le_new(const le_config *c, le_elector **out, kc_error *err)
+{
+    if (out)
+        *out = NULL;
+    if (!c || !out)
+        return kc_error_set(err, KC_ERR_INVALID_ARG, "le_new: config and out are required");
+    if (!c->namespace_ || !*c->namespace_ || !c->name || !*c->name)
+        return kc_error_set(err, KC_ERR_INVALID_ARG,
+                            "leader election needs the Lease's namespace and name");
+    if (!c->client)
+        return kc_error_set(err, KC_ERR_INVALID_ARG, "leader election needs a client");
+    if (c->identity && !*c->identity)
+        return kc_error_set(err, KC_ERR_INVALID_ARG, "the leader election identity is empty");
+    if (!(c->retry_period > 0))
+        return kc_error_set(err, KC_ERR_INVALID_ARG, "retry period must be greater than zero");
+    if (!(c->renew_deadline > LE_JITTER_FACTOR * c->retry_period))
+        return kc_error_set(err, KC_ERR_INVALID_ARG,
+                            "renew deadline must be greater than retry period*%.1f",
+                            LE_JITTER_FACTOR);
+    if (!(c->lease_duration > c->renew_deadline))
+        return kc_error_set(err, KC_ERR_INVALID_ARG,
+                            "lease duration must be greater than the renew deadline");
+    if (!(c->lease_duration >= 1.0))
+        return kc_error_set(err, KC_ERR_INVALID_ARG, "lease duration must be at least 1 s");
+
+    le_elector *e = calloc(1, sizeof(*e));
+    if (!e)
+        return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+    bool ok = true;
+    e->namespace_ = dup_or_null(c->namespace_, &ok);
+    e->name = dup_or_null(c->name, &ok);
+    if (c->identity) {
+        e->identity = dup_or_null(c->identity, &ok);
+    } else {
+        int rc = le_default_identity(&e->identity);
+        if (rc != KC_OK) {
+            free(e->namespace_);
+            free(e->name);
+            free(e);
+            return kc_error_set(err, rc, "cannot make a leader election identity");
+        }
+    }
+    if (ok && asprintf(&e->desc, "%s/%s", c->namespace_, c->name) < 0) {
+        e->desc = NULL;
+        ok = false;
+    }
+    if (!ok) {
+        free(e->namespace_);
+        free(e->name);
+        free(e->identity);
+        free(e->desc);
+        free(e);
+        return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+    }
+    e->lease_duration = c->lease_duration;
+    e->renew_deadline = c->renew_deadline;
+    e->retry_period = c->retry_period;
+    e->release_on_cancel = c->release_on_cancel;
+    e->rejoin_on_loss = c->rejoin_on_loss;
+    e->client = c->client;
+    e->on_started_leading = c->on_started_leading;
+    e->on_stopped_leading = c->on_stopped_leading;
+    e->on_new_leader = c->on_new_leader;
+    e->user = c->user;
+    if (c->master_status)
+        e->gauge = met_gauge_get(c->master_status, MET_L(e->name));
+    atomic_init(&e->leading, false);
+
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->cv, &ca);
+    pthread_cond_init(&e->io_cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    uint64_t seed = (uint64_t)wall_now_us() ^ ((uint64_t)(uintptr_t)e << 16);
+    for (const char *p = e->identity; *p; p++)
+        seed = seed * 1099511628211ULL + (unsigned char)*p;
+    e->rng = seed;
+    *out = e;
+    return KC_OK;
+}
+
+void le_free(le_elector *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    pthread_cond_destroy(&e->io_cv);
+    le_observed_clear(&e->obs);
+    json_object_put(e->lease);
+    free(e->namespace_);
+    free(e->name);
+    free(e->identity);
+    free(e->desc);
+    free(e->leader);
+    free(e->reported);
+    free(e);
+}
+
+const char *le_identity(const le_elector *e)
+{
+    return e ? e->identity : NULL;
+}
+
+bool le_is_leader(const le_elector *e)
+{
+    return e && atomic_load(&e->leading);
+}
+
+int le_get_leader(le_elector *e, char **out)
+{
+    *out = NULL;
+    if (!e)
+        return KC_ERR_INVALID_ARG;
+    int rc = KC_OK;
+    pthread_mutex_lock(&e->mu);
+    if (e->leader && !(*out = strdup(e->leader)))
+        rc = KC_ERR_NOMEM;
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+void le_stop(le_elector *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stop = true;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- requests (helper thread) ---------------------------------------------------- */
+
+static kc_ref lease_ref(const le_elector *e)
+{
+    kc_ref r = {.group = "coordination.k8s.io",
+                .version = "v1",
+                .resource = "leases",
+                .namespace_ = e->namespace_,
+                .name = e->name};
+    return r;
+}
+
+/* A new Lease object holding rec. */
+static json_object *new_lease(const le_elector *e, const le_record *rec)
+{
+    json_object *lease = json_object_new_object();
+    json_object *meta = json_object_new_object();
+    json_object *spec = le_record_to_spec(rec);
+    if (!lease || !meta || !spec)
+        goto fail;
+    if (add_field(lease, "apiVersion", json_object_new_string("coordination.k8s.io/v1")) != KC_OK ||
+        add_field(lease, "kind", json_object_new_string("Lease")) != KC_OK ||
+        add_field(meta, "name", json_object_new_string(e->name)) != KC_OK ||
+        add_field(meta, "namespace", json_object_new_string(e->namespace_)) != KC_OK)
+        goto fail;
+    int rc = add_field(lease, "metadata", meta);
+    meta = NULL;
+    if (rc != KC_OK)
+        goto fail;
+    rc = add_field(lease, "spec", spec);
+    spec = NULL;
+    if (rc != KC_OK)
+        goto fail;
+    return lease;
+fail:
+    json_object_put(lease);
+    json_object_put(meta);
+    json_object_put(spec);
+    return NULL;
+}
+
+/*
+ * PUT rec as the spec of the last Lease we read or wrote (its metadata, with
+ * its resourceVersion, goes back unchanged: a stale one gets Conflict).
+ * On success the observation becomes rec at time now.
+ */
+static int write_record(le_elector *e, const le_record *rec, double now, kc_error *err)
+{
+    json_object *body = NULL, *got = NULL;
+    if (json_object_deep_copy(e->lease, &body, NULL) != 0)
+        return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+    if (add_field(body, "spec", le_record_to_spec(rec)) != KC_OK) {
+        json_object_put(body);
+        return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+    }
+    kc_ref ref = lease_ref(e);
+    int rc = kc_update(e->client, &ref, body, NULL, &got, err);
+    json_object_put(body);
+    if (rc != KC_OK)
+        return rc;
+    json_object_put(e->lease);
+    e->lease = got;
+    if (observed_set(&e->obs, rec, now) != KC_OK)
+        return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+    return KC_OK;
+}
+
+/*
+ * client-go's tryAcquireOrRenew: TRY_OURS, TRY_HELD or a negative kc_status.
+ * Nothing is written once deadline (monotonic) has passed, as client-go's
+ * context deadline cancels the update: a leader has stepped down by then,
+ * and a late write would only make the others wait longer for a lease
+ * nobody uses.
+ */
+static int try_acquire_or_renew(le_elector *e, double deadline, kc_error *err)
+{
+    double now = mono_now();
+    int64_t wall = wall_now_us();
+    long duration = (long)e->lease_duration;
+    kc_ref ref = lease_ref(e);
+    json_object *got = NULL;
+    le_record rec = {0}, next = {0};
+
+    int rc = kc_get(e->client, &ref, &got, err);
+    if (rc == KC_ERR_NOT_FOUND) {
+        if (le_next_record(NULL, e->identity, duration, wall, &next) != KC_OK)
+            return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+        json_object *body = new_lease(e, &next);
+        if (!body) {
+            le_record_clear(&next);
+            return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+        }
+        /* AlreadyExists: another candidate created it first; the next try reads it. */
+        rc = kc_create(e->client, &ref, body, NULL, &got, err);
+        json_object_put(body);
+        if (rc == KC_OK) {
+            json_object_put(e->lease);
+            e->lease = got;
+            if (observed_set(&e->obs, &next, now) != KC_OK)
+                rc = kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+        }
+        le_record_clear(&next);
+        return rc == KC_OK ? TRY_OURS : rc;
+    }
+    if (rc != KC_OK)
+        return rc;
+
+    json_object_put(e->lease);
+    e->lease = got;
+    rc = le_record_from_lease(got, &rec);
+    if (rc != KC_OK) {
+        le_record_clear(&rec);
+        return kc_error_set(err, rc, "the Lease %s has a spec we cannot read", e->desc);
+    }
+    rc = le_observe(&e->obs, &rec, now);
+    le_record_clear(&rec);
+    if (rc < 0)
+        return kc_error_set(err, rc, "out of memory");
+    if (!le_can_acquire(&e->obs, e->identity, now))
+        return TRY_HELD;
+
+    if (deadline > 0 && mono_now() >= deadline)
+        return kc_error_set(err, KC_ERR_TIMEOUT, "the renew deadline passed before the update");
+    if (le_next_record(&e->obs.record, e->identity, duration, wall, &next) != KC_OK)
+        return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+    rc = write_record(e, &next, now, err);
+    le_record_clear(&next);
+    return rc == KC_OK ? TRY_OURS : rc;
+}
+
+/* client-go's release: give up a lease the observation says we hold. */
+static int release_lease(le_elector *e, kc_error *err)
+{
+    if (!e->obs.valid || !e->lease || !le_record_held(&e->obs.record) ||
+        strcmp(e->obs.record.holder_identity, e->identity) != 0)
+        return KC_OK;
+    le_record rel;
+    if (le_release_record(&e->obs.record, wall_now_us(), &rel) != KC_OK)
+        return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+    int rc = write_record(e, &rel, mono_now(), err);
+    le_record_clear(&rel);
+    if (rc == KC_OK)
+        log_write(PLOG_INFO, LOGGER, "released lease", "lease", e->desc, NULL);
+    else
+        log_write(PLOG_ERROR, LOGGER, "failed to release lease", "lease", e->desc, "error",
+                  err->message ? err->message : kc_strerror(rc), NULL);
+    return rc;
+}
+
+static void *helper_main(void *arg)
+{
+    le_elector *e = arg;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (e->job == JOB_NONE || e->job_done)
+            pthread_cond_wait(&e->io_cv, &e->mu);
+        enum job job = e->job;
+        double deadline = e->job_deadline;
+        if (job == JOB_QUIT)
+            break;
+        pthread_mutex_unlock(&e->mu);
+        kc_error err = KC_ERROR_INIT;
+        int rc;
+        if (job == JOB_TRY) {
+            rc = try_acquire_or_renew(e, deadline, &err);
+            if (rc < 0) {
+                /* Losing a race to another candidate is normal; anything else is worth seeing. */
+                bool race = rc == KC_ERR_CONFLICT || rc == KC_ERR_ALREADY_EXISTS;
+                log_write(
+                    race ? PLOG_INFO : PLOG_ERROR, LOGGER,
+                    atomic_load(&e->leading) ? "failed to renew lease" : "failed to acquire lease",
+                    "lease", e->desc, "error", err.message ? err.message : kc_strerror(rc), NULL);
+            }
+        } else {
+            rc = release_lease(e, &err);
+        }
+        kc_error_clear(&err);
+        pthread_mutex_lock(&e->mu);
+        e->job_result = rc;
+        e->job_done = true;
+        pthread_cond_broadcast(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* ---- the loop (run thread) ----------------------------------------------------------- */
+
+static struct timespec to_timespec(double t)
+{
+    struct timespec ts;
+    if (t < 0)
+        t = 0;
+    ts.tv_sec = (time_t)t;
+    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Wait until monotonic time t or le_stop; true when stopped. */
+static bool wait_stop_until(le_elector *e, double t)
+{
+    struct timespec ts = to_timespec(t);
+    pthread_mutex_lock(&e->mu);
+    while (!e->stop && mono_now() < t)
+        pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+    bool stopped = e->stop;
+    pthread_mutex_unlock(&e->mu);
+    return stopped;
+}
+
+static bool stop_requested(le_elector *e)
+{
+    pthread_mutex_lock(&e->mu);
+    bool s = e->stop;
+    pthread_mutex_unlock(&e->mu);
+    return s;
+}
+
+static void set_gauge(le_elector *e, double v)
+{
+    met_gauge_set(e->gauge, v);
+}
+
+static void become_leader(le_elector *e)
+{
+    atomic_store(&e->leading, true);
+    set_gauge(e, 1);
+    log_write(PLOG_INFO, LOGGER, "successfully acquired lease", "lease", e->desc, "identity",
+              e->identity, NULL);
+    if (e->on_started_leading)
+        e->on_started_leading(e->user);
+}
+
+static void step_down(le_elector *e, const char *why)
+{
+    atomic_store(&e->leading, false);
+    set_gauge(e, 0);
+    log_write(PLOG_INFO, LOGGER, "stopped leading", "lease", e->desc, "reason", why, NULL);
+    if (e->on_stopped_leading)
+        e->on_stopped_leading(e->user);
+}
+
+/*
+ * Post job to the helper and wait for its result. The helper writes nothing
+ * after deadline (monotonic; 0 = none). With missed non-NULL (a leader's
+ * renewal), step down as soon as the deadline passes with the job not done
+ * (*missed = true), then go on waiting for it.
+ */
+static int run_job(le_elector *e, enum job job, double deadline, bool *missed)
+{
+    pthread_mutex_lock(&e->mu);
+    e->job = job;
+    e->job_deadline = deadline;
+    e->job_done = false;
+    pthread_cond_signal(&e->io_cv);
+    while (!e->job_done) {
+        if (missed && !*missed) {
+            if (deadline > 0 && mono_now() >= deadline) {
+                pthread_mutex_unlock(&e->mu);
+                step_down(e, "renew deadline passed with a request in flight");
+                pthread_mutex_lock(&e->mu);
+                *missed = true;
+                continue;
+            }
+            struct timespec ts = to_timespec(deadline);
+            pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+        } else {
+            pthread_cond_wait(&e->cv, &e->mu);
+        }
+    }
+    int rc = e->job_result;
+    e->job = JOB_NONE;
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+/* After a try: publish the holder and report a new leader (client-go's maybeReportTransition). */
+static void after_try(le_elector *e)
+{
+    const char *holder =
+        (e->obs.valid && le_record_held(&e->obs.record)) ? e->obs.record.holder_identity : NULL;
+    pthread_mutex_lock(&e->mu);
+    if (!holder || !e->leader || strcmp(holder, e->leader) != 0) {
+        char *copy = holder ? strdup(holder) : NULL;
+        if (copy || !holder) { /* out of memory: keep the previous value */
+            free(e->leader);
+            e->leader = copy;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (!holder || (e->reported && strcmp(holder, e->reported) == 0))
+        return;
+    char *copy = strdup(holder);
+    if (!copy)
+        return; /* reported on a later try */
+    free(e->reported);
+    e->reported = copy;
+    log_write(PLOG_INFO, LOGGER, "new leader elected", "lease", e->desc, "identity", copy, NULL);
+    if (e->on_new_leader)
+        e->on_new_leader(copy, e->user);
+}
+
+/*
+ * Renew every retry_period while leading. Returns LE_STOPPED when le_stop
+ * was called (still leading) or LE_LOST after stepping down.
+ */
+static int lead(le_elector *e, double last_renew)
+{
+    for (;;) {
+        double deadline = last_renew + e->renew_deadline;
+        double next = mono_now() + e->retry_period;
+        if (wait_stop_until(e, next < deadline ? next : deadline))
+            return LE_STOPPED;
+        double start = mono_now();
+        if (le_renew_deadline_passed(last_renew, start, e->renew_deadline)) {
+            step_down(e, "failed to renew the lease within the renew deadline");
+            return LE_LOST;
+        }
+        bool missed = false;
+        int rc = run_job(e, JOB_TRY, deadline, &missed);
+        after_try(e);
+        if (missed)
+            return LE_LOST;
+        if (rc == TRY_OURS) {
+            last_renew = start;
+            continue;
+        }
+        if (rc == TRY_HELD) {
+            step_down(e, "the lease is held by another");
+            return LE_LOST;
+        }
+        if (le_renew_deadline_passed(last_renew, mono_now(), e->renew_deadline)) {
+            step_down(e, "failed to renew the lease within the renew deadline");
+            return LE_LOST;
+        }
+    }
+}
+
+int le_run(le_elector *e)
+{
+    if (!e)
+        return KC_ERR_INVALID_ARG;
+    pthread_mutex_lock(&e->mu);
+    if (e->running) {
+        pthread_mutex_unlock(&e->mu);
+        return KC_ERR_INVALID_ARG;
+    }
+    if (e->stop) {
+        pthread_mutex_unlock(&e->mu);
+        return LE_STOPPED;
+    }
+    e->running = true;
+    e->job = JOB_NONE;
+    e->job_done = false;
+    pthread_mutex_unlock(&e->mu);
+
+    pthread_t helper;
+    if (pthread_create(&helper, NULL, helper_main, e) != 0) {
+        pthread_mutex_lock(&e->mu);
+        e->running = false;
+        pthread_mutex_unlock(&e->mu);
+        return KC_ERR_NOMEM;
+    }
+    set_gauge(e, 0);
+    log_write(PLOG_INFO, LOGGER, "attempting to acquire leader lease", "lease", e->desc, NULL);
+
+    int result = LE_STOPPED;
+    while (!stop_requested(e)) {
+        double start = mono_now();
+        /* Acquiring counts as the first renewal: the same deadline applies. */
+        int rc = run_job(e, JOB_TRY, start + e->renew_deadline, NULL);
+        after_try(e);
+        if (rc == TRY_OURS) {
+            if (stop_requested(e))
+                break; /* acquired as we were told to stop: just release below */
+            become_leader(e);
+            if (lead(e, start) == LE_STOPPED)
+                break;
+            if (!e->rejoin_on_loss) {
+                result = LE_LOST;
+                break;
+            }
+            log_write(PLOG_INFO, LOGGER, "attempting to acquire leader lease", "lease", e->desc,
+                      NULL);
+        }
+        double u = (double)(splitmix64(&e->rng) >> 11) * 0x1.0p-53;
+        wait_stop_until(e, mono_now() + e->retry_period * (1.0 + LE_JITTER_FACTOR * u));
+    }
+
+    if (atomic_load(&e->leading))
+        step_down(e, "leader election stopped");
+    if (e->release_on_cancel)
+        run_job(e, JOB_RELEASE, 0, NULL);
+    pthread_mutex_lock(&e->mu);
+    e->job = JOB_QUIT;
+    e->job_done = false;
+    pthread_cond_signal(&e->io_cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(helper, NULL);
+
+    pthread_mutex_lock(&e->mu);
+    e->job = JOB_NONE;
+    e->running = false;
+    pthread_mutex_unlock(&e->mu);
+    return result;
+}
