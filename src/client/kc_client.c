@@ -1379,7 +1379,7 @@ static int delete_options(const kc_delete_opts *opts, json_object **out, kc_erro
     bool pre = (opts->precondition_uid && *opts->precondition_uid) ||
                (opts->precondition_resource_version && *opts->precondition_resource_version);
     bool policy = opts->propagation_policy && *opts->propagation_policy;
-    bool grace = opts->grace_period_seconds >= 0;
+    bool grace = opts->grace_period_set && opts->grace_period_seconds >= 0;
     if (!pre && !policy && !grace)
         return KC_OK;
     json_object *o = json_object_new_object();

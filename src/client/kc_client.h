@@ -66,7 +66,8 @@ typedef struct kc_delete_opts {
     const char *propagation_policy; /* "Foreground", "Background", "Orphan" or NULL */
     const char *precondition_uid;
     const char *precondition_resource_version;
-    long grace_period_seconds;      /* <0 = not sent */
+    long grace_period_seconds;      /* sent only when grace_period_set */
+    bool grace_period_set;          /* zeroed opts never ask for a 0 s (force) delete */
 } kc_delete_opts;
 
 typedef struct kc_client_opts {

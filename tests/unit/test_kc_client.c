@@ -293,7 +293,8 @@ Test(kc_client, delete_sends_delete_options)
     kc_delete_opts o = {.propagation_policy = "Foreground",
                         .precondition_uid = "uid-1",
                         .precondition_resource_version = "77",
-                        .grace_period_seconds = 0};
+                        .grace_period_seconds = 0,
+                        .grace_period_set = true};
     kc_error err = KC_ERROR_INIT;
     cr_assert_eq(kc_delete(cli, &POD_A, &o, NULL, &err), KC_OK, "%s", err.message);
     const rs_request *r = rs_request_at(srv, 0);
@@ -310,7 +311,7 @@ Test(kc_client, delete_sends_delete_options)
     cr_assert_eq(json_object_get_int(g), 0);
     json_object_put(sent);
 
-    kc_delete_opts nograce = {.grace_period_seconds = -1};
+    kc_delete_opts nograce = {.grace_period_seconds = 0}; /* not set: not sent */
     json_object *out = NULL;
     cr_assert_eq(kc_delete(cli, &POD_A, &nograce, &out, &err), KC_OK, "%s", err.message);
     cr_assert_str_eq(str_at(out, "kind", NULL), "Pod");
