@@ -1205,6 +1205,10 @@ int kc_config_in_cluster(const char *sa_dir, kc_config **out, kc_error *err)
     if (!out)
         return kc_error_set(err, KC_ERR_INVALID_ARG, "kc_config_in_cluster: out is NULL");
     *out = NULL;
+    /* The environment lets a process outside a pod (tests, a local run) act
+     * as a service account without a mount at the fixed path. */
+    if (!sa_dir || !*sa_dir)
+        sa_dir = getenv(KC_SA_DIR_ENV);
     if (!sa_dir || !*sa_dir)
         sa_dir = KC_DEFAULT_SA_DIR;
     const char *host = getenv("KUBERNETES_SERVICE_HOST");

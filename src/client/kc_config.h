@@ -15,8 +15,10 @@
  * ExecCredential plugin (run with the documented environment, cached until
  * expirationTimestamp, run again on expiry or after kc_config_invalidate_credentials).
  * In-cluster: the service-account token (re-read when it changes: projected
- * tokens rotate), ca.crt and namespace under a directory that defaults to
- * /var/run/secrets/kubernetes.io/serviceaccount.
+ * tokens rotate), ca.crt and namespace under a directory: opts->sa_dir (or
+ * kc_config_in_cluster's sa_dir) when given, else $PROVISIO_SERVICEACCOUNT_DIR
+ * when set and non-empty (to run outside a pod as a service account: tests,
+ * local runs), else /var/run/secrets/kubernetes.io/serviceaccount.
  *
  * Secrets are kept in memory and handed to curl as blobs: nothing is written
  * to disk, and nothing here logs a secret.
@@ -36,12 +38,14 @@
 typedef struct kc_config kc_config;
 
 #define KC_DEFAULT_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+/* Environment variable naming the service-account dir when none is passed. */
+#define KC_SA_DIR_ENV "PROVISIO_SERVICEACCOUNT_DIR"
 
 typedef struct kc_config_opts {
     const char *kubeconfig;       /* explicit path (--kubeconfig); NULL to search */
     const char *context;          /* context name; NULL for current-context */
     const char *namespace_;       /* overrides the context's namespace; NULL to keep */
-    const char *sa_dir;           /* in-cluster service-account dir; NULL = KC_DEFAULT_SA_DIR */
+    const char *sa_dir;           /* in-cluster SA dir; NULL = $KC_SA_DIR_ENV, else the default */
     bool no_in_cluster;           /* never fall back to in-cluster config */
 } kc_config_opts;
 
@@ -63,7 +67,7 @@ typedef struct kc_tls {
 /* Load per the order above. *out is owned by the caller (kc_config_free). */
 int kc_config_load(const kc_config_opts *opts, kc_config **out, kc_error *err);
 
-/* Load in-cluster config only. sa_dir NULL = KC_DEFAULT_SA_DIR. */
+/* Load in-cluster config only. sa_dir NULL = $KC_SA_DIR_ENV, else KC_DEFAULT_SA_DIR. */
 int kc_config_in_cluster(const char *sa_dir, kc_config **out, kc_error *err);
 
 /* Load from one in-memory kubeconfig document (tests, --kubeconfig=-). */

@@ -10,6 +10,7 @@
  * the run mode untouched.
  */
 #include "cli.h"
+#include "manager.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,9 +26,6 @@ int main(int argc, char **argv)
             return 0;
         }
     }
-    /* run mode: manager_main lands with the manager */
-    fputs("provisio: the operator's run mode is not built yet; try 'provisio get --help', "
-          "'provisio watch --help' or 'provisio version'\n",
-          stderr);
-    return 2;
+    /* run mode: the operator (manager.h) */
+    return manager_main(argc, argv);
 }

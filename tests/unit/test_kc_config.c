@@ -1302,3 +1302,99 @@ Test(kc_config, load_prefers_in_cluster_over_home_unless_disabled)
     free(src);
     free(dir);
 }
+
+/* A second service-account dir under tmp (make_sa_dir always makes "sa"). */
+static char *make_named_sa_dir(const char *name, const char *token, const char *ns)
+{
+    char *dir = tmp_path(name), *p = NULL;
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    cr_assert(asprintf(&p, "%s/token", name) > 0);
+    free(write_tmp(p, token));
+    free(p);
+    cr_assert(asprintf(&p, "%s/namespace", name) > 0);
+    free(write_tmp(p, ns));
+    free(p);
+    return dir;
+}
+
+Test(kc_config, load_in_cluster_takes_the_sa_dir_from_the_environment)
+{
+    setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+    setenv("KUBERNETES_SERVICE_PORT", "6443", 1);
+    char *dir = make_sa_dir("env-token\n", "ENV-CA", "from-env\n");
+    setenv("PROVISIO_SERVICEACCOUNT_DIR", dir, 1);
+
+    kc_config_opts opts = {0};
+    kc_config *cfg = NULL;
+    kc_error err = KC_ERROR_INIT;
+    cr_assert_eq(kc_config_load(&opts, &cfg, &err), KC_OK, "%s", err.message);
+    cr_assert(kc_config_is_in_cluster(cfg));
+    cr_assert_str_eq(kc_config_server(cfg), "https://127.0.0.1:6443");
+    cr_assert_str_eq(kc_config_namespace(cfg), "from-env");
+    kc_tls tls;
+    kc_config_tls(cfg, &tls);
+    assert_blob(tls.ca, "ENV-CA");
+    assert_token(cfg, "env-token");
+    kc_config_free(cfg);
+
+    /* kc_config_in_cluster(NULL) reads the same variable. */
+    cfg = in_cluster(NULL);
+    cr_assert_str_eq(kc_config_namespace(cfg), "from-env");
+    kc_config_free(cfg);
+    free(dir);
+}
+
+Test(kc_config, explicit_sa_dir_wins_over_the_environment)
+{
+    setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+    setenv("KUBERNETES_SERVICE_PORT", "6443", 1);
+    char *env_dir = make_named_sa_dir("sa-env", "env-token", "from-env");
+    char *opt_dir = make_named_sa_dir("sa-opt", "opt-token", "from-opt");
+    setenv("PROVISIO_SERVICEACCOUNT_DIR", env_dir, 1);
+
+    kc_config_opts opts = {.sa_dir = opt_dir};
+    kc_config *cfg = NULL;
+    kc_error err = KC_ERROR_INIT;
+    cr_assert_eq(kc_config_load(&opts, &cfg, &err), KC_OK, "%s", err.message);
+    cr_assert_str_eq(kc_config_namespace(cfg), "from-opt");
+    assert_token(cfg, "opt-token");
+    kc_config_free(cfg);
+    free(env_dir);
+    free(opt_dir);
+}
+
+Test(kc_config, empty_sa_dir_environment_means_the_default_path)
+{
+    setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+    setenv("KUBERNETES_SERVICE_PORT", "6443", 1);
+    setenv("PROVISIO_SERVICEACCOUNT_DIR", "", 1);
+    kc_config *cfg = NULL;
+    kc_error err = KC_ERROR_INIT;
+    int rc = kc_config_in_cluster(NULL, &cfg, &err);
+    if (access(KC_DEFAULT_SA_DIR "/token", R_OK) == 0) {
+        /* Running inside a pod: the default mount is there and is used. */
+        cr_assert_eq(rc, KC_OK, "%s", err.message);
+        kc_config_free(cfg);
+        return;
+    }
+    cr_assert_eq(rc, KC_ERR_CONFIG);
+    cr_assert_null(cfg);
+    cr_assert(strstr(err.message, KC_DEFAULT_SA_DIR "/token"), "%s", err.message);
+    kc_error_clear(&err);
+}
+
+Test(kc_config, missing_token_in_the_environment_sa_dir_names_that_dir)
+{
+    setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+    setenv("KUBERNETES_SERVICE_PORT", "6443", 1);
+    char *dir = make_sa_dir(NULL, "CA", "ns");
+    setenv("PROVISIO_SERVICEACCOUNT_DIR", dir, 1);
+    kc_config_opts opts = {0};
+    kc_config *cfg = NULL;
+    kc_error err = KC_ERROR_INIT;
+    cr_assert_eq(kc_config_load(&opts, &cfg, &err), KC_ERR_CONFIG);
+    cr_assert_null(cfg);
+    cr_assert(strstr(err.message, dir), "%s", err.message);
+    kc_error_clear(&err);
+    free(dir);
+}

@@ -1,0 +1,507 @@
+/*
+ * Unit tests of the pure parts of the IP reconcilers (ip_reconciler.h):
+ * Reservation names, pools from IPPool objects, status counts, address
+ * choice with skipped addresses, which of several held addresses to keep,
+ * condition reasons and messages, and the status objects (idempotent, so an
+ * unchanged claim is never written again). The reconcile loops themselves run
+ * against the real API server in tests/e2e/ip_test.sh.
+ */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "ip_reconciler.h"
+#include "rec_reserve.h"
+#include "rec_util.h"
+
+static ipam_addr addr(const char *s)
+{
+    ipam_addr a;
+    cr_assert_eq(ipam_addr_parse(s, &a), 0, "parse %s", s);
+    return a;
+}
+
+static json_object *parse(const char *text)
+{
+    json_object *o = json_tokener_parse(text);
+    cr_assert_not_null(o, "bad test JSON: %s", text);
+    return o;
+}
+
+static ipam_pool *pool_of(const char *json)
+{
+    json_object *obj = parse(json);
+    ipam_pool *p = NULL;
+    ipam_error err = IPAM_ERROR_INIT;
+    int rc = ipr_pool_from_obj(obj, &p, &err);
+    cr_assert_eq(rc, 0, "pool %s: %s", json, err.message ? err.message : "?");
+    ipam_error_clear(&err);
+    json_object_put(obj);
+    return p;
+}
+
+static const char *str_at(json_object *o, const char *path)
+{
+    return rec_obj_str(o, path);
+}
+
+/* ---- reservation names ------------------------------------------------------ */
+
+Test(ipr_names, reservation_names_follow_the_crd_rule)
+{
+    char *n = NULL;
+    cr_assert_eq(ipr_reservation_name("demo-v4", addr("10.20.0.5"), &n), 0);
+    cr_assert_str_eq(n, "ippool.demo-v4.10-20-0-5");
+    free(n);
+    cr_assert_eq(ipr_reservation_name("demo-v6", addr("fd00:10::100"), &n), 0);
+    cr_assert_str_eq(n, "ippool.demo-v6.fd00-10-0-0-0-0-0-100");
+    free(n);
+    cr_assert_eq(ipr_reservation_name("a", addr("::"), &n), 0);
+    cr_assert_str_eq(n, "ippool.a.0-0-0-0-0-0-0-0");
+    free(n);
+}
+
+Test(ipr_names, pool_names_that_are_not_dns_labels_are_refused)
+{
+    char *n = (char *)"untouched";
+    cr_assert_eq(ipr_reservation_name("Demo", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
+    cr_assert_eq(ipr_reservation_name("a.b", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
+    cr_assert_eq(ipr_reservation_name("", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
+}
+
+Test(ipr_names, parse_is_the_reverse_and_only_takes_ip_pool_names)
+{
+    char *pool = NULL;
+    ipam_addr a;
+    cr_assert_eq(ipr_reservation_name_parse("ippool.demo-v4.10-20-0-5", &pool, &a), 0);
+    cr_assert_str_eq(pool, "demo-v4");
+    cr_assert_eq(ipam_addr_cmp(a, addr("10.20.0.5")), 0);
+    free(pool);
+    cr_assert_eq(ipr_reservation_name_parse("ippool.p.fd00-10-0-0-0-0-0-100", NULL, &a), 0);
+    cr_assert_eq(ipam_addr_cmp(a, addr("fd00:10::100")), 0);
+
+    const char *bad[] = {
+        "demo-v4.10-20-0-5",              /* no kind prefix */
+        "devicepool.demo.10-20-0-5",      /* another kind */
+        "ippool.demo.010-20-0-5",         /* leading zero */
+        "ippool.demo.fd00-10--100",       /* compressed IPv6 */
+        "ippool.demo.FD00-0-0-0-0-0-0-1", /* upper case */
+        "ippool.demo",
+        "",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(ipr_reservation_name_parse(bad[i], NULL, &a), KC_ERR_INVALID_ARG, "%s",
+                     bad[i]);
+    cr_assert_eq(ipr_reservation_name_parse(NULL, NULL, &a), KC_ERR_INVALID_ARG);
+}
+
+Test(ipr_names, every_address_round_trips)
+{
+    const char *addrs[] = {"10.20.0.5",
+                           "0.0.0.0",
+                           "255.255.255.255",
+                           "fd00::1",
+                           "::1",
+                           "2001:db8:0:0:1::1",
+                           "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"};
+    for (size_t i = 0; i < sizeof addrs / sizeof addrs[0]; i++) {
+        char *n = NULL, *pool = NULL;
+        ipam_addr a;
+        cr_assert_eq(ipr_reservation_name("pool-1", addr(addrs[i]), &n), 0);
+        cr_assert_eq(ipr_reservation_name_parse(n, &pool, &a), 0, "%s", n);
+        cr_assert_str_eq(pool, "pool-1");
+        cr_assert_eq(ipam_addr_cmp(a, addr(addrs[i])), 0, "%s", addrs[i]);
+        free(n);
+        free(pool);
+    }
+}
+
+/* ---- pools from objects ----------------------------------------------------- */
+
+Test(ipr_pool, a_pool_object_with_every_field_builds_its_allocatable_set)
+{
+    ipam_pool *p = pool_of("{\"spec\":{\"cidr\":\"10.20.0.0/24\",\"gateway\":\"10.20.0.1\","
+                           "\"rangeStart\":\"10.20.0.10\",\"rangeEnd\":\"10.20.0.250\","
+                           "\"exclude\":[\"10.20.0.53\",\"10.20.0.96/28\"]}}");
+    /* 10..250 is 241 addresses, less 1 + 16 excluded. */
+    cr_assert_eq(ipam_pool_total_i64(p), 224);
+    cr_assert_not(ipam_contains(p, addr("10.20.0.53")));
+    cr_assert_not(ipam_contains(p, addr("10.20.0.100")));
+    cr_assert(ipam_contains(p, addr("10.20.0.50")));
+    ipam_pool_free(p);
+}
+
+Test(ipr_pool, an_unusable_spec_says_why)
+{
+    struct {
+        const char *json;
+        ipam_problem problem;
+        const char *says;
+    } cases[] = {
+        {"{\"spec\":{\"cidr\":\"10.20.0.1/16\"}}", IPAM_PROBLEM_CIDR_HOST_BITS, "10.20.0.0/16"},
+        {"{\"spec\":{}}", IPAM_PROBLEM_CIDR_MISSING, "spec.cidr"},
+        {"{}", IPAM_PROBLEM_CIDR_MISSING, "spec.cidr"},
+        {"{\"spec\":{\"cidr\":\"10.0.0.0/24\",\"exclude\":[\"10.0.0.1\",7]}}",
+         IPAM_PROBLEM_EXCLUDE_SYNTAX, "spec.exclude"},
+        {"{\"spec\":{\"cidr\":\"10.0.0.0/24\",\"rangeStart\":\"10.0.1.1\"}}",
+         IPAM_PROBLEM_RANGE_START_OUTSIDE_CIDR, "rangeStart"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_object *obj = parse(cases[i].json);
+        ipam_pool *p = NULL;
+        ipam_error err = IPAM_ERROR_INIT;
+        cr_assert_eq(ipr_pool_from_obj(obj, &p, &err), KC_ERR_INVALID_ARG, "%s", cases[i].json);
+        cr_assert_null(p);
+        cr_assert_eq(err.problem, cases[i].problem, "%s: problem %d", cases[i].json,
+                     (int)err.problem);
+        cr_assert_not_null(err.message);
+        cr_assert(strstr(err.message, cases[i].says), "%s: %s", cases[i].json, err.message);
+        ipam_error_clear(&err);
+        json_object_put(obj);
+    }
+}
+
+/* ---- counts ------------------------------------------------------------------ */
+
+Test(ipr_pool, counts_come_from_the_used_set)
+{
+    ipam_pool *p = pool_of("{\"spec\":{\"cidr\":\"10.41.0.0/30\"}}");
+    ipam_used *u = NULL;
+    cr_assert_eq(ipam_used_new(&u), 0);
+    ipr_pool_counts c;
+    ipr_pool_counts_of(p, u, &c);
+    cr_assert_eq(c.total, 2);
+    cr_assert_eq(c.allocated, 0);
+    cr_assert_eq(c.available, 2);
+
+    cr_assert_eq(ipam_used_add(u, addr("10.41.0.1")), 0);
+    ipr_pool_counts_of(p, u, &c);
+    cr_assert_eq(c.allocated, 1);
+    cr_assert_eq(c.available, 1);
+
+    /* Held before the range was narrowed: still held, but takes nothing from available. */
+    cr_assert_eq(ipam_used_add(u, addr("10.41.0.9")), 0);
+    ipr_pool_counts_of(p, u, &c);
+    cr_assert_eq(c.allocated, 2);
+    cr_assert_eq(c.available, 1);
+
+    /* An invalid spec: nothing is available, what is held is still counted. */
+    ipr_pool_counts_of(NULL, u, &c);
+    cr_assert_eq(c.total, 0);
+    cr_assert_eq(c.allocated, 2);
+    cr_assert_eq(c.available, 0);
+    ipr_pool_counts_of(p, NULL, &c);
+    cr_assert_eq(c.available, 2);
+    ipam_used_free(u);
+    ipam_pool_free(p);
+}
+
+Test(ipr_pool, counts_of_a_huge_ipv6_pool_saturate)
+{
+    ipam_pool *p = pool_of("{\"spec\":{\"cidr\":\"fd00::/64\"}}");
+    ipr_pool_counts c;
+    ipr_pool_counts_of(p, NULL, &c);
+    cr_assert_eq(c.total, INT64_MAX);
+    cr_assert_eq(c.available, INT64_MAX);
+    char *m = NULL;
+    cr_assert_eq(ipr_msg_pool_valid(p, &m), 0);
+    cr_assert(strstr(m, "capped at 9223372036854775807"), "%s", m);
+    cr_assert(strstr(m, "18446744073709551615 addresses"), "%s", m);
+    free(m);
+    ipam_pool_free(p);
+
+    p = pool_of("{\"spec\":{\"cidr\":\"10.0.0.0/24\"}}");
+    cr_assert_eq(ipr_msg_pool_valid(p, &m), 0);
+    cr_assert_str_eq(m, "the spec is valid");
+    free(m);
+    ipam_pool_free(p);
+}
+
+/* ---- picking addresses ----------------------------------------------------- */
+
+Test(ipr_pick, starts_at_the_hint_and_steps_over_used_and_skipped_addresses)
+{
+    ipam_pool *p = pool_of("{\"spec\":{\"cidr\":\"10.0.0.0/29\"}}"); /* .1 .. .6 */
+    ipam_used *u = NULL;
+    cr_assert_eq(ipam_used_new(&u), 0);
+    ipam_addr a;
+    cr_assert(ipr_pick_address(p, u, NULL, 0, 2, &a));
+    cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.3")), 0);
+
+    cr_assert_eq(ipam_used_add(u, addr("10.0.0.3")), 0);
+    ipam_addr skip[] = {addr("10.0.0.4"), addr("10.0.0.6")};
+    cr_assert(ipr_pick_address(p, u, skip, 2, 2, &a));
+    cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.5")), 0);
+
+    /* From the end of the range it wraps to the start. */
+    ipam_addr skip2[] = {addr("10.0.0.5"), addr("10.0.0.6"), addr("10.0.0.4")};
+    cr_assert(ipr_pick_address(p, u, skip2, 3, 3, &a));
+    cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.1")), 0);
+    ipam_used_free(u);
+    ipam_pool_free(p);
+}
+
+Test(ipr_pick, nothing_when_every_free_address_is_skipped_or_the_pool_is_empty)
+{
+    ipam_pool *p = pool_of("{\"spec\":{\"cidr\":\"10.41.0.0/30\"}}");
+    ipam_addr a;
+    ipam_addr skip[] = {addr("10.41.0.2"), addr("10.41.0.1")};
+    cr_assert_not(ipr_pick_address(p, NULL, skip, 2, 0, &a));
+    cr_assert(ipr_pick_address(p, NULL, skip, 1, 0, &a));
+    cr_assert_eq(ipam_addr_cmp(a, addr("10.41.0.1")), 0);
+    ipam_pool_free(p);
+
+    p = pool_of("{\"spec\":{\"cidr\":\"10.41.0.0/30\",\"exclude\":[\"10.41.0.0/30\"]}}");
+    cr_assert_not(ipr_pick_address(p, NULL, NULL, 0, 0, &a));
+    ipam_pool_free(p);
+}
+
+Test(ipr_pick, never_the_gateway_network_or_broadcast)
+{
+    ipam_pool *p = pool_of("{\"spec\":{\"cidr\":\"10.9.0.0/28\",\"gateway\":\"10.9.0.1\"}}");
+    ipam_used *u = NULL;
+    cr_assert_eq(ipam_used_new(&u), 0);
+    int got = 0;
+    ipam_addr a;
+    while (ipr_pick_address(p, u, NULL, 0, (ipam_u128)got * 7, &a)) {
+        cr_assert_neq(ipam_addr_cmp(a, addr("10.9.0.0")), 0);
+        cr_assert_neq(ipam_addr_cmp(a, addr("10.9.0.1")), 0);
+        cr_assert_neq(ipam_addr_cmp(a, addr("10.9.0.15")), 0);
+        cr_assert_not(ipam_used_contains(u, a));
+        cr_assert_eq(ipam_used_add(u, a), 0);
+        got++;
+    }
+    cr_assert_eq(got, 13);
+    ipam_used_free(u);
+    ipam_pool_free(p);
+}
+
+/* ---- keeping one of several ------------------------------------------------- */
+
+Test(ipr_keep, status_address_then_spec_address_then_the_lowest)
+{
+    ipam_addr held[] = {addr("10.0.0.9"), addr("10.0.0.3"), addr("10.0.0.7")};
+    ipam_addr st = addr("10.0.0.7"), sp = addr("10.0.0.9"), other = addr("10.0.0.1");
+    cr_assert_eq(ipr_choose_keep(held, 3, &st, &sp), 2);
+    cr_assert_eq(ipr_choose_keep(held, 3, &other, &sp), 0);
+    cr_assert_eq(ipr_choose_keep(held, 3, NULL, NULL), 1);
+    cr_assert_eq(ipr_choose_keep(held, 3, &other, &other), 1);
+    cr_assert_eq(ipr_choose_keep(held, 1, NULL, NULL), 0);
+}
+
+/* ---- reasons and messages ----------------------------------------------------- */
+
+Test(ipr_reasons, refused_addresses_map_to_invalid_spec_or_unavailable)
+{
+    cr_assert_null(ipr_check_reason(IPAM_ADDR_OK));
+    cr_assert_str_eq(ipr_check_reason(IPAM_ADDR_WRONG_FAMILY), IPR_REASON_INVALID_SPEC);
+    cr_assert_str_eq(ipr_check_reason(IPAM_ADDR_OUTSIDE_CIDR), IPR_REASON_INVALID_SPEC);
+    ipam_check_result unavailable[] = {
+        IPAM_ADDR_NETWORK, IPAM_ADDR_BROADCAST,     IPAM_ADDR_SUBNET_ROUTER_ANYCAST,
+        IPAM_ADDR_GATEWAY, IPAM_ADDR_OUTSIDE_RANGE, IPAM_ADDR_EXCLUDED};
+    for (size_t i = 0; i < sizeof unavailable / sizeof unavailable[0]; i++)
+        cr_assert_str_eq(ipr_check_reason(unavailable[i]), IPR_REASON_ADDRESS_UNAVAILABLE);
+}
+
+Test(ipr_messages, messages_name_what_a_person_needs)
+{
+    char *m = NULL;
+    cr_assert_eq(ipr_msg_pool_not_found("demo", &m), 0);
+    cr_assert(strstr(m, "IPPool demo does not exist"), "%s", m);
+    free(m);
+    cr_assert_eq(ipr_msg_exhausted("tiny", 2, &m), 0);
+    cr_assert(strstr(m, "IPPool tiny has no free address") && strstr(m, "all 2 "), "%s", m);
+    free(m);
+    cr_assert_eq(ipr_msg_in_use("10.20.0.50", "demo", "team-a", "web", &m), 0);
+    cr_assert(strstr(m, "10.20.0.50") && strstr(m, "IPClaim team-a/web"), "%s", m);
+    free(m);
+    cr_assert_eq(ipr_msg_address_refused("10.20.0.1", "demo", "10.20.0.1 is the gateway", &m), 0);
+    cr_assert_str_eq(m, "spec.address 10.20.0.1 cannot be allocated from IPPool demo: 10.20.0.1 "
+                        "is the gateway");
+    free(m);
+    cr_assert_eq(ipr_msg_pool_terminating("demo", &m), 0);
+    cr_assert(strstr(m, "being deleted"), "%s", m);
+    free(m);
+    cr_assert_eq(ipr_msg_pool_invalid("demo", "spec.cidr is bad", &m), 0);
+    cr_assert_str_eq(m, "IPPool demo cannot be used: spec.cidr is bad");
+    free(m);
+}
+
+Test(ipr_messages, a_terminating_pool_names_its_first_holders_and_counts_the_rest)
+{
+    const char *holders[] = {"a/x 10.0.0.1", "b/y 10.0.0.2"};
+    char *m = NULL;
+    cr_assert_eq(ipr_msg_pool_in_use(2, holders, 2, &m), 0);
+    cr_assert_str_eq(m, "2 addresses are still held by claims: a/x 10.0.0.1, b/y 10.0.0.2; the "
+                        "IPPool is deleted once they are released");
+    free(m);
+    cr_assert_eq(ipr_msg_pool_in_use(7, holders, 2, &m), 0);
+    cr_assert(strstr(m, "7 addresses are still held") && strstr(m, "and 5 more"), "%s", m);
+    free(m);
+    cr_assert_eq(ipr_msg_pool_in_use(1, holders, 1, &m), 0);
+    cr_assert(strstr(m, "1 address is still held by claims: a/x 10.0.0.1;"), "%s", m);
+    free(m);
+}
+
+/* ---- status objects ------------------------------------------------------------- */
+
+static const char *pool_json =
+    "{\"metadata\":{\"name\":\"demo\"},\"spec\":{\"cidr\":\"10.20.0.0/24\","
+    "\"gateway\":\"10.20.0.1\",\"routes\":[{\"dst\":\"0.0.0.0/0\",\"gw\":\"10.20.0.1\"}]}}";
+
+Test(ipr_status, a_ready_claim_has_address_gateway_routes_pool_and_ready_true)
+{
+    json_object *pobj = parse(pool_json);
+    ipam_pool *p = NULL;
+    cr_assert_eq(ipr_pool_from_obj(pobj, &p, NULL), 0);
+    json_object *st = NULL;
+    cr_assert_eq(ipr_claim_status_ready(NULL, "demo", pobj, p, addr("10.20.0.5"), 3, 1000, &st), 0);
+    cr_assert_str_eq(str_at(st, "address"), "10.20.0.5/24");
+    cr_assert_str_eq(str_at(st, "gateway"), "10.20.0.1");
+    cr_assert_str_eq(str_at(st, "pool"), "demo");
+    json_object *routes = rec_obj_at(st, "routes");
+    cr_assert_not_null(routes);
+    cr_assert_eq(json_object_array_length(routes), 1);
+    cr_assert_str_eq(str_at(json_object_array_get_idx(routes, 0), "dst"), "0.0.0.0/0");
+    json_object *ready = rec_get_condition(st, REC_COND_READY);
+    cr_assert_str_eq(str_at(ready, "status"), "True");
+    cr_assert_str_eq(str_at(ready, "reason"), "Allocated");
+    cr_assert_str_eq(str_at(ready, "message"), "holds 10.20.0.5/24 of IPPool demo");
+    cr_assert_eq(json_object_get_int64(rec_obj_at(ready, "observedGeneration")), 3);
+    json_object_put(st);
+    ipam_pool_free(p);
+    json_object_put(pobj);
+}
+
+Test(ipr_status, rebuilding_an_unchanged_status_gives_an_equal_object)
+{
+    /* rec_update_status writes only when the status differs: a second
+     * reconcile of an unchanged claim must build exactly what is there. */
+    json_object *pobj = parse(pool_json);
+    ipam_pool *p = NULL;
+    cr_assert_eq(ipr_pool_from_obj(pobj, &p, NULL), 0);
+    json_object *st1 = NULL, *st2 = NULL;
+    cr_assert_eq(ipr_claim_status_ready(NULL, "demo", pobj, p, addr("10.20.0.5"), 1, 1000, &st1),
+                 0);
+    cr_assert_eq(ipr_claim_status_ready(st1, "demo", pobj, p, addr("10.20.0.5"), 1, 5000, &st2), 0);
+    cr_assert(json_object_equal(st1, st2), "%s\nvs\n%s", json_object_to_json_string(st1),
+              json_object_to_json_string(st2));
+    json_object_put(st2);
+
+    json_object *pend1 = NULL, *pend2 = NULL;
+    cr_assert_eq(ipr_claim_status_pending(NULL, "PoolExhausted", "full", 1, 1000, &pend1), 0);
+    cr_assert_eq(ipr_claim_status_pending(pend1, "PoolExhausted", "full", 1, 9000, &pend2), 0);
+    cr_assert(json_object_equal(pend1, pend2));
+    json_object_put(pend1);
+    json_object_put(pend2);
+    json_object_put(st1);
+    ipam_pool_free(p);
+    json_object_put(pobj);
+}
+
+Test(ipr_status, a_pending_claim_holds_nothing_and_keeps_other_conditions)
+{
+    json_object *cached = parse(
+        "{\"address\":\"10.20.0.5/24\",\"gateway\":\"10.20.0.1\",\"pool\":\"demo\","
+        "\"routes\":[],\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":"
+        "\"Allocated\",\"message\":\"m\",\"lastTransitionTime\":\"2020-01-01T00:00:00Z\"},"
+        "{\"type\":\"example.com/Other\",\"status\":\"True\",\"reason\":\"X\",\"message\":\"\","
+        "\"lastTransitionTime\":\"2020-01-01T00:00:00Z\"}]}");
+    json_object *st = NULL;
+    cr_assert_eq(ipr_claim_status_pending(cached, "PoolNotFound", "IPPool demo does not exist", 2,
+                                          1700000000, &st),
+                 0);
+    cr_assert_null(rec_obj_at(st, "address"));
+    cr_assert_null(rec_obj_at(st, "gateway"));
+    cr_assert_null(rec_obj_at(st, "pool"));
+    cr_assert_null(rec_obj_at(st, "routes"));
+    json_object *ready = rec_get_condition(st, REC_COND_READY);
+    cr_assert_str_eq(str_at(ready, "status"), "False");
+    cr_assert_str_eq(str_at(ready, "reason"), "PoolNotFound");
+    /* The status changed: a new transition time. */
+    cr_assert_str_eq(str_at(ready, "lastTransitionTime"), "2023-11-14T22:13:20Z");
+    cr_assert_not_null(rec_get_condition(st, "example.com/Other"));
+    json_object_put(st);
+    json_object_put(cached);
+}
+
+Test(ipr_status, ready_keeps_its_transition_time_while_it_stays_true)
+{
+    json_object *cached = parse("{\"address\":\"10.20.0.5/24\",\"conditions\":[{\"type\":\"Ready\","
+                                "\"status\":\"True\",\"reason\":\"Allocated\",\"message\":\"m\","
+                                "\"lastTransitionTime\":\"2020-01-01T00:00:00Z\"}]}");
+    json_object *pobj = parse(pool_json);
+    ipam_pool *p = NULL;
+    cr_assert_eq(ipr_pool_from_obj(pobj, &p, NULL), 0);
+    json_object *st = NULL;
+    cr_assert_eq(
+        ipr_claim_status_ready(cached, "demo", pobj, p, addr("10.20.0.5"), 1, 1700000000, &st), 0);
+    cr_assert_str_eq(str_at(rec_get_condition(st, REC_COND_READY), "lastTransitionTime"),
+                     "2020-01-01T00:00:00Z");
+    json_object_put(st);
+    ipam_pool_free(p);
+    json_object_put(pobj);
+    json_object_put(cached);
+}
+
+Test(ipr_status, without_a_pool_the_written_prefix_gateway_and_routes_stay)
+{
+    json_object *cached = parse("{\"address\":\"10.20.0.5/22\",\"gateway\":\"10.20.0.1\","
+                                "\"routes\":[{\"dst\":\"0.0.0.0/0\"}]}");
+    json_object *st = NULL;
+    cr_assert_eq(ipr_claim_status_ready(cached, "gone", NULL, NULL, addr("10.20.0.5"), 1, 1, &st),
+                 0);
+    cr_assert_str_eq(str_at(st, "address"), "10.20.0.5/22");
+    cr_assert_str_eq(str_at(st, "gateway"), "10.20.0.1");
+    cr_assert_eq(json_object_array_length(rec_obj_at(st, "routes")), 1);
+    json_object_put(st);
+    /* Another address than the one written: a host prefix. */
+    cr_assert_eq(ipr_claim_status_ready(cached, "gone", NULL, NULL, addr("10.20.0.6"), 1, 1, &st),
+                 0);
+    cr_assert_str_eq(str_at(st, "address"), "10.20.0.6/32");
+    json_object_put(st);
+    cr_assert_eq(ipr_claim_status_ready(NULL, "gone", NULL, NULL, addr("fd00::6"), 1, 1, &st), 0);
+    cr_assert_str_eq(str_at(st, "address"), "fd00::6/128");
+    json_object_put(st);
+    json_object_put(cached);
+}
+
+Test(ipr_status, pool_status_carries_counts_and_ready)
+{
+    ipr_pool_counts c = {.total = 224, .allocated = 2, .available = 222};
+    json_object *st = NULL;
+    cr_assert_eq(ipr_pool_status(NULL, &c, REC_COND_TRUE, IPR_REASON_VALID, "the spec is valid", 4,
+                                 1000, &st),
+                 0);
+    cr_assert_eq(json_object_get_int64(rec_obj_at(st, "total")), 224);
+    cr_assert_eq(json_object_get_int64(rec_obj_at(st, "allocated")), 2);
+    cr_assert_eq(json_object_get_int64(rec_obj_at(st, "available")), 222);
+    json_object *ready = rec_get_condition(st, REC_COND_READY);
+    cr_assert_str_eq(str_at(ready, "reason"), "Valid");
+    cr_assert_eq(json_object_get_int64(rec_obj_at(ready, "observedGeneration")), 4);
+    json_object *again = NULL;
+    cr_assert_eq(ipr_pool_status(st, &c, REC_COND_TRUE, IPR_REASON_VALID, "the spec is valid", 4,
+                                 2000, &again),
+                 0);
+    cr_assert(json_object_equal(st, again));
+    json_object_put(again);
+    /* A bad reason is refused, not written. */
+    cr_assert_eq(ipr_pool_status(NULL, &c, REC_COND_FALSE, "not a reason", "x", 1, 1, &again),
+                 KC_ERR_INVALID_ARG);
+    json_object_put(st);
+}
+
+/* ---- labels --------------------------------------------------------------------- */
+
+Test(ipr_names, the_informer_selects_the_labels_acquire_puts_on_reservations)
+{
+    /* rec_reserve_acquire labels every Reservation REC_LABEL_POOL_KIND=<kind>;
+     * the IP informer must select exactly the IPPool ones. */
+    char want[128];
+    snprintf(want, sizeof want, "%s=%s", REC_LABEL_POOL_KIND, REC_POOL_KIND_IP);
+    cr_assert_str_eq(IPR_RESERVATION_SELECTOR, want);
+}
