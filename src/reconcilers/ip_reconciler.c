@@ -55,10 +55,13 @@
  * delete -> free), plus "in flight" addresses: Reservations this process
  * created that the cache does not show yet (dropped when the cache shows them,
  * or after IPR_INFLIGHT_TTL), plus the addresses that answered 409 during this
- * reconcile. A 409 from another claim marks the address used and the next one
- * is tried (at most IPR_ATTEMPTS, then requeue). No address -> PoolExhausted;
- * a Reservation delete event of the pool wakes the waiting claims (an index
- * of the claims store lists, per pool, the claims that are not Ready).
+ * reconcile. Addresses that claims of the pool ask for by spec.address are
+ * left to them (a per-pool set kept by a claims handler), so a fixed-address
+ * claim applied together with others does not lose its address to one of
+ * them; one whose address a claim already held gets AddressInUse. A 409 from another claim marks
+ * the address used and the next one is tried (at most IPR_ATTEMPTS, then requeue). No address ->
+ * PoolExhausted; a Reservation delete event of the pool wakes the waiting claims (an index of the
+ * claims store lists, per pool, the claims that are not Ready).
  *
  * Crash safety (invariant 1: kill -9 anywhere, several replicas)
  * --------------------------------------------------------------
@@ -98,7 +101,8 @@
  * Informers and controllers
  * -------------------------
  *   ipclaims (all namespaces or --namespace; compact store), indexes by-pool
- *     (spec.pool), waiting-by-pool (spec.pool of claims not Ready), by-uid;
+ *     (spec.pool), waiting-by-pool (spec.pool of claims not Ready), by-uid,
+ *     requested ("<pool>|<spec.address>");
  *   ippools (cluster; shared store: few objects, read often);
  *   reservations with label provisio.dev/pool-kind=IPPool (cluster; compact
  *     store; resync IPR_RESV_RESYNC), indexes by-pool, by-claim-uid.
@@ -168,6 +172,7 @@
 #define IDX_WAITING "waiting-by-pool"
 #define IDX_UID "by-uid"
 #define IDX_CLAIM_UID "by-claim-uid"
+#define IDX_REQUESTED "requested"
 
 static const kc_ref ipr_claims_ref = {
     .group = "provisio.dev",
@@ -263,18 +268,20 @@ void ipr_pool_counts_of(const ipam_pool *pool, const ipam_used *used, ipr_pool_c
     out->available = ipam_u128_to_i64_sat(held < total ? total - held : 0);
 }
 
-bool ipr_pick_address(const ipam_pool *pool, const ipam_used *used, const ipam_addr *skip,
-                      size_t n_skip, ipam_u128 hint, ipam_addr *out)
+bool ipr_pick_address(const ipam_pool *pool, const ipam_used *used, const ipam_used *reserved,
+                      const ipam_addr *skip, size_t n_skip, ipam_u128 hint, ipam_addr *out)
 {
     if (!pool || !out || ipam_pool_total(pool) == 0)
         return false;
     ipam_u128 h = hint;
-    /* Each round either returns or steps past one skipped address. */
-    for (size_t round = 0; round <= n_skip; round++) {
+    /* Each round either returns or steps past one skipped or reserved address,
+     * so it ends after at most that many rounds (plus one). */
+    uint64_t rounds = (uint64_t)n_skip + (reserved ? ipam_used_count(reserved) : 0) + 1;
+    for (uint64_t round = 0; round < rounds; round++) {
         ipam_addr a;
         if (!ipam_next_free(pool, used, h, &a))
             return false;
-        bool skipped = false;
+        bool skipped = reserved && ipam_used_contains(reserved, a);
         for (size_t j = 0; j < n_skip && !skipped; j++)
             skipped = ipam_addr_cmp(skip[j], a) == 0;
         if (!skipped) {
@@ -594,7 +601,8 @@ typedef struct ipr_inflight {
 
 /* Per pool name (whether or not the pool exists): what its Reservations hold. */
 typedef struct ipr_pool_state {
-    ipam_used *used; /* addresses of the pool's cached Reservations */
+    ipam_used *used;      /* addresses of the pool's cached Reservations */
+    ipam_used *requested; /* spec.address of the pool's cached claims */
     ipr_inflight *inflight;
     size_t n_inflight, cap_inflight;
     double last_status_write; /* monotonic s; 0 = never */
@@ -655,8 +663,10 @@ static ipr_pool_state *pool_state(ipr_app *app, const char *name, bool create)
     if (!ps)
         return NULL;
     memcpy(ps->name, name, len + 1);
-    if (ipam_used_new(&ps->used) != KC_OK || inf_map_put(&app->pool_states, ps->name, ps) != 0) {
+    if (ipam_used_new(&ps->used) != KC_OK || ipam_used_new(&ps->requested) != KC_OK ||
+        inf_map_put(&app->pool_states, ps->name, ps) != 0) {
         ipam_used_free(ps->used);
+        ipam_used_free(ps->requested);
         free(ps);
         return NULL;
     }
@@ -713,6 +723,7 @@ static void pool_state_free(ipr_pool_state *ps)
         inflight_drop_at(ps, ps->n_inflight - 1);
     free(ps->inflight);
     ipam_used_free(ps->used);
+    ipam_used_free(ps->requested);
     free(ps);
 }
 
@@ -876,9 +887,67 @@ static int index_waiting(json_object *obj, store_values *out, void *user)
     return store_values_add(out, pool);
 }
 
+/* "<pool>|<address>" of claims that ask for an address. */
+static int index_requested(json_object *obj, store_values *out, void *user)
+{
+    (void)user;
+    const char *pool = rec_obj_str(obj, "spec.pool");
+    const char *address = rec_obj_str(obj, "spec.address");
+    if (!pool || !address || !*address)
+        return KC_OK;
+    char *v = NULL;
+    if (msg(&v, "%s|%s", pool, address) != KC_OK)
+        return KC_ERR_NOMEM;
+    int rc = store_values_add(out, v);
+    free(v);
+    return rc;
+}
+
+/*
+ * Keep the pool's requested set: dynamic allocation leaves the addresses
+ * that claims ask for by spec.address to them, so a fixed-address claim
+ * applied together with others does not lose its address to one of them.
+ */
+static void claim_requested(ipr_app *app, json_object *obj, bool added)
+{
+    const char *pool = rec_obj_str(obj, "spec.pool");
+    const char *address = rec_obj_str(obj, "spec.address");
+    ipam_addr a;
+    if (!pool || !address || ipam_addr_parse(address, &a) != 0)
+        return;
+    if (!added) {
+        /* Another claim may ask for the same address: keep it for that one. */
+        char *v = NULL;
+        if (msg(&v, "%s|%s", pool, address) != KC_OK)
+            return;
+        size_t still = index_count(app->claims, IDX_REQUESTED, v);
+        free(v);
+        if (still > 0)
+            return;
+    }
+    bool nomem = false;
+    pthread_mutex_lock(&app->mu);
+    ipr_pool_state *ps = pool_state(app, pool, added);
+    if (ps)
+        nomem =
+            (added ? ipam_used_add(ps->requested, a) : ipam_used_remove(ps->requested, a)) != KC_OK;
+    else
+        nomem = added;
+    pthread_mutex_unlock(&app->mu);
+    if (nomem)
+        ipr_log(app, REC_LOG_ERROR, "ipclaim", "out of memory recording a requested address",
+                REC_KV("pool", pool, "address", address));
+}
+
+static void claims_on_add(json_object *obj, void *user)
+{
+    claim_requested(user, obj, true);
+}
+
 static void claims_on_delete(json_object *obj, void *user)
 {
     ipr_app *app = user;
+    claim_requested(app, obj, false);
     const char *uid = rec_obj_str(obj, "metadata.uid");
     /* Its Reservations (if any are left) are checked for orphans at once. */
     enqueue_index(app->c_resv, app->resv, IDX_CLAIM_UID, uid);
@@ -947,6 +1016,20 @@ static void resv_on_add(json_object *obj, void *user)
     if (!expected || index_count(app->resv, IDX_CLAIM_UID, claim_uid) > 1)
         enqueue_claim_of(app, obj);
     free(pool);
+}
+
+/* A Reservation replaced under the same name while the watch was down (a
+ * relist shows it as an update): the slot stays used, but both claims care. */
+static void resv_on_update(json_object *old_obj, json_object *new_obj, void *user)
+{
+    ipr_app *app = user;
+    if (old_obj == new_obj)
+        return;
+    if (strcmp(nz(rec_obj_str(old_obj, "spec.claim.uid")),
+               nz(rec_obj_str(new_obj, "spec.claim.uid"))) == 0)
+        return;
+    enqueue_claim_of(app, old_obj);
+    enqueue_claim_of(app, new_obj);
 }
 
 static void resv_on_delete(json_object *obj, void *user)
@@ -1444,7 +1527,7 @@ static bool pick_locked(claim_run *r, ipam_u128 hint, const ipam_addr *tried, si
                 skip[i] = tried[i];
             for (size_t i = 0; i < ps->n_inflight; i++)
                 skip[n_tried + i] = ps->inflight[i].addr;
-            found = ipr_pick_address(r->pool, ps->used, skip, n_skip, hint, out);
+            found = ipr_pick_address(r->pool, ps->used, ps->requested, skip, n_skip, hint, out);
         }
         free(skip);
     }
@@ -1539,7 +1622,7 @@ static ctl_result claim_reconcile(claim_run *r)
         int rc = rec_ensure_finalizer(app->client, &r->ref, r->claim, REC_FINALIZER, true, &updated,
                                       &sent, &err);
         ctl_result res = ctl_done(); /* NotFound: gone meanwhile */
-        if (rc == KC_ERR_CONFLICT || rc == KC_ERR_INVALID || rc == KC_ERR_FORBIDDEN)
+        if (rc == KC_ERR_CONFLICT || rc == KC_ERR_INVALID)
             res = ctl_requeue(); /* changed, or being deleted: again from the cache */
         else if (rc != KC_OK && rc != KC_ERR_NOT_FOUND)
             res = api_error("adding the finalizer", rc, &err);
@@ -1880,7 +1963,7 @@ static ctl_result reconcile_pool(const ctl_ctx *ctx, const char *namespace_, con
         rc = rec_ensure_finalizer(app->client, &ref, pool_obj, REC_FINALIZER, true, &updated, NULL,
                                   &err);
         ctl_result res = ctl_done();
-        if (rc == KC_ERR_CONFLICT || rc == KC_ERR_INVALID || rc == KC_ERR_FORBIDDEN)
+        if (rc == KC_ERR_CONFLICT || rc == KC_ERR_INVALID)
             res = ctl_requeue();
         else if (rc != KC_OK && rc != KC_ERR_NOT_FOUND)
             res = api_error("adding the IPPool finalizer", rc, &err);
@@ -2027,6 +2110,7 @@ static int setup_informers(ipr_app *app, const rec_env *env)
     if ((rc = inf_add_index(app->claims, IDX_BY_POOL, store_index_field, (void *)"spec.pool")) !=
             KC_OK ||
         (rc = inf_add_index(app->claims, IDX_WAITING, index_waiting, NULL)) != KC_OK ||
+        (rc = inf_add_index(app->claims, IDX_REQUESTED, index_requested, NULL)) != KC_OK ||
         (rc = inf_add_index(app->claims, IDX_UID, store_index_field, (void *)"metadata.uid")) !=
             KC_OK ||
         (rc = inf_add_index(app->resv, IDX_BY_POOL, store_index_field, (void *)"spec.pool.name")) !=
@@ -2053,14 +2137,18 @@ static int setup_controllers(ipr_app *app, const rec_env *env)
         return rc;
 
     /* Handlers last: they enqueue to the controllers above. */
-    inf_handler_fns hc = {.on_delete = claims_on_delete, .user = app, .no_resync = true};
+    inf_handler_fns hc = {
+        .on_add = claims_on_add, .on_delete = claims_on_delete, .user = app, .no_resync = true};
     inf_handler_fns hp = {.on_add = pools_on_add,
                           .on_update = pools_on_update,
                           .on_delete = pools_on_delete,
                           .user = app,
                           .no_resync = true};
-    inf_handler_fns hr = {
-        .on_add = resv_on_add, .on_delete = resv_on_delete, .user = app, .no_resync = true};
+    inf_handler_fns hr = {.on_add = resv_on_add,
+                          .on_update = resv_on_update,
+                          .on_delete = resv_on_delete,
+                          .user = app,
+                          .no_resync = true};
     if ((rc = inf_add_handler(app->claims, &hc, &app->h_claims)) != KC_OK ||
         (rc = inf_add_handler(app->pools, &hp, &app->h_pools)) != KC_OK ||
         (rc = inf_add_handler(app->resv, &hr, &app->h_resv)) != KC_OK)

@@ -94,13 +94,15 @@ void ipr_pool_counts_of(const ipam_pool *pool, const ipam_used *used, ipr_pool_c
 
 /*
  * The first allocatable address of pool at or after offset hint (wrapping)
- * that is neither in used (may be NULL) nor one of skip[0..n_skip) (addresses
- * known taken that the used set does not show yet: 409s of this reconcile,
- * Reservations created but not yet cached). false when there is none.
- * O((n_skip + 1) * next_free).
+ * that is neither in used (may be NULL), nor in reserved (may be NULL: the
+ * spec.address of claims of the pool, kept for them), nor one of
+ * skip[0..n_skip) (addresses known taken that the used set does not show
+ * yet: 409s of this reconcile, Reservations created but not yet cached).
+ * false when there is none. O((n_skip + reserved addresses crossed + 1) *
+ * next_free).
  */
-bool ipr_pick_address(const ipam_pool *pool, const ipam_used *used, const ipam_addr *skip,
-                      size_t n_skip, ipam_u128 hint, ipam_addr *out);
+bool ipr_pick_address(const ipam_pool *pool, const ipam_used *used, const ipam_used *reserved,
+                      const ipam_addr *skip, size_t n_skip, ipam_u128 hint, ipam_addr *out);
 
 /*
  * Of the n (>= 1) addresses a claim holds, the one to keep (its index): the

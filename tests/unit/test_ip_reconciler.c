@@ -229,17 +229,17 @@ Test(ipr_pick, starts_at_the_hint_and_steps_over_used_and_skipped_addresses)
     ipam_used *u = NULL;
     cr_assert_eq(ipam_used_new(&u), 0);
     ipam_addr a;
-    cr_assert(ipr_pick_address(p, u, NULL, 0, 2, &a));
+    cr_assert(ipr_pick_address(p, u, NULL, NULL, 0, 2, &a));
     cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.3")), 0);
 
     cr_assert_eq(ipam_used_add(u, addr("10.0.0.3")), 0);
     ipam_addr skip[] = {addr("10.0.0.4"), addr("10.0.0.6")};
-    cr_assert(ipr_pick_address(p, u, skip, 2, 2, &a));
+    cr_assert(ipr_pick_address(p, u, NULL, skip, 2, 2, &a));
     cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.5")), 0);
 
     /* From the end of the range it wraps to the start. */
     ipam_addr skip2[] = {addr("10.0.0.5"), addr("10.0.0.6"), addr("10.0.0.4")};
-    cr_assert(ipr_pick_address(p, u, skip2, 3, 3, &a));
+    cr_assert(ipr_pick_address(p, u, NULL, skip2, 3, 3, &a));
     cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.1")), 0);
     ipam_used_free(u);
     ipam_pool_free(p);
@@ -250,13 +250,33 @@ Test(ipr_pick, nothing_when_every_free_address_is_skipped_or_the_pool_is_empty)
     ipam_pool *p = pool_of("{\"spec\":{\"cidr\":\"10.41.0.0/30\"}}");
     ipam_addr a;
     ipam_addr skip[] = {addr("10.41.0.2"), addr("10.41.0.1")};
-    cr_assert_not(ipr_pick_address(p, NULL, skip, 2, 0, &a));
-    cr_assert(ipr_pick_address(p, NULL, skip, 1, 0, &a));
+    cr_assert_not(ipr_pick_address(p, NULL, NULL, skip, 2, 0, &a));
+    cr_assert(ipr_pick_address(p, NULL, NULL, skip, 1, 0, &a));
     cr_assert_eq(ipam_addr_cmp(a, addr("10.41.0.1")), 0);
     ipam_pool_free(p);
 
     p = pool_of("{\"spec\":{\"cidr\":\"10.41.0.0/30\",\"exclude\":[\"10.41.0.0/30\"]}}");
-    cr_assert_not(ipr_pick_address(p, NULL, NULL, 0, 0, &a));
+    cr_assert_not(ipr_pick_address(p, NULL, NULL, NULL, 0, 0, &a));
+    ipam_pool_free(p);
+}
+
+Test(ipr_pick, addresses_other_claims_ask_for_are_left_to_them)
+{
+    ipam_pool *p = pool_of("{\"spec\":{\"cidr\":\"10.0.0.0/29\"}}"); /* .1 .. .6 */
+    ipam_used *reserved = NULL;
+    cr_assert_eq(ipam_used_new(&reserved), 0);
+    for (const char *const *s = (const char *const[]){"10.0.0.3", "10.0.0.4", "10.0.0.1", NULL}; *s;
+         s++)
+        cr_assert_eq(ipam_used_add(reserved, addr(*s)), 0);
+    ipam_addr a;
+    cr_assert(ipr_pick_address(p, NULL, reserved, NULL, 0, 2, &a));
+    cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.5")), 0);
+    ipam_addr skip[] = {addr("10.0.0.5"), addr("10.0.0.6")};
+    cr_assert(ipr_pick_address(p, NULL, reserved, skip, 2, 2, &a));
+    cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.2")), 0);
+    ipam_addr skip3[] = {addr("10.0.0.5"), addr("10.0.0.6"), addr("10.0.0.2")};
+    cr_assert_not(ipr_pick_address(p, NULL, reserved, skip3, 3, 2, &a));
+    ipam_used_free(reserved);
     ipam_pool_free(p);
 }
 
@@ -267,7 +287,7 @@ Test(ipr_pick, never_the_gateway_network_or_broadcast)
     cr_assert_eq(ipam_used_new(&u), 0);
     int got = 0;
     ipam_addr a;
-    while (ipr_pick_address(p, u, NULL, 0, (ipam_u128)got * 7, &a)) {
+    while (ipr_pick_address(p, u, NULL, NULL, 0, (ipam_u128)got * 7, &a)) {
         cr_assert_neq(ipam_addr_cmp(a, addr("10.9.0.0")), 0);
         cr_assert_neq(ipam_addr_cmp(a, addr("10.9.0.1")), 0);
         cr_assert_neq(ipam_addr_cmp(a, addr("10.9.0.15")), 0);
