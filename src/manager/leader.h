@@ -3,13 +3,14 @@
  * semantics of client-go's tools/leaderelection (as controller-runtime uses it).
  *
  * Every candidate runs le_run on a thread of its own. Until it leads, it
- * tries to acquire the Lease every retry_period (jittered by a factor 1.2, as
- * client-go's JitterUntil): it creates the Lease when there is none, and
- * takes it over with an update at the observed resourceVersion when it is
- * free (no holder) or expired. A Lease held by another is judged expired only
- * by this process' monotonic clock: the elector remembers when it last saw
- * the record (holder, duration, times, transitions) change and counts the
- * lease as expired once leaseDurationSeconds passed since then. The record's
+ * tries to acquire the Lease about every retry_period (jittered within
+ * (0.8, 1] x retry_period, and woken at the holder's local expiry, so a kill -9
+ * failover takes at most lease_duration + retry_period plus request time;
+ * client-go's JitterUntil waits up to 2.2 x retry_period instead): it creates the Lease when there
+ * is none, and takes it over with an update at the observed resourceVersion when it is free (no
+ * holder) or expired. A Lease held by another is judged expired only by this process' monotonic
+ * clock: the elector remembers when it last saw the record (holder, duration, times, transitions)
+ * change and counts the lease as expired once leaseDurationSeconds passed since then. The record's
  * renewTime is never compared with our wall clock, so clock skew between
  * machines does not matter.
  *
@@ -60,7 +61,7 @@
 #define LE_DEFAULT_LEASE_DURATION 15.0
 #define LE_DEFAULT_RENEW_DEADLINE 10.0
 #define LE_DEFAULT_RETRY_PERIOD 2.0
-/* wait.JitterUntil's factor: a candidate waits retry_period * (1 + 1.2 * rand[0,1)). */
+/* client-go's jitter factor; kept for the renew_deadline > 1.2 x retry_period check. */
 #define LE_JITTER_FACTOR 1.2
 
 /* ---- the Lease record and the pure rules ----------------------------------- */
