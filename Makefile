@@ -38,7 +38,7 @@ down:
 
 bench:
 	@$(MAKE) build BUILD=build-release CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release"
-	@hack/run-bench build-release
+	@bench/run-ip-bench build-release
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1,0 +1,1125 @@
+/*
+ * bench_claims - the network domain's end-to-end benchmark, against a real
+ * API server (bench/run-ip-bench drives it; see that script for the whole
+ * procedure and the table it prints).
+ *
+ *   bench_claims claims  create N IPClaims at once from T threads sharing one
+ *                        kc_client, and watch ipclaims of the namespace to
+ *                        timestamp each claim's first Ready=True
+ *                        (status.conditions). Reports claims/s over the
+ *                        whole run (first POST sent -> last Ready seen) and
+ *                        the create->Ready latency of each claim (POST sent
+ *                        -> watch event with Ready=True received), p50/p99.
+ *   bench_claims floor   the API server's floor for the same work: the same
+ *                        number of writes, issued by a plain writer at the
+ *                        same concurrency, with nothing in between (no
+ *                        watch, no queue, no reads). Each of the N "chains"
+ *                        does what the operator and the user do for one
+ *                        claim, one write after another (each needs the
+ *                        previous answer's uid/resourceVersion, as the
+ *                        operator's do):
+ *                          POST   IPClaim           (the user's create)
+ *                          POST   Reservation       (1st POST of the operator)
+ *                          POST   Event             (further POSTs)
+ *                          PATCH  IPClaim           (merge patch of a label
+ *                                                    carrying resourceVersion
+ *                                                    as a precondition: the
+ *                                                    finalizer patch's shape)
+ *                          PUT    IPClaim/status    (Ready=True, address)
+ *                          DELETE Reservation       (only if the operator
+ *                                                    deleted anything)
+ *                        The operator's counts come from its
+ *                        rest_client_requests_total (--posts, --patches,
+ *                        --puts, --deletes: totals for the N claims, spread
+ *                        evenly over the chains). Same kinds, same sizes,
+ *                        same CEL validation, same etcd writes: the API
+ *                        server and etcd do the same work as for the
+ *                        operator, so floor time / claims time is the
+ *                        operator's overhead. The floor claims name a pool
+ *                        that does not exist and must be written while no
+ *                        operator runs (the driver stops it), or it would
+ *                        reconcile them.
+ *   bench_claims cleanup delete what a floor run left (its Reservations by
+ *                        the provisio.dev/pool label, its IPClaims by
+ *                        deletecollection) and wait until they are gone.
+ *
+ * Output: a human summary on stderr and one machine line on stdout,
+ *   RESULT mode=claims n=... wall_s=... rate=... p50_ms=... p99_ms=... ...
+ *
+ * Options (all modes):
+ *   -n N              claims (1000)
+ *   -t T              threads (16)
+ *   --namespace NS    namespace (created if missing) (required)
+ *   --pool NAME       IPPool named by the claims (claims: must exist;
+ *                     floor/cleanup: a name no pool has, e.g. floor-1)
+ *   --prefix P        claim names P-0 .. P-(N-1) ("c")
+ *   --timeout S       claims: give up waiting for Ready after S s (900)
+ *   --latencies FILE  claims/floor: one line per claim: index, start,
+ *                     created, ready/done (ms since the first start)
+ *   --kubeconfig F    else KUBECONFIG / ~/.kube/config
+ *   --serial          claims: each thread waits for its claim to be Ready
+ *                     before it creates the next (with -t 1: the latency of
+ *                     one claim at a time, the "light load" figure)
+ * Floor: --posts X --patches Y --puts Z --deletes D (operator totals for N
+ * claims; default N, N, N, 0).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kc_client.h"
+
+#define FLOOR_LABEL_STEP "bench.provisio.dev/step"
+#define BENCH_LABEL_RUN "bench.provisio.dev/run"
+#define EVENT_COMPONENT "provisio-bench"
+
+typedef enum bench_mode { MODE_CLAIMS, MODE_FLOOR, MODE_CLEANUP } bench_mode;
+
+typedef struct bench_opts {
+    bench_mode mode;
+    long n;
+    int threads;
+    const char *ns;
+    const char *pool;
+    const char *prefix;
+    double timeout_s;
+    const char *latencies;
+    const char *kubeconfig;
+    bool serial; /* claims: each creator waits for its claim's Ready before the next */
+    long posts, patches, puts, deletes; /* floor: operator totals for n claims */
+} bench_opts;
+
+/* One run's shared state. The arrays are indexed by claim number. */
+typedef struct bench {
+    const bench_opts *o;
+    kc_client *client;
+    double *t_start;   /* POST sent (written by the creating thread) */
+    double *t_created; /* POST answered */
+    double *t_ready;   /* claims: first Ready=True seen (watch thread, under mu); floor:
+                        * chain done */
+    atomic_long next;  /* next claim index to create */
+    atomic_long created, create_failed;
+    atomic_long writes, write_failed; /* floor: every write issued / failed */
+    atomic_long skipped_deletes;
+    atomic_int first_error_taken;
+    char first_error[512];
+
+    /* claims mode: the watch side */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    long ready;     /* claims seen Ready (under mu) */
+    long events;    /* watch events about our claims (watch thread only) */
+    long relists;   /* 410s recovered from by a list (watch thread only) */
+    char *watch_rv; /* where the next watch starts (watch thread only) */
+    kc_watch *watch;
+    int watch_rc;
+    kc_error watch_err;
+} bench;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, const kc_error *err)
+{
+    fprintf(stderr, "bench_claims: %s: %s\n", what, err && err->message ? err->message : "failed");
+    exit(1);
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (p == NULL) {
+        fputs("bench_claims: out of memory\n", stderr);
+        exit(1);
+    }
+    return p;
+}
+
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int rc = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (rc < 0) {
+        fputs("bench_claims: out of memory\n", stderr);
+        exit(1);
+    }
+    return s;
+}
+
+static json_object *jstr(const char *s)
+{
+    json_object *v = json_object_new_string(s);
+    if (v == NULL) {
+        fputs("bench_claims: out of memory\n", stderr);
+        exit(1);
+    }
+    return v;
+}
+
+/* Keep the first failure's text for the summary (any thread). */
+static void note_error(bench *b, const char *what, long i, const kc_error *err)
+{
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&b->first_error_taken, &expected, 1))
+        snprintf(b->first_error, sizeof b->first_error, "%s of claim %ld: %s (HTTP %ld)", what, i,
+                 err->message ? err->message : "?", err->http_status);
+}
+
+static kc_ref claims_ref_ns(const char *ns)
+{
+    kc_ref r = {"provisio.dev", "v1alpha1", "ipclaims", ns, NULL, NULL};
+    return r;
+}
+
+static char *claim_name(const bench_opts *o, long i)
+{
+    return xasprintf("%s-%ld", o->prefix, i);
+}
+
+/* The IPClaim a user would apply: name, a run label, spec.pool. */
+static json_object *claim_body(const bench_opts *o, const char *name)
+{
+    json_object *c = json_object_new_object(), *meta = json_object_new_object(),
+                *labels = json_object_new_object(), *spec = json_object_new_object();
+    if (!c || !meta || !labels || !spec) {
+        fputs("bench_claims: out of memory\n", stderr);
+        exit(1);
+    }
+    json_object_object_add(c, "apiVersion", jstr("provisio.dev/v1alpha1"));
+    json_object_object_add(c, "kind", jstr("IPClaim"));
+    json_object_object_add(meta, "name", jstr(name));
+    json_object_object_add(labels, BENCH_LABEL_RUN, jstr(o->prefix));
+    json_object_object_add(meta, "labels", labels);
+    json_object_object_add(c, "metadata", meta);
+    json_object_object_add(spec, "pool", jstr(o->pool));
+    json_object_object_add(c, "spec", spec);
+    return c;
+}
+
+static const char *obj_str(json_object *o, const char *a, const char *b)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, a, &v))
+        return NULL;
+    if (b != NULL && !json_object_object_get_ex(v, b, &v))
+        return NULL;
+    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+/* status.conditions[type=Ready].status == "True" */
+static bool claim_ready(json_object *obj)
+{
+    json_object *status = NULL, *conds = NULL;
+    if (!json_object_object_get_ex(obj, "status", &status) ||
+        !json_object_object_get_ex(status, "conditions", &conds) ||
+        !json_object_is_type(conds, json_type_array))
+        return false;
+    size_t n = json_object_array_length(conds);
+    for (size_t i = 0; i < n; i++) {
+        json_object *c = json_object_array_get_idx(conds, i), *t = NULL, *s = NULL;
+        if (json_object_object_get_ex(c, "type", &t) &&
+            json_object_object_get_ex(c, "status", &s) &&
+            !strcmp(json_object_get_string(t), "Ready"))
+            return !strcmp(json_object_get_string(s), "True");
+    }
+    return false;
+}
+
+/* The claim index of "<prefix>-<i>", or -1. */
+static long claim_index(const bench_opts *o, const char *name)
+{
+    size_t pl = strlen(o->prefix);
+    if (name == NULL || strncmp(name, o->prefix, pl) != 0 || name[pl] != '-')
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long i = strtol(name + pl + 1, &end, 10);
+    if (errno || end == name + pl + 1 || *end != '\0' || i < 0 || i >= o->n)
+        return -1;
+    return i;
+}
+
+static void ensure_namespace(kc_client *c, const char *ns)
+{
+    kc_ref r = {"", "v1", "namespaces", NULL, NULL, NULL};
+    json_object *body = json_object_new_object(), *meta = json_object_new_object();
+    if (!body || !meta) {
+        fputs("bench_claims: out of memory\n", stderr);
+        exit(1);
+    }
+    json_object_object_add(body, "apiVersion", jstr("v1"));
+    json_object_object_add(body, "kind", jstr("Namespace"));
+    json_object_object_add(meta, "name", jstr(ns));
+    json_object_object_add(body, "metadata", meta);
+    kc_error err = KC_ERROR_INIT;
+    int rc = kc_create(c, &r, body, NULL, NULL, &err);
+    json_object_put(body);
+    if (rc != 0 && rc != KC_ERR_ALREADY_EXISTS)
+        die("create namespace", &err);
+    kc_error_clear(&err);
+}
+
+/* ---- claims mode: the watch ---------------------------------------------- */
+
+static void mark_ready(bench *b, long i)
+{
+    pthread_mutex_lock(&b->mu);
+    if (b->t_ready[i] == 0) {
+        b->t_ready[i] = now_s();
+        b->ready++;
+        /* every Ready wakes the waiters: --serial creators wait for theirs */
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void set_rv(bench *b, json_object *obj)
+{
+    const char *rv = obj_str(obj, "metadata", "resourceVersion");
+    if (rv == NULL || !*rv)
+        return;
+    char *copy = strdup(rv);
+    if (copy == NULL)
+        return;
+    free(b->watch_rv);
+    b->watch_rv = copy;
+}
+
+static int on_event(kc_event_type type, json_object *obj, void *user)
+{
+    bench *b = user;
+    set_rv(b, obj);
+    if (type != KC_EVENT_ADDED && type != KC_EVENT_MODIFIED)
+        return 0;
+    long i = claim_index(b->o, obj_str(obj, "metadata", "name"));
+    if (i < 0)
+        return 0;
+    b->events++;
+    if (claim_ready(obj))
+        mark_ready(b, i);
+    pthread_mutex_lock(&b->mu);
+    bool done = b->ready >= b->o->n;
+    pthread_mutex_unlock(&b->mu);
+    return done ? 1 : 0;
+}
+
+/* After a 410: read the namespace once, take what is Ready now, go on from there. */
+static int relist(bench *b, kc_error *err)
+{
+    kc_ref r = claims_ref_ns(b->o->ns);
+    json_object *list = NULL;
+    int rc = kc_list_all(b->client, &r, NULL, &list, err);
+    if (rc != 0)
+        return rc;
+    json_object *items = NULL;
+    if (json_object_object_get_ex(list, "items", &items)) {
+        size_t n = json_object_array_length(items);
+        for (size_t k = 0; k < n; k++) {
+            json_object *it = json_object_array_get_idx(items, k);
+            long i = claim_index(b->o, obj_str(it, "metadata", "name"));
+            if (i >= 0 && claim_ready(it))
+                mark_ready(b, i);
+        }
+    }
+    set_rv(b, list);
+    json_object_put(list);
+    b->relists++;
+    return 0;
+}
+
+static void *watch_main(void *arg)
+{
+    bench *b = arg;
+    kc_ref r = claims_ref_ns(b->o->ns);
+    for (;;) {
+        kc_list_opts lo = {0};
+        lo.resource_version = b->watch_rv;
+        lo.allow_watch_bookmarks = true;
+        lo.timeout_seconds = 1800;
+        kc_error_clear(&b->watch_err);
+        int rc = kc_watch_run(b->watch, &r, &lo, on_event, b, &b->watch_err);
+        if (rc == 1 || rc == KC_ERR_STOPPED) {
+            b->watch_rc = rc == 1 ? 0 : rc;
+            return NULL;
+        }
+        if (rc == KC_ERR_GONE)
+            rc = relist(b, &b->watch_err);
+        if (rc != 0 && rc != KC_OK) {
+            fprintf(stderr, "bench_claims: watch: %s; again in 0.5 s\n",
+                    b->watch_err.message ? b->watch_err.message : kc_strerror(rc));
+            usleep(500000);
+        }
+        pthread_mutex_lock(&b->mu);
+        bool done = b->ready >= b->o->n;
+        pthread_mutex_unlock(&b->mu);
+        if (done) {
+            b->watch_rc = 0;
+            return NULL;
+        }
+    }
+}
+
+/* ---- claims mode: the creators ------------------------------------------- */
+
+/* POST one claim; a create that failed in transit is tried again (a 409
+ * AlreadyExists then means the first one got through). 0 or the kc_status. */
+static int create_claim(bench *b, long i, json_object **out)
+{
+    kc_ref r = claims_ref_ns(b->o->ns);
+    char *name = claim_name(b->o, i);
+    json_object *body = claim_body(b->o, name);
+    kc_error err = KC_ERROR_INIT;
+    int rc = -1;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        rc = kc_create(b->client, &r, body, NULL, out, &err);
+        if (rc == 0 || (rc == KC_ERR_ALREADY_EXISTS && attempt > 0)) {
+            rc = 0;
+            break;
+        }
+        if (rc != KC_ERR_TRANSPORT && rc != KC_ERR_TIMEOUT && rc != KC_ERR_INTERNAL &&
+            rc != KC_ERR_SERVICE_UNAVAILABLE && rc != KC_ERR_SERVER_TIMEOUT)
+            break;
+    }
+    if (rc != 0)
+        note_error(b, "create", i, &err);
+    kc_error_clear(&err);
+    json_object_put(body);
+    free(name);
+    return rc;
+}
+
+/* --serial: block until claim i is Ready (or the run's timeout passed). */
+static void wait_ready(bench *b, long i)
+{
+    double deadline = b->t_start[i] + b->o->timeout_s;
+    pthread_mutex_lock(&b->mu);
+    while (b->t_ready[i] == 0 && now_s() < deadline) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 1;
+        pthread_cond_timedwait(&b->cv, &b->mu, &dl);
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void *creator_main(void *arg)
+{
+    bench *b = arg;
+    for (;;) {
+        long i = atomic_fetch_add(&b->next, 1);
+        if (i >= b->o->n)
+            return NULL;
+        b->t_start[i] = now_s();
+        int rc = create_claim(b, i, NULL);
+        b->t_created[i] = now_s();
+        if (rc == 0) {
+            atomic_fetch_add(&b->created, 1);
+            if (b->o->serial)
+                wait_ready(b, i);
+        } else {
+            atomic_fetch_add(&b->create_failed, 1);
+            /* it will never be Ready: stop waiting for it */
+            pthread_mutex_lock(&b->mu);
+            b->ready++;
+            if (b->ready >= b->o->n)
+                pthread_cond_broadcast(&b->cv);
+            pthread_mutex_unlock(&b->mu);
+        }
+    }
+}
+
+/* ---- floor mode ----------------------------------------------------------- */
+
+/* How many of `total` writes fall to chain i when spread evenly over n. */
+static long share(long total, long i, long n)
+{
+    return (long)(((__int128)total * (i + 1)) / n - ((__int128)total * i) / n);
+}
+
+static char *utc_now(void)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char buf[32];
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return xasprintf("%s", buf);
+}
+
+/* The Reservation the operator would POST for claim i (same shape as
+ * rec_reserve.c's), at address 10.0.0.0 + i + 1. Its name goes to *name. */
+static json_object *reservation_body(const bench *b, long i, json_object *claim, char **name)
+{
+    uint32_t a = 0x0A000000u + (uint32_t)i + 1u;
+    char *slot = xasprintf("%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+    *name = xasprintf("ippool.%s.%u-%u-%u-%u", b->o->pool, a >> 24, (a >> 16) & 255, (a >> 8) & 255,
+                      a & 255);
+    json_object *r = json_object_new_object(), *meta = json_object_new_object(),
+                *labels = json_object_new_object(), *spec = json_object_new_object(),
+                *pool = json_object_new_object(), *cl = json_object_new_object();
+    if (!r || !meta || !labels || !spec || !pool || !cl) {
+        fputs("bench_claims: out of memory\n", stderr);
+        exit(1);
+    }
+    json_object_object_add(r, "apiVersion", jstr("provisio.dev/v1alpha1"));
+    json_object_object_add(r, "kind", jstr("Reservation"));
+    json_object_object_add(meta, "name", jstr(*name));
+    json_object_object_add(labels, "provisio.dev/pool-kind", jstr("IPPool"));
+    json_object_object_add(labels, "provisio.dev/pool", jstr(b->o->pool));
+    json_object_object_add(meta, "labels", labels);
+    json_object_object_add(r, "metadata", meta);
+    json_object_object_add(pool, "kind", jstr("IPPool"));
+    json_object_object_add(pool, "name", jstr(b->o->pool));
+    json_object_object_add(spec, "pool", pool);
+    json_object_object_add(spec, "slot", jstr(slot));
+    json_object_object_add(cl, "kind", jstr("IPClaim"));
+    json_object_object_add(cl, "namespace", jstr(b->o->ns));
+    json_object_object_add(cl, "name", jstr(obj_str(claim, "metadata", "name")));
+    json_object_object_add(cl, "uid", jstr(obj_str(claim, "metadata", "uid")));
+    json_object_object_add(spec, "claim", cl);
+    json_object_object_add(r, "spec", spec);
+    free(slot);
+    return r;
+}
+
+/* A core/v1 Event about the claim, as rec_events would write it. */
+static json_object *event_body(const bench *b, json_object *claim, long k, char **name)
+{
+    const char *cname = obj_str(claim, "metadata", "name");
+    *name = xasprintf("%s.%lx", cname, k);
+    char *ts = utc_now();
+    json_object *e = json_object_new_object(), *meta = json_object_new_object(),
+                *inv = json_object_new_object(), *src = json_object_new_object();
+    if (!e || !meta || !inv || !src) {
+        fputs("bench_claims: out of memory\n", stderr);
+        exit(1);
+    }
+    json_object_object_add(e, "apiVersion", jstr("v1"));
+    json_object_object_add(e, "kind", jstr("Event"));
+    json_object_object_add(meta, "name", jstr(*name));
+    json_object_object_add(meta, "namespace", jstr(b->o->ns));
+    json_object_object_add(e, "metadata", meta);
+    json_object_object_add(inv, "apiVersion", jstr("provisio.dev/v1alpha1"));
+    json_object_object_add(inv, "kind", jstr("IPClaim"));
+    json_object_object_add(inv, "namespace", jstr(b->o->ns));
+    json_object_object_add(inv, "name", jstr(cname));
+    json_object_object_add(inv, "uid", jstr(obj_str(claim, "metadata", "uid")));
+    json_object_object_add(e, "involvedObject", inv);
+    json_object_object_add(e, "reason", jstr("Allocated"));
+    json_object_object_add(e, "message", jstr("allocated 10.0.0.1/8 from pool floor"));
+    json_object_object_add(e, "type", jstr("Normal"));
+    json_object_object_add(src, "component", jstr(EVENT_COMPONENT));
+    json_object_object_add(e, "source", src);
+    json_object_object_add(e, "reportingComponent", jstr(EVENT_COMPONENT));
+    json_object_object_add(e, "reportingInstance", jstr("bench"));
+    json_object_object_add(e, "firstTimestamp", jstr(ts));
+    json_object_object_add(e, "lastTimestamp", jstr(ts));
+    json_object_object_add(e, "count", json_object_new_int(1));
+    free(ts);
+    return e;
+}
+
+/* The status the operator writes for a Ready claim. */
+static void set_ready_status(json_object *claim, const char *pool, long i)
+{
+    uint32_t a = 0x0A000000u + (uint32_t)i + 1u;
+    char *addr = xasprintf("%u.%u.%u.%u/8", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+    char *ts = utc_now();
+    json_object *st = json_object_new_object(), *conds = json_object_new_array(),
+                *c = json_object_new_object(), *gen = NULL;
+    if (!st || !conds || !c) {
+        fputs("bench_claims: out of memory\n", stderr);
+        exit(1);
+    }
+    json_object *meta = NULL;
+    int64_t g = 1;
+    if (json_object_object_get_ex(claim, "metadata", &meta) &&
+        json_object_object_get_ex(meta, "generation", &gen))
+        g = json_object_get_int64(gen);
+    json_object_object_add(st, "observedGeneration", json_object_new_int64(g));
+    json_object_object_add(st, "pool", jstr(pool));
+    json_object_object_add(st, "address", jstr(addr));
+    json_object_object_add(c, "type", jstr("Ready"));
+    json_object_object_add(c, "status", jstr("True"));
+    json_object_object_add(c, "observedGeneration", json_object_new_int64(g));
+    json_object_object_add(c, "lastTransitionTime", jstr(ts));
+    json_object_object_add(c, "reason", jstr("Allocated"));
+    json_object_object_add(c, "message", jstr("address allocated"));
+    json_object_array_add(conds, c);
+    json_object_object_add(st, "conditions", conds);
+    json_object_object_add(claim, "status", st);
+    free(addr);
+    free(ts);
+}
+
+/* Count one write; on failure note it. Returns rc. */
+static int floor_write(bench *b, int rc, const char *what, long i, kc_error *err)
+{
+    atomic_fetch_add(&b->writes, 1);
+    if (rc != 0) {
+        atomic_fetch_add(&b->write_failed, 1);
+        note_error(b, what, i, err);
+    }
+    kc_error_clear(err);
+    return rc;
+}
+
+/* One claim's writes, in the operator's order, each from the last answer. */
+static void floor_chain(bench *b, long i)
+{
+    const bench_opts *o = b->o;
+    json_object *claim = NULL;
+    b->t_start[i] = now_s();
+    int rc = create_claim(b, i, &claim);
+    atomic_fetch_add(&b->writes, 1);
+    b->t_created[i] = now_s();
+    if (rc != 0 || claim == NULL) {
+        atomic_fetch_add(&b->write_failed, 1);
+        atomic_fetch_add(&b->create_failed, 1);
+        json_object_put(claim);
+        return;
+    }
+    atomic_fetch_add(&b->created, 1);
+    const char *cname0 = obj_str(claim, "metadata", "name");
+    char *cname = xasprintf("%s", cname0 ? cname0 : "?");
+    kc_error err = KC_ERROR_INIT;
+    char *resv_name = NULL;
+
+    long posts = share(o->posts, i, o->n);
+    for (long k = 0; k < posts; k++) {
+        char *name = NULL;
+        if (k == 0) {
+            kc_ref r = {"provisio.dev", "v1alpha1", "reservations", NULL, NULL, NULL};
+            json_object *body = reservation_body(b, i, claim, &name);
+            rc = kc_create(b->client, &r, body, NULL, NULL, &err);
+            json_object_put(body);
+            if (floor_write(b, rc, "reservation POST", i, &err) == 0)
+                resv_name = name, name = NULL;
+        } else {
+            kc_ref r = {"", "v1", "events", o->ns, NULL, NULL};
+            json_object *body = event_body(b, claim, k, &name);
+            rc = kc_create(b->client, &r, body, NULL, NULL, &err);
+            json_object_put(body);
+            floor_write(b, rc, "event POST", i, &err);
+        }
+        free(name);
+    }
+
+    kc_ref cref = {"provisio.dev", "v1alpha1", "ipclaims", o->ns, cname, NULL};
+    long patches = share(o->patches, i, o->n);
+    for (long k = 0; k < patches; k++) {
+        json_object *patch = json_object_new_object(), *meta = json_object_new_object(),
+                    *labels = json_object_new_object();
+        if (!patch || !meta || !labels) {
+            fputs("bench_claims: out of memory\n", stderr);
+            exit(1);
+        }
+        char *step = xasprintf("%ld", k + 1);
+        const char *rv = obj_str(claim, "metadata", "resourceVersion");
+        json_object_object_add(labels, FLOOR_LABEL_STEP, jstr(step));
+        json_object_object_add(meta, "labels", labels);
+        if (rv != NULL)
+            json_object_object_add(meta, "resourceVersion", jstr(rv));
+        json_object_object_add(patch, "metadata", meta);
+        json_object *out = NULL;
+        rc = kc_patch(b->client, &cref, KC_PATCH_MERGE, patch, NULL, &out, &err);
+        json_object_put(patch);
+        free(step);
+        if (floor_write(b, rc, "claim PATCH", i, &err) == 0 && out != NULL) {
+            json_object_put(claim);
+            claim = out;
+        } else {
+            json_object_put(out);
+        }
+    }
+
+    long puts_ = share(o->puts, i, o->n);
+    kc_ref sref = cref;
+    sref.subresource = "status";
+    for (long k = 0; k < puts_; k++) {
+        set_ready_status(claim, o->pool, i);
+        json_object *out = NULL;
+        rc = kc_update(b->client, &sref, claim, NULL, &out, &err);
+        if (floor_write(b, rc, "claim status PUT", i, &err) == 0 && out != NULL) {
+            json_object_put(claim);
+            claim = out;
+        } else {
+            json_object_put(out);
+        }
+    }
+
+    long deletes = share(o->deletes, i, o->n);
+    for (long k = 0; k < deletes; k++) {
+        if (resv_name == NULL) {
+            atomic_fetch_add(&b->skipped_deletes, 1);
+            continue;
+        }
+        kc_ref r = {"provisio.dev", "v1alpha1", "reservations", NULL, resv_name, NULL};
+        rc = kc_delete(b->client, &r, NULL, NULL, &err);
+        floor_write(b, rc, "reservation DELETE", i, &err);
+        free(resv_name);
+        resv_name = NULL;
+    }
+
+    b->t_ready[i] = now_s();
+    free(resv_name);
+    free(cname);
+    json_object_put(claim);
+}
+
+static void *floor_main(void *arg)
+{
+    bench *b = arg;
+    for (;;) {
+        long i = atomic_fetch_add(&b->next, 1);
+        if (i >= b->o->n)
+            return NULL;
+        floor_chain(b, i);
+    }
+}
+
+/* ---- cleanup mode --------------------------------------------------------- */
+
+/* DELETE a collection (deletecollection) with a label selector; 0 or rc. */
+static int delete_collection(kc_client *c, const kc_ref *r, const char *selector, kc_error *err)
+{
+    kc_list_opts lo = {0};
+    lo.label_selector = selector;
+    char *path = NULL;
+    int rc = kc_path(r, &lo, false, &path, err);
+    if (rc != 0)
+        return rc;
+    rc = kc_request_raw(c, "DELETE", path, NULL, NULL, 0, NULL, NULL, err);
+    free(path);
+    return rc;
+}
+
+/* Items left matching the selector (one page of 1: remainingItemCount + 1). */
+static long count_left(kc_client *c, const kc_ref *r, const char *selector)
+{
+    kc_list_opts lo = {0};
+    lo.label_selector = selector;
+    lo.limit = 1;
+    json_object *list = NULL, *items = NULL, *meta = NULL, *rem = NULL;
+    kc_error err = KC_ERROR_INIT;
+    if (kc_list(c, r, &lo, &list, &err) != 0) {
+        kc_error_clear(&err);
+        return -1;
+    }
+    long n = 0;
+    if (json_object_object_get_ex(list, "items", &items))
+        n = (long)json_object_array_length(items);
+    if (json_object_object_get_ex(list, "metadata", &meta) &&
+        json_object_object_get_ex(meta, "remainingItemCount", &rem))
+        n += (long)json_object_get_int64(rem);
+    json_object_put(list);
+    return n;
+}
+
+static int run_cleanup(kc_client *c, const bench_opts *o)
+{
+    kc_ref resv = {"provisio.dev", "v1alpha1", "reservations", NULL, NULL, NULL};
+    kc_ref claims = claims_ref_ns(o->ns);
+    char *resv_sel = xasprintf("provisio.dev/pool=%s", o->pool);
+    char *claim_sel = xasprintf("%s=%s", BENCH_LABEL_RUN, o->prefix);
+    double t0 = now_s();
+    int rc = 0;
+    for (;;) {
+        kc_error err = KC_ERROR_INIT;
+        /* a deletecollection of thousands may outlast the server's request
+         * timeout (504): whatever it did stays done, so just go again */
+        if (delete_collection(c, &resv, resv_sel, &err) != 0)
+            fprintf(stderr, "bench_claims: delete reservations: %s\n", err.message);
+        kc_error_clear(&err);
+        if (delete_collection(c, &claims, claim_sel, &err) != 0)
+            fprintf(stderr, "bench_claims: delete claims: %s\n", err.message);
+        kc_error_clear(&err);
+        long left_r = count_left(c, &resv, resv_sel), left_c = count_left(c, &claims, claim_sel);
+        if (left_r == 0 && left_c == 0)
+            break;
+        if (now_s() - t0 > o->timeout_s) {
+            fprintf(stderr, "bench_claims: cleanup: %ld reservations, %ld claims left\n", left_r,
+                    left_c);
+            rc = 1;
+            break;
+        }
+        sleep(1);
+    }
+    fprintf(stderr, "cleanup of %s / pool %s: %.1f s\n", o->ns, o->pool, now_s() - t0);
+    printf("RESULT mode=cleanup wall_s=%.2f ok=%d\n", now_s() - t0, rc == 0);
+    free(resv_sel);
+    free(claim_sel);
+    return rc;
+}
+
+/* ---- figures ------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted v[0..n). */
+static double pct(const double *v, long n, double p)
+{
+    if (n <= 0)
+        return 0;
+    long k = (long)(p / 100.0 * (double)n + 0.999999) - 1;
+    if (k < 0)
+        k = 0;
+    if (k >= n)
+        k = n - 1;
+    return v[k];
+}
+
+typedef struct figures {
+    long done;
+    double wall, p50, p99, max, c50, c99;
+} figures;
+
+static figures compute(const bench *b)
+{
+    long n = b->o->n;
+    double *lat = xcalloc((size_t)n, sizeof *lat), *cl = xcalloc((size_t)n, sizeof *cl);
+    double first = 0, last = 0;
+    figures f = {0};
+    long nc = 0;
+    for (long i = 0; i < n; i++) {
+        if (b->t_start[i] != 0 && (first == 0 || b->t_start[i] < first))
+            first = b->t_start[i];
+        if (b->t_created[i] != 0 && b->t_start[i] != 0)
+            cl[nc++] = b->t_created[i] - b->t_start[i];
+        if (b->t_ready[i] == 0 || b->t_start[i] == 0)
+            continue;
+        lat[f.done++] = b->t_ready[i] - b->t_start[i];
+        if (b->t_ready[i] > last)
+            last = b->t_ready[i];
+    }
+    qsort(lat, (size_t)f.done, sizeof *lat, cmp_double);
+    qsort(cl, (size_t)nc, sizeof *cl, cmp_double);
+    f.wall = f.done ? last - first : 0;
+    f.p50 = pct(lat, f.done, 50) * 1e3;
+    f.p99 = pct(lat, f.done, 99) * 1e3;
+    f.max = f.done ? lat[f.done - 1] * 1e3 : 0;
+    f.c50 = pct(cl, nc, 50) * 1e3;
+    f.c99 = pct(cl, nc, 99) * 1e3;
+    free(lat);
+    free(cl);
+    return f;
+}
+
+static void write_latencies(const bench *b, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "bench_claims: %s: %s\n", path, strerror(errno));
+        return;
+    }
+    double first = 0;
+    for (long i = 0; i < b->o->n; i++)
+        if (b->t_start[i] != 0 && (first == 0 || b->t_start[i] < first))
+            first = b->t_start[i];
+    fputs("# index start_ms created_ms ready_ms (ms since the first POST; ready -1: never)\n", f);
+    for (long i = 0; i < b->o->n; i++)
+        fprintf(f, "%ld %.3f %.3f %.3f\n", i, (b->t_start[i] - first) * 1e3,
+                (b->t_created[i] - first) * 1e3,
+                b->t_ready[i] ? (b->t_ready[i] - first) * 1e3 : -1.0);
+    fclose(f);
+}
+
+/* ---- main ----------------------------------------------------------------- */
+
+static void usage(void)
+{
+    fputs("usage: bench_claims claims|floor|cleanup --namespace NS --pool NAME [-n N] [-t T]\n"
+          "         [--prefix P] [--timeout S] [--latencies FILE] [--kubeconfig F]\n"
+          "         [--serial]   (claims)\n"
+          "         [--posts X --patches Y --puts Z --deletes D]   (floor)\n",
+          stderr);
+    exit(2);
+}
+
+static long num_arg(const char *s)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 0)
+        usage();
+    return v;
+}
+
+static void parse_args(int argc, char **argv, bench_opts *o)
+{
+    if (argc < 2)
+        usage();
+    if (!strcmp(argv[1], "claims"))
+        o->mode = MODE_CLAIMS;
+    else if (!strcmp(argv[1], "floor"))
+        o->mode = MODE_FLOOR;
+    else if (!strcmp(argv[1], "cleanup"))
+        o->mode = MODE_CLEANUP;
+    else
+        usage();
+    o->n = 1000;
+    o->threads = 16;
+    o->prefix = "c";
+    o->timeout_s = 900;
+    o->posts = o->patches = o->puts = -1;
+    static const struct option lo[] = {
+        {"namespace", required_argument, NULL, 'N'},
+        {"pool", required_argument, NULL, 'p'},
+        {"prefix", required_argument, NULL, 'P'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"latencies", required_argument, NULL, 'L'},
+        {"kubeconfig", required_argument, NULL, 'k'},
+        {"posts", required_argument, NULL, 1},
+        {"patches", required_argument, NULL, 2},
+        {"puts", required_argument, NULL, 3},
+        {"deletes", required_argument, NULL, 4},
+        {"serial", no_argument, NULL, 5},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 2;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "n:t:", lo, NULL)) != -1) {
+        switch (ch) {
+        case 'n':
+            o->n = num_arg(optarg);
+            break;
+        case 't':
+            o->threads = (int)num_arg(optarg);
+            break;
+        case 'N':
+            o->ns = optarg;
+            break;
+        case 'p':
+            o->pool = optarg;
+            break;
+        case 'P':
+            o->prefix = optarg;
+            break;
+        case 'T':
+            o->timeout_s = (double)num_arg(optarg);
+            break;
+        case 'L':
+            o->latencies = optarg;
+            break;
+        case 'k':
+            o->kubeconfig = optarg;
+            break;
+        case 1:
+            o->posts = num_arg(optarg);
+            break;
+        case 2:
+            o->patches = num_arg(optarg);
+            break;
+        case 3:
+            o->puts = num_arg(optarg);
+            break;
+        case 4:
+            o->deletes = num_arg(optarg);
+            break;
+        case 5:
+            o->serial = true;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (optind != argc || !o->ns || !o->pool || o->n < 1 || o->threads < 1)
+        usage();
+    if (o->posts < 0)
+        o->posts = o->n;
+    if (o->patches < 0)
+        o->patches = o->n;
+    if (o->puts < 0)
+        o->puts = o->n;
+}
+
+static void run_threads(bench *b, void *(*fn)(void *))
+{
+    pthread_t *th = xcalloc((size_t)b->o->threads, sizeof *th);
+    for (int k = 0; k < b->o->threads; k++)
+        if (pthread_create(&th[k], NULL, fn, b) != 0) {
+            fputs("bench_claims: pthread_create failed\n", stderr);
+            exit(1);
+        }
+    for (int k = 0; k < b->o->threads; k++)
+        pthread_join(th[k], NULL);
+    free(th);
+}
+
+static int run_claims(bench *b)
+{
+    const bench_opts *o = b->o;
+    /* Watch from "now": every event after this list reaches us, however late
+     * the watch connects. */
+    kc_ref r = claims_ref_ns(o->ns);
+    kc_list_opts lo = {0};
+    lo.limit = 1;
+    json_object *list = NULL;
+    kc_error err = KC_ERROR_INIT;
+    if (kc_list(b->client, &r, &lo, &list, &err) != 0)
+        die("list ipclaims", &err);
+    set_rv(b, list);
+    json_object_put(list);
+    if (kc_watch_new(b->client, 0, &b->watch, &err) != 0)
+        die("watch", &err);
+    pthread_t wt;
+    if (pthread_create(&wt, NULL, watch_main, b) != 0) {
+        fputs("bench_claims: pthread_create failed\n", stderr);
+        exit(1);
+    }
+
+    double t0 = now_s();
+    pthread_t *th = xcalloc((size_t)o->threads, sizeof *th);
+    for (int k = 0; k < o->threads; k++)
+        if (pthread_create(&th[k], NULL, creator_main, b) != 0) {
+            fputs("bench_claims: pthread_create failed\n", stderr);
+            exit(1);
+        }
+
+    /* Wait for every claim, with a progress line every 5 s. */
+    bool timed_out = false;
+    double last_note = t0;
+    pthread_mutex_lock(&b->mu);
+    while (b->ready < o->n) {
+        double left = o->timeout_s - (now_s() - t0), step = left < 5 ? (left > 0 ? left : 0) : 5;
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        double nsec = (double)dl.tv_nsec + step * 1e9;
+        dl.tv_sec += (time_t)(nsec / 1e9);
+        dl.tv_nsec = (long)(nsec - (double)(time_t)(nsec / 1e9) * 1e9);
+        pthread_cond_timedwait(&b->cv, &b->mu, &dl);
+        if (b->ready >= o->n)
+            break;
+        if (now_s() - last_note >= 5) {
+            last_note = now_s();
+            fprintf(stderr, "  %6.1f s: %ld created, %ld ready\n", now_s() - t0,
+                    atomic_load(&b->created), b->ready);
+        }
+        if (now_s() - t0 >= o->timeout_s) {
+            timed_out = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    for (int k = 0; k < o->threads; k++)
+        pthread_join(th[k], NULL);
+    free(th);
+    kc_watch_stop(b->watch);
+    pthread_join(wt, NULL);
+    kc_watch_free(b->watch);
+    b->watch = NULL;
+
+    figures f = compute(b);
+    long cf = atomic_load(&b->create_failed);
+    fprintf(stderr,
+            "claims: n=%ld threads=%d: %ld Ready in %.2f s (%.0f claims/s); create->Ready "
+            "p50 %.1f ms p99 %.1f ms max %.1f ms; POST p50 %.1f ms p99 %.1f ms; "
+            "%ld create failures; %.2f watch events/claim; %ld relists%s\n",
+            o->n, o->threads, f.done, f.wall, f.wall > 0 ? (double)f.done / f.wall : 0, f.p50,
+            f.p99, f.max, f.c50, f.c99, cf, (double)b->events / (double)o->n, b->relists,
+            timed_out ? " (TIMED OUT)" : "");
+    if (b->first_error[0])
+        fprintf(stderr, "  first error: %s\n", b->first_error);
+    printf("RESULT mode=claims n=%ld threads=%d ready=%ld wall_s=%.3f rate=%.1f p50_ms=%.1f "
+           "p99_ms=%.1f max_ms=%.1f post_p50_ms=%.1f post_p99_ms=%.1f failed=%ld "
+           "events_per_claim=%.2f timed_out=%d\n",
+           o->n, o->threads, f.done, f.wall, f.wall > 0 ? (double)f.done / f.wall : 0, f.p50, f.p99,
+           f.max, f.c50, f.c99, cf, (double)b->events / (double)o->n, timed_out);
+    if (o->latencies)
+        write_latencies(b, o->latencies);
+    return (f.done == o->n && cf == 0) ? 0 : 1;
+}
+
+static int run_floor(bench *b)
+{
+    const bench_opts *o = b->o;
+    run_threads(b, floor_main);
+    figures f = compute(b);
+    long wf = atomic_load(&b->write_failed), w = atomic_load(&b->writes);
+    fprintf(stderr,
+            "floor: n=%ld threads=%d: %ld writes (%ld claim POST, %ld other POST, %ld PATCH, "
+            "%ld PUT, %ld DELETE) in %.2f s (%.0f chains/s, %.0f writes/s); chain p50 %.1f ms "
+            "p99 %.1f ms; %ld failed writes, %ld deletes skipped\n",
+            o->n, o->threads, w, o->n, o->posts, o->patches, o->puts, o->deletes, f.wall,
+            f.wall > 0 ? (double)f.done / f.wall : 0, f.wall > 0 ? (double)w / f.wall : 0, f.p50,
+            f.p99, wf, atomic_load(&b->skipped_deletes));
+    if (b->first_error[0])
+        fprintf(stderr, "  first error: %s\n", b->first_error);
+    printf("RESULT mode=floor n=%ld threads=%d done=%ld writes=%ld wall_s=%.3f rate=%.1f "
+           "p50_ms=%.1f p99_ms=%.1f failed=%ld\n",
+           o->n, o->threads, f.done, w, f.wall, f.wall > 0 ? (double)f.done / f.wall : 0, f.p50,
+           f.p99, wf);
+    if (o->latencies)
+        write_latencies(b, o->latencies);
+    return wf == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o = {0};
+    parse_args(argc, argv, &o);
+
+    kc_config_opts co = {0};
+    co.kubeconfig = o.kubeconfig;
+    co.no_in_cluster = true;
+    kc_config *cfg = NULL;
+    kc_error err = KC_ERROR_INIT;
+    if (kc_config_load(&co, &cfg, &err) != 0)
+        die("kubeconfig", &err);
+    kc_client_opts cop = {0};
+    cop.request_timeout_ms = 300000; /* a deletecollection of 10,000 takes a while */
+    cop.user_agent = "provisio-bench/" PROVISIO_VERSION;
+    kc_client *c = NULL;
+    if (kc_client_new(cfg, &cop, &c, &err) != 0)
+        die("client", &err);
+
+    int rc;
+    if (o.mode == MODE_CLEANUP) {
+        rc = run_cleanup(c, &o);
+    } else {
+        ensure_namespace(c, o.ns);
+        bench *b = xcalloc(1, sizeof *b);
+        b->o = &o;
+        b->client = c;
+        b->t_start = xcalloc((size_t)o.n, sizeof *b->t_start);
+        b->t_created = xcalloc((size_t)o.n, sizeof *b->t_created);
+        b->t_ready = xcalloc((size_t)o.n, sizeof *b->t_ready);
+        pthread_mutex_init(&b->mu, NULL);
+        pthread_cond_init(&b->cv, NULL);
+        rc = o.mode == MODE_CLAIMS ? run_claims(b) : run_floor(b);
+        pthread_mutex_destroy(&b->mu);
+        pthread_cond_destroy(&b->cv);
+        kc_error_clear(&b->watch_err);
+        free(b->watch_rv);
+        free(b->t_start);
+        free(b->t_created);
+        free(b->t_ready);
+        free(b);
+    }
+    kc_client_free(c);
+    kc_config_free(cfg);
+    return rc;
+}
