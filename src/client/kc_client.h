@@ -41,19 +41,19 @@ typedef struct kc_ref {
 typedef struct kc_list_opts {
     const char *label_selector;
     const char *field_selector;
-    long limit;                      /* list: page size; 0 = server default (all) */
-    const char *continue_token;      /* list: from the previous page's metadata.continue */
-    const char *resource_version;    /* list/watch: resourceVersion */
+    long limit;                         /* list: page size; 0 = server default (all) */
+    const char *continue_token;         /* list: from the previous page's metadata.continue */
+    const char *resource_version;       /* list/watch: resourceVersion */
     const char *resource_version_match; /* "NotOlderThan" / "Exact" */
-    long timeout_seconds;            /* watch: timeoutSeconds (server-side) */
-    bool allow_watch_bookmarks;      /* watch */
+    long timeout_seconds;               /* watch: timeoutSeconds (server-side) */
+    bool allow_watch_bookmarks;         /* watch */
 } kc_list_opts;
 
 typedef enum kc_patch_type {
-    KC_PATCH_MERGE,           /* application/merge-patch+json */
-    KC_PATCH_JSON,            /* application/json-patch+json */
-    KC_PATCH_STRATEGIC,       /* application/strategic-merge-patch+json (core kinds) */
-    KC_PATCH_APPLY,           /* application/apply-patch+yaml: server-side apply (body JSON) */
+    KC_PATCH_MERGE,     /* application/merge-patch+json */
+    KC_PATCH_JSON,      /* application/json-patch+json */
+    KC_PATCH_STRATEGIC, /* application/strategic-merge-patch+json (core kinds) */
+    KC_PATCH_APPLY,     /* application/apply-patch+yaml: server-side apply (body JSON) */
 } kc_patch_type;
 
 typedef struct kc_write_opts {
@@ -66,18 +66,18 @@ typedef struct kc_delete_opts {
     const char *propagation_policy; /* "Foreground", "Background", "Orphan" or NULL */
     const char *precondition_uid;
     const char *precondition_resource_version;
-    long grace_period_seconds;      /* sent only when grace_period_set */
-    bool grace_period_set;          /* zeroed opts never ask for a 0 s (force) delete */
+    long grace_period_seconds; /* sent only when grace_period_set */
+    bool grace_period_set;     /* zeroed opts never ask for a 0 s (force) delete */
 } kc_delete_opts;
 
 typedef struct kc_client_opts {
-    double qps;                 /* client-side rate limit; <= 0 = off (default) */
-    int burst;                  /* token bucket size; <= 0 = max(1, qps) */
-    long connect_timeout_ms;    /* 0 = 10 s */
-    long request_timeout_ms;    /* whole request, not watches; 0 = 60 s */
-    int max_retries;            /* retries of one request; 0 = 5, <0 = none */
-    long max_body_bytes;        /* largest response body; 0 = 256 MiB */
-    const char *user_agent;     /* NULL = "provisio/<version>" */
+    double qps;              /* client-side rate limit; <= 0 = off (default) */
+    int burst;               /* token bucket size; <= 0 = max(1, qps) */
+    long connect_timeout_ms; /* 0 = 10 s */
+    long request_timeout_ms; /* whole request, not watches; 0 = 60 s */
+    int max_retries;         /* retries of one request; 0 = 5, <0 = none */
+    long max_body_bytes;     /* largest response body; 0 = 256 MiB */
+    const char *user_agent;  /* NULL = "provisio/<version>" */
 } kc_client_opts;
 
 /*

@@ -42,11 +42,11 @@ typedef struct kc_config kc_config;
 #define KC_SA_DIR_ENV "PROVISIO_SERVICEACCOUNT_DIR"
 
 typedef struct kc_config_opts {
-    const char *kubeconfig;       /* explicit path (--kubeconfig); NULL to search */
-    const char *context;          /* context name; NULL for current-context */
-    const char *namespace_;       /* overrides the context's namespace; NULL to keep */
-    const char *sa_dir;           /* in-cluster SA dir; NULL = $KC_SA_DIR_ENV, else the default */
-    bool no_in_cluster;           /* never fall back to in-cluster config */
+    const char *kubeconfig; /* explicit path (--kubeconfig); NULL to search */
+    const char *context;    /* context name; NULL for current-context */
+    const char *namespace_; /* overrides the context's namespace; NULL to keep */
+    const char *sa_dir;     /* in-cluster SA dir; NULL = $KC_SA_DIR_ENV, else the default */
+    bool no_in_cluster;     /* never fall back to in-cluster config */
 } kc_config_opts;
 
 /* Bytes owned by the config (not NUL-terminated necessarily; len says). */
@@ -57,10 +57,10 @@ typedef struct kc_blob {
 
 /* TLS material, borrowed from the config for as long as it lives. */
 typedef struct kc_tls {
-    kc_blob ca;           /* PEM; len 0 = system trust store */
-    kc_blob client_cert;  /* PEM; len 0 = none */
-    kc_blob client_key;   /* PEM; len 0 = none */
-    bool insecure;        /* insecure-skip-tls-verify: only when the kubeconfig says so */
+    kc_blob ca;              /* PEM; len 0 = system trust store */
+    kc_blob client_cert;     /* PEM; len 0 = none */
+    kc_blob client_key;      /* PEM; len 0 = none */
+    bool insecure;           /* insecure-skip-tls-verify: only when the kubeconfig says so */
     const char *server_name; /* tls-server-name, or NULL */
 } kc_tls;
 
@@ -77,10 +77,11 @@ int kc_config_from_yaml(const char *yaml, size_t len, const char *context, kc_co
 void kc_config_free(kc_config *cfg);
 
 /* Borrowed accessors, valid for the life of cfg. */
-const char *kc_config_server(const kc_config *cfg);     /* "https://host:port", no trailing '/' */
-const char *kc_config_namespace(const kc_config *cfg);  /* context/in-cluster namespace or "default" */
-const char *kc_config_context(const kc_config *cfg);    /* context name, "" in-cluster */
-const char *kc_config_proxy_url(const kc_config *cfg);  /* proxy-url or NULL */
+const char *kc_config_server(const kc_config *cfg); /* "https://host:port", no trailing '/' */
+const char *
+kc_config_namespace(const kc_config *cfg);           /* context/in-cluster namespace or "default" */
+const char *kc_config_context(const kc_config *cfg); /* context name, "" in-cluster */
+const char *kc_config_proxy_url(const kc_config *cfg); /* proxy-url or NULL */
 bool kc_config_is_in_cluster(const kc_config *cfg);
 void kc_config_tls(const kc_config *cfg, kc_tls *out);
 

@@ -20,34 +20,62 @@
 const char *kc_strerror(int code)
 {
     switch (code) {
-    case KC_OK: return "success";
-    case KC_ERR_NOMEM: return "out of memory";
-    case KC_ERR_INVALID_ARG: return "invalid argument";
-    case KC_ERR_CONFIG: return "unusable client configuration";
-    case KC_ERR_TRANSPORT: return "transport failure (no HTTP answer)";
-    case KC_ERR_TIMEOUT: return "request timed out";
-    case KC_ERR_DECODE: return "could not decode the server's answer";
-    case KC_ERR_TOO_LARGE: return "answer larger than the configured maximum";
-    case KC_ERR_STOPPED: return "stopped";
-    case KC_ERR_AUTH_PLUGIN: return "exec credential plugin failed";
-    case KC_ERR_IO: return "local I/O error";
-    case KC_ERR_BAD_REQUEST: return "bad request";
-    case KC_ERR_UNAUTHORIZED: return "unauthorized";
-    case KC_ERR_FORBIDDEN: return "forbidden";
-    case KC_ERR_NOT_FOUND: return "not found";
-    case KC_ERR_METHOD_NOT_ALLOWED: return "method not allowed";
-    case KC_ERR_NOT_ACCEPTABLE: return "not acceptable";
-    case KC_ERR_ALREADY_EXISTS: return "already exists";
-    case KC_ERR_CONFLICT: return "conflict";
-    case KC_ERR_GONE: return "gone (resource version too old)";
-    case KC_ERR_UNSUPPORTED_MEDIA: return "unsupported media type";
-    case KC_ERR_INVALID: return "invalid";
-    case KC_ERR_TOO_MANY_REQUESTS: return "too many requests";
-    case KC_ERR_INTERNAL: return "internal server error";
-    case KC_ERR_SERVICE_UNAVAILABLE: return "service unavailable";
-    case KC_ERR_SERVER_TIMEOUT: return "server timeout";
-    case KC_ERR_API: return "API error";
-    default: return "unknown error";
+    case KC_OK:
+        return "success";
+    case KC_ERR_NOMEM:
+        return "out of memory";
+    case KC_ERR_INVALID_ARG:
+        return "invalid argument";
+    case KC_ERR_CONFIG:
+        return "unusable client configuration";
+    case KC_ERR_TRANSPORT:
+        return "transport failure (no HTTP answer)";
+    case KC_ERR_TIMEOUT:
+        return "request timed out";
+    case KC_ERR_DECODE:
+        return "could not decode the server's answer";
+    case KC_ERR_TOO_LARGE:
+        return "answer larger than the configured maximum";
+    case KC_ERR_STOPPED:
+        return "stopped";
+    case KC_ERR_AUTH_PLUGIN:
+        return "exec credential plugin failed";
+    case KC_ERR_IO:
+        return "local I/O error";
+    case KC_ERR_BAD_REQUEST:
+        return "bad request";
+    case KC_ERR_UNAUTHORIZED:
+        return "unauthorized";
+    case KC_ERR_FORBIDDEN:
+        return "forbidden";
+    case KC_ERR_NOT_FOUND:
+        return "not found";
+    case KC_ERR_METHOD_NOT_ALLOWED:
+        return "method not allowed";
+    case KC_ERR_NOT_ACCEPTABLE:
+        return "not acceptable";
+    case KC_ERR_ALREADY_EXISTS:
+        return "already exists";
+    case KC_ERR_CONFLICT:
+        return "conflict";
+    case KC_ERR_GONE:
+        return "gone (resource version too old)";
+    case KC_ERR_UNSUPPORTED_MEDIA:
+        return "unsupported media type";
+    case KC_ERR_INVALID:
+        return "invalid";
+    case KC_ERR_TOO_MANY_REQUESTS:
+        return "too many requests";
+    case KC_ERR_INTERNAL:
+        return "internal server error";
+    case KC_ERR_SERVICE_UNAVAILABLE:
+        return "service unavailable";
+    case KC_ERR_SERVER_TIMEOUT:
+        return "server timeout";
+    case KC_ERR_API:
+        return "API error";
+    default:
+        return "unknown error";
     }
 }
 
@@ -127,21 +155,36 @@ int kc_status_from_http(long http_status, const char *reason)
             return KC_ERR_UNSUPPORTED_MEDIA;
     }
     switch (http_status) {
-    case 400: return KC_ERR_BAD_REQUEST;
-    case 401: return KC_ERR_UNAUTHORIZED;
-    case 403: return KC_ERR_FORBIDDEN;
-    case 404: return KC_ERR_NOT_FOUND;
-    case 405: return KC_ERR_METHOD_NOT_ALLOWED;
-    case 406: return KC_ERR_NOT_ACCEPTABLE;
-    case 409: return KC_ERR_CONFLICT;
-    case 410: return KC_ERR_GONE;
-    case 415: return KC_ERR_UNSUPPORTED_MEDIA;
-    case 422: return KC_ERR_INVALID;
-    case 429: return KC_ERR_TOO_MANY_REQUESTS;
-    case 500: return KC_ERR_INTERNAL;
-    case 503: return KC_ERR_SERVICE_UNAVAILABLE;
-    case 504: return KC_ERR_SERVER_TIMEOUT;
-    default: return KC_ERR_API;
+    case 400:
+        return KC_ERR_BAD_REQUEST;
+    case 401:
+        return KC_ERR_UNAUTHORIZED;
+    case 403:
+        return KC_ERR_FORBIDDEN;
+    case 404:
+        return KC_ERR_NOT_FOUND;
+    case 405:
+        return KC_ERR_METHOD_NOT_ALLOWED;
+    case 406:
+        return KC_ERR_NOT_ACCEPTABLE;
+    case 409:
+        return KC_ERR_CONFLICT;
+    case 410:
+        return KC_ERR_GONE;
+    case 415:
+        return KC_ERR_UNSUPPORTED_MEDIA;
+    case 422:
+        return KC_ERR_INVALID;
+    case 429:
+        return KC_ERR_TOO_MANY_REQUESTS;
+    case 500:
+        return KC_ERR_INTERNAL;
+    case 503:
+        return KC_ERR_SERVICE_UNAVAILABLE;
+    case 504:
+        return KC_ERR_SERVER_TIMEOUT;
+    default:
+        return KC_ERR_API;
     }
 }
 
