@@ -59,6 +59,7 @@
  */
 #include "kc_client.h"
 #include "kc_client_internal.h"
+#include "kc_strbuf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -167,59 +168,27 @@ static double backoff_seconds(int retry)
     return d * (0.5 + 0.5 * random_unit());
 }
 
-/* A growable string; oom is sticky so callers check once at the end. */
-typedef struct strbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} strbuf;
-
-static void sb_addn(strbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_add(strbuf *b, const char *s)
-{
-    sb_addn(b, s, strlen(s));
-}
-
-static void sb_add_escaped(strbuf *b, const char *s)
+/* Append s percent-escaped (everything but RFC 3986 unreserved characters). */
+static void sb_add_escaped(kc_strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
         if ((*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') ||
             *q == '-' || *q == '.' || *q == '_' || *q == '~') {
-            sb_addn(b, (const char *)q, 1);
+            kc_strbuf_addn(b, (const char *)q, 1);
         } else {
             char e[3] = {'%', hex[*q >> 4], hex[*q & 15]};
-            sb_addn(b, e, 3);
+            kc_strbuf_addn(b, e, 3);
         }
     }
 }
 
 /* Append key=value (escaped) to a path that may already carry a query. */
-static void sb_query_param(strbuf *b, const char *key, const char *value)
+static void sb_query_param(kc_strbuf *b, const char *key, const char *value)
 {
-    sb_add(b, (b->p && strchr(b->p, '?')) ? "&" : "?");
-    sb_add(b, key);
-    sb_add(b, "=");
+    kc_strbuf_add(b, (b->p && strchr(b->p, '?')) ? "&" : "?");
+    kc_strbuf_add(b, key);
+    kc_strbuf_add(b, "=");
     sb_add_escaped(b, value);
 }
 
@@ -607,13 +576,14 @@ int kc_client_prepare(kc_client *c, CURL *h, const char *path, char *errbuf,
     } while (0)
 
     errbuf[0] = '\0';
-    strbuf url = {0};
-    sb_add(&url, c->base_url);
-    sb_add(&url, path);
-    if (url.oom)
+    kc_strbuf url = {0};
+    kc_strbuf_add(&url, c->base_url);
+    kc_strbuf_add(&url, path);
+    char *full_url = kc_strbuf_take(&url, NULL);
+    if (!full_url)
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
-    SET(CURLOPT_URL, url.p);
-    free(url.p);
+    SET(CURLOPT_URL, full_url); /* curl copies it */
+    free(full_url);
 
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_SHARE, c->share);
@@ -808,11 +778,11 @@ static int attempt(kc_client *c, CURL *h, const kc_call *r, kc_buf *resp, attemp
         /* Expect: 100-continue costs a round trip (or a 1 s wait) for nothing. */
         ok = add_header(&hdrs, "Expect:");
         if (ok && r->content_type) {
-            strbuf ct = {0};
-            sb_add(&ct, "Content-Type: ");
-            sb_add(&ct, r->content_type);
+            kc_strbuf ct = {0};
+            kc_strbuf_add(&ct, "Content-Type: ");
+            kc_strbuf_add(&ct, r->content_type);
             ok = !ct.oom && add_header(&hdrs, ct.p);
-            free(ct.p);
+            kc_strbuf_free(&ct);
         } else if (ok) {
             ok = add_header(&hdrs, "Content-Type:"); /* not form-urlencoded */
         }
@@ -850,12 +820,12 @@ static int attempt(kc_client *c, CURL *h, const kc_call *r, kc_buf *resp, attemp
                               r->method, r->path);
             ar->permanent = true;
         } else {
-            strbuf what = {0};
-            sb_add(&what, r->method);
-            sb_add(&what, " ");
-            sb_add(&what, r->path);
+            kc_strbuf what = {0};
+            kc_strbuf_add(&what, r->method);
+            kc_strbuf_add(&what, " ");
+            kc_strbuf_add(&what, r->path);
             rc = kc_curl_error(cc, errbuf, what.oom ? r->method : what.p, err);
-            free(what.p);
+            kc_strbuf_free(&what);
             ar->permanent = curl_error_is_permanent(cc);
             ar->before_send = curl_error_before_send(h, cc);
         }
@@ -1063,7 +1033,8 @@ static int add_write_params(char **path, const kc_write_opts *wo, bool apply, kc
 {
     if (!wo)
         return KC_OK;
-    strbuf b = {.p = *path, .len = strlen(*path), .cap = strlen(*path) + 1};
+    /* Adopt *path and hand it back even on oom (partial then): the caller frees it. */
+    kc_strbuf b = {.p = *path, .len = strlen(*path), .cap = strlen(*path) + 1};
     if (wo->dry_run)
         sb_query_param(&b, "dryRun", "All");
     if (wo->field_manager && *wo->field_manager)

@@ -27,6 +27,7 @@
 #include "httpd.h"
 
 #include "kc_error.h"
+#include "kc_strbuf.h"
 #include "log.h"
 
 #include <libwebsockets.h>
@@ -72,40 +73,6 @@ typedef struct session {
     char *body;
     size_t len, off;
 } session;
-
-/* ---- text buffer --------------------------------------------------------- */
-
-typedef struct hbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} hbuf;
-
-static void hb_put(hbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void hb_puts(hbuf *b, const char *s)
-{
-    hb_put(b, s, strlen(s));
-}
 
 static char *xstrdup(const char *s)
 {
@@ -201,7 +168,7 @@ typedef struct response {
     unsigned int status;
     const char *content_type;
     bool nosniff;
-    hbuf body;
+    kc_strbuf body;
 } response;
 
 /* The query of the request: "verbose" present, "exclude" values. */
@@ -271,11 +238,11 @@ static int cmp_str(const void *a, const void *b)
 /* The aggregated /healthz or /readyz answer (controller-runtime's format). */
 static void serve_aggregate(httpd_server *s, check_list *l, const query *q, response *r)
 {
-    hbuf verbose = {0};
+    kc_strbuf verbose = {0};
     bool failed = false;
     pthread_mutex_lock(&s->mu);
     if (l->n == 0)
-        hb_puts(&verbose, "[+]ping ok\n");
+        kc_strbuf_add(&verbose, "[+]ping ok\n");
     for (size_t i = 0; i < l->n; i++) {
         const check *c = &l->v[i];
         bool excluded = false;
@@ -285,11 +252,11 @@ static void serve_aggregate(httpd_server *s, check_list *l, const query *q, resp
                 excluded = true;
             }
         }
-        hb_puts(&verbose, "[");
+        kc_strbuf_add(&verbose, "[");
         if (excluded) {
-            hb_puts(&verbose, "+]");
-            hb_puts(&verbose, c->name);
-            hb_puts(&verbose, " excluded: ok\n");
+            kc_strbuf_add(&verbose, "+]");
+            kc_strbuf_add(&verbose, c->name);
+            kc_strbuf_add(&verbose, " excluded: ok\n");
             continue;
         }
         char *why = NULL;
@@ -300,9 +267,9 @@ static void serve_aggregate(httpd_server *s, check_list *l, const query *q, resp
             failed = true;
         }
         free(why);
-        hb_puts(&verbose, rc ? "-]" : "+]");
-        hb_puts(&verbose, c->name);
-        hb_puts(&verbose, rc ? " failed: reason withheld\n" : " ok\n");
+        kc_strbuf_add(&verbose, rc ? "-]" : "+]");
+        kc_strbuf_add(&verbose, c->name);
+        kc_strbuf_add(&verbose, rc ? " failed: reason withheld\n" : " ok\n");
     }
     pthread_mutex_unlock(&s->mu);
 
@@ -318,30 +285,30 @@ static void serve_aggregate(httpd_server *s, check_list *l, const query *q, resp
     }
     if (nunknown) {
         qsort(unknown, nunknown, sizeof *unknown, cmp_str);
-        hb_puts(&verbose, "warn: some health checks cannot be excluded: no matches for ");
+        kc_strbuf_add(&verbose, "warn: some health checks cannot be excluded: no matches for ");
         for (size_t k = 0; k < nunknown; k++) {
             if (k)
-                hb_puts(&verbose, ",");
-            hb_puts(&verbose, "\"");
-            hb_puts(&verbose, unknown[k]);
-            hb_puts(&verbose, "\"");
+                kc_strbuf_add(&verbose, ",");
+            kc_strbuf_add(&verbose, "\"");
+            kc_strbuf_add(&verbose, unknown[k]);
+            kc_strbuf_add(&verbose, "\"");
         }
-        hb_puts(&verbose, "\n");
+        kc_strbuf_add(&verbose, "\n");
     }
     free(unknown);
 
     r->status = failed ? 500 : 200;
     r->nosniff = true;
     if (!failed && !q->verbose) {
-        hb_puts(&r->body, "ok");
+        kc_strbuf_add(&r->body, "ok");
     } else {
         if (verbose.p)
-            hb_puts(&r->body, verbose.p);
-        hb_puts(&r->body, failed ? "healthz check failed\n" : "healthz check passed\n");
+            kc_strbuf_add(&r->body, verbose.p);
+        kc_strbuf_add(&r->body, failed ? "healthz check failed\n" : "healthz check passed\n");
     }
     if (verbose.oom)
         r->body.oom = true;
-    free(verbose.p);
+    kc_strbuf_free(&verbose);
 }
 
 /* /healthz/<name>: one check, with its reason. */
@@ -364,15 +331,15 @@ static void serve_single(httpd_server *s, check_list *l, const char *name, respo
     r->nosniff = true;
     if (!found) {
         r->status = 404;
-        hb_puts(&r->body, "404 page not found\n");
+        kc_strbuf_add(&r->body, "404 page not found\n");
     } else if (rc) {
         r->status = 500;
-        hb_puts(&r->body, "internal server error: ");
-        hb_puts(&r->body, why ? why : "check failed");
-        hb_puts(&r->body, "\n");
+        kc_strbuf_add(&r->body, "internal server error: ");
+        kc_strbuf_add(&r->body, why ? why : "check failed");
+        kc_strbuf_add(&r->body, "\n");
     } else {
         r->status = 200;
-        hb_puts(&r->body, "ok");
+        kc_strbuf_add(&r->body, "ok");
     }
     free(why);
 }
@@ -414,7 +381,7 @@ static void route(httpd_server *s, struct lws *wsi, const char *path, response *
         }
         r->status = 200;
         r->content_type = MET_CONTENT_TYPE;
-        /* Hand the rendered text over as the body without copying. */
+        /* Adopt the rendered text as the body without copying. */
         r->body.p = text;
         r->body.len = len;
         r->body.cap = len + 1;
@@ -422,7 +389,7 @@ static void route(httpd_server *s, struct lws *wsi, const char *path, response *
     }
     r->status = 404;
     r->nosniff = true;
-    hb_puts(&r->body, "404 page not found\n");
+    kc_strbuf_add(&r->body, "404 page not found\n");
 }
 
 /* ---- lws glue ------------------------------------------------------------ */
@@ -465,22 +432,21 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         response r = {0};
         route(s, wsi, in ? (const char *)in : "/", &r);
         if (r.body.oom) {
-            free(r.body.p);
+            kc_strbuf_free(&r.body);
             r = (response){.status = 500, .content_type = "text/plain; charset=utf-8"};
-            hb_puts(&r.body, "out of memory\n");
+            kc_strbuf_add(&r.body, "out of memory\n");
             if (r.body.oom)
                 return -1;
         }
         if (write_headers(wsi, &r, r.body.len)) {
-            free(r.body.p);
+            kc_strbuf_free(&r.body);
             return -1;
         }
         if (method == LWSHUMETH_HEAD || r.body.len == 0) {
-            free(r.body.p);
+            kc_strbuf_free(&r.body);
             return lws_http_transaction_completed(wsi) ? -1 : 0;
         }
-        ss->body = r.body.p;
-        ss->len = r.body.len;
+        ss->body = kc_strbuf_take(&r.body, &ss->len); /* not oom, so never NULL */
         ss->off = 0;
         lws_callback_on_writable(wsi);
         return 0;

@@ -27,6 +27,7 @@
 #include "metrics.h"
 
 #include "kc_error.h"
+#include "kc_strbuf.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -156,65 +157,33 @@ static uint64_t hash_values(const char *const *values, size_t n)
     return h;
 }
 
-/* ---- dynamic text buffer for rendering ----------------------------------- */
-
-typedef struct tbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} tbuf;
-
-static void tb_put(tbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void tb_puts(tbuf *b, const char *s)
-{
-    tb_put(b, s, strlen(s));
-}
+/* ---- text exposition escaping (on kc_strbuf, oom sticky) ------------------ */
 
 /* HELP text: backslash and newline escaped. */
-static void tb_help(tbuf *b, const char *s)
+static void tb_help(kc_strbuf *b, const char *s)
 {
     for (const char *p = s; *p; p++) {
         if (*p == '\\')
-            tb_puts(b, "\\\\");
+            kc_strbuf_add(b, "\\\\");
         else if (*p == '\n')
-            tb_puts(b, "\\n");
+            kc_strbuf_add(b, "\\n");
         else
-            tb_put(b, p, 1);
+            kc_strbuf_addn(b, p, 1);
     }
 }
 
 /* Label value: backslash, double quote and newline escaped. */
-static void tb_label_value(tbuf *b, const char *s)
+static void tb_label_value(kc_strbuf *b, const char *s)
 {
     for (const char *p = s; *p; p++) {
         if (*p == '\\')
-            tb_puts(b, "\\\\");
+            kc_strbuf_add(b, "\\\\");
         else if (*p == '"')
-            tb_puts(b, "\\\"");
+            kc_strbuf_add(b, "\\\"");
         else if (*p == '\n')
-            tb_puts(b, "\\n");
+            kc_strbuf_add(b, "\\n");
         else
-            tb_put(b, p, 1);
+            kc_strbuf_addn(b, p, 1);
     }
 }
 
@@ -264,11 +233,11 @@ static void fmt_go_float(double v, char *buf, size_t size)
     snprintf(buf, size, "%.*f", decimals, v);
 }
 
-static void tb_float(tbuf *b, double v)
+static void tb_float(kc_strbuf *b, double v)
 {
     char tmp[48];
     fmt_go_float(v, tmp, sizeof tmp);
-    tb_puts(b, tmp);
+    kc_strbuf_add(b, tmp);
 }
 
 /* ---- registry -------------------------------------------------------------- */
@@ -797,40 +766,40 @@ static int cmp_children(const void *a, const void *b, void *arg)
 }
 
 /* {a="x",b="y"} with an optional trailing le pair; nothing when empty. */
-static void tb_labels(tbuf *b, const met_vec *v, const met_child *c, const char *le)
+static void tb_labels(kc_strbuf *b, const met_vec *v, const met_child *c, const char *le)
 {
     if (v->nlabels == 0 && !le)
         return;
-    tb_puts(b, "{");
+    kc_strbuf_add(b, "{");
     for (size_t i = 0; i < v->nlabels; i++) {
         size_t k = v->order[i];
         if (i)
-            tb_puts(b, ",");
-        tb_puts(b, v->labels[k]);
-        tb_puts(b, "=\"");
+            kc_strbuf_add(b, ",");
+        kc_strbuf_add(b, v->labels[k]);
+        kc_strbuf_add(b, "=\"");
         tb_label_value(b, c->values[k]);
-        tb_puts(b, "\"");
+        kc_strbuf_add(b, "\"");
     }
     if (le) {
         if (v->nlabels)
-            tb_puts(b, ",");
-        tb_puts(b, "le=\"");
-        tb_puts(b, le);
-        tb_puts(b, "\"");
+            kc_strbuf_add(b, ",");
+        kc_strbuf_add(b, "le=\"");
+        kc_strbuf_add(b, le);
+        kc_strbuf_add(b, "\"");
     }
-    tb_puts(b, "}");
+    kc_strbuf_add(b, "}");
 }
 
-static void tb_sample(tbuf *b, const met_vec *v, const char *suffix, const met_child *c,
+static void tb_sample(kc_strbuf *b, const met_vec *v, const char *suffix, const met_child *c,
                       const char *le, double value)
 {
-    tb_puts(b, v->name);
+    kc_strbuf_add(b, v->name);
     if (suffix)
-        tb_puts(b, suffix);
+        kc_strbuf_add(b, suffix);
     tb_labels(b, v, c, le);
-    tb_puts(b, " ");
+    kc_strbuf_add(b, " ");
     tb_float(b, value);
-    tb_puts(b, "\n");
+    kc_strbuf_add(b, "\n");
 }
 
 static const char *type_name(met_type t)
@@ -846,7 +815,7 @@ static const char *type_name(met_type t)
     return "untyped";
 }
 
-static void render_family(tbuf *b, met_vec *v)
+static void render_family(kc_strbuf *b, met_vec *v)
 {
     pthread_rwlock_rdlock(&v->lock);
     size_t n = v->nchildren;
@@ -862,15 +831,15 @@ static void render_family(tbuf *b, met_vec *v)
     }
     qsort_r(kids, n, sizeof *kids, cmp_children, v);
 
-    tb_puts(b, "# HELP ");
-    tb_puts(b, v->name);
-    tb_puts(b, " ");
+    kc_strbuf_add(b, "# HELP ");
+    kc_strbuf_add(b, v->name);
+    kc_strbuf_add(b, " ");
     tb_help(b, v->help);
-    tb_puts(b, "\n# TYPE ");
-    tb_puts(b, v->name);
-    tb_puts(b, " ");
-    tb_puts(b, type_name(v->type));
-    tb_puts(b, "\n");
+    kc_strbuf_add(b, "\n# TYPE ");
+    kc_strbuf_add(b, v->name);
+    kc_strbuf_add(b, " ");
+    kc_strbuf_add(b, type_name(v->type));
+    kc_strbuf_add(b, "\n");
 
     for (size_t i = 0; i < n; i++) {
         met_child *c = kids[i];
@@ -902,21 +871,20 @@ int met_render(met_registry *r, char **out, size_t *out_len)
     *out = NULL;
     if (out_len)
         *out_len = 0;
-    tbuf b = {0};
-    tb_put(&b, "", 0); /* an empty registry still yields "" */
+    kc_strbuf b = {0};
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; i < r->ncollectors; i++)
         r->collectors[i].fn(r->collectors[i].ud);
     for (size_t i = 0; i < r->nfams && !b.oom; i++)
         render_family(&b, r->fams[i]);
     pthread_mutex_unlock(&r->mu);
-    if (b.oom) {
-        free(b.p);
+    size_t len;
+    char *text = kc_strbuf_take(&b, &len); /* "" for an empty registry */
+    if (!text)
         return KC_ERR_NOMEM;
-    }
-    *out = b.p;
+    *out = text;
     if (out_len)
-        *out_len = b.len;
+        *out_len = len;
     return 0;
 }
 
@@ -934,17 +902,17 @@ static char *read_proc_file(const char *path)
     FILE *f = fopen(path, "re");
     if (!f)
         return NULL;
-    tbuf b = {0};
+    kc_strbuf b = {0};
     char chunk[512];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        tb_put(&b, chunk, n);
+        kc_strbuf_addn(&b, chunk, n);
     fclose(f);
-    if (b.oom || !b.p) {
-        free(b.p);
+    if (!b.p) { /* an empty file, or no memory for the first chunk */
+        kc_strbuf_free(&b);
         return NULL;
     }
-    return b.p;
+    return kc_strbuf_take(&b, NULL); /* NULL on oom */
 }
 
 /* Boot time in seconds since the epoch, from /proc/stat's btime line. */
