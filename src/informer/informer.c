@@ -20,7 +20,11 @@
  *     last broadcast before from_seq: no change is lost or doubled;
  *   - objects in the FIFO are references it owns (released with
  *     store_obj_put after delivery, or when dropped at stop); a resync entry
- *     holds one reference used as both old and new;
+ *     holds only the object's key (malloc'd): the object is read from the
+ *     store when the entry is delivered and used as both old and new, so a
+ *     resync of N cached objects never holds N decoded objects at once
+ *     (in STORE_COMPACT mode each read is a private parse, ~10x the size of
+ *     the cached text); a key deleted meanwhile is skipped;
  *   - handlers are never freed while the informer lives (a removed handler
  *     is only flagged and unlinked), so the dispatch thread's snapshot of
  *     the handler list never dangles;
@@ -50,6 +54,7 @@ typedef enum notif_type {
 typedef struct notif {
     json_object *old_obj;
     json_object *obj;
+    char *key;           /* resync entries: the key to read at delivery */
     inf_handler *target; /* NULL = broadcast */
     uint64_t seq;        /* broadcasts only */
     uint8_t type;
@@ -157,6 +162,8 @@ static void notif_release(notif *n)
     if (n->obj != n->old_obj)
         store_obj_put(n->obj);
     n->old_obj = n->obj = NULL;
+    free(n->key);
+    n->key = NULL;
 }
 
 /* ---- reflector hooks (reflector thread, deliver_mu held) ---------------------- */
@@ -236,7 +243,8 @@ static void deliver(const notif *n, inf_handler **hs, size_t nh)
     }
 }
 
-/* Queue update(obj, obj) of everything cached for the handlers that want it. */
+/* Queue update(obj, obj) of everything cached for the handlers that want
+ * it: by key, read again at delivery (see the invariants above). */
 static void do_resync(inf_informer *inf)
 {
     pthread_mutex_lock(&inf->deliver_mu);
@@ -245,24 +253,21 @@ static void do_resync(inf_informer *inf)
     for (size_t i = 0; i < inf->hn; i++)
         wanted = wanted || !inf->hv[i]->fns.no_resync;
     pthread_mutex_unlock(&inf->mu);
-    json_object **objs = NULL;
+    char **keys = NULL;
     size_t n = 0;
-    if (wanted && store_list(inf->store, &objs, &n) == KC_OK) {
+    if (wanted && store_list_keys(inf->store, &keys, &n) == KC_OK) {
         pthread_mutex_lock(&inf->mu);
         if (ring_reserve(inf, n) == KC_OK) {
             for (size_t i = 0; i < n; i++) {
-                notif e = {.old_obj = objs[i],
-                           .obj = objs[i],
-                           .type = N_UPDATE,
-                           .resync = true,
-                           .seq = inf->next_seq++};
+                notif e = {
+                    .key = keys[i], .type = N_UPDATE, .resync = true, .seq = inf->next_seq++};
                 ring_push(inf, &e);
-                objs[i] = NULL;
+                keys[i] = NULL;
             }
             inf->resyncs_total++;
         }
         pthread_mutex_unlock(&inf->mu);
-        store_objs_free(objs, n); /* what was not queued */
+        store_keys_free(keys, n); /* what was not queued */
     }
     pthread_mutex_unlock(&inf->deliver_mu);
 }
@@ -333,7 +338,10 @@ static void *dispatch_main(void *arg)
         inf->dispatching = true;
         pthread_mutex_unlock(&inf->mu);
 
-        deliver(&n, snap, snap_n);
+        if (n.key != NULL && store_get(inf->store, n.key, &n.obj) == KC_OK)
+            n.old_obj = n.obj;
+        if (n.key == NULL || n.obj != NULL)
+            deliver(&n, snap, snap_n);
         notif_release(&n);
 
         pthread_mutex_lock(&inf->mu);
@@ -455,6 +463,8 @@ static int informer_new(inf_factory *f, const kc_ref *ref, const inf_opts *o, in
         .on_synced = on_refl_synced,
         .log = f->o.log != NULL ? log_trampoline : NULL,
         .user = inf,
+        .transform = f->o.transform,
+        .transform_user = f->o.transform_user,
     };
     rc = refl_new(f->client, inf->store, &ro, &inf->refl);
     if (rc != KC_OK) {

@@ -22,13 +22,16 @@
  *     handlers of the same informer (keep handlers quick: map to keys, add
  *     to a work queue);
  *   - the FIFO grows as needed (a ring buffer that doubles when full and
- *     shrinks again once drained; an entry is 40 bytes plus references to
+ *     shrinks again once drained; an entry is 48 bytes plus references to
  *     the objects, which in STORE_SHARED mode are the cached objects
  *     themselves). It is never capped: blocking would stall the watch and
  *     dropping would lose changes, the two things an informer must not do.
  *     inf_stats_get reports its depth and high-water mark.
  *   - with a resync period, every cached object is re-delivered as
- *     update(obj, obj) that often (handlers may opt out).
+ *     update(obj, obj) that often (handlers may opt out). The FIFO holds
+ *     only the keys of a resync; each object is read from the store when
+ *     its turn comes (its state then; skipped if deleted meanwhile), so a
+ *     resync costs no memory per object beyond its key.
  *   - a delete is delivered for an object the watch reports deleted (the
  *     event's object) or that a relist no longer finds (its last cached
  *     state).
@@ -95,6 +98,10 @@ typedef struct inf_factory_opts {
      * to stderr. */
     refl_log_fn log;
     void *log_user; /* borrowed */
+    /* Applied to every object of every informer before it is cached
+     * (reflector.h; e.g. refl_strip_managed_fields). NULL = none. */
+    refl_transform_fn transform;
+    void *transform_user; /* borrowed */
 } inf_factory_opts;
 
 /* Selection and settings of one informer. */

@@ -52,6 +52,8 @@ struct refl {
     refl_synced_fn on_synced;
     refl_log_fn log;
     void *user;
+    refl_transform_fn transform;
+    void *transform_user;
 
     pthread_mutex_t mu; /* guards last_rv, started/joined, and the cond */
     pthread_cond_t cond;
@@ -280,6 +282,8 @@ static int apply_page(refl *r, objv *v, inf_map *seen, list_counts *cnt)
     for (; i < v->n && rc == KC_OK; i++) {
         json_object *item = v->p[i];
         v->p[i] = NULL;
+        if (r->transform != NULL && item != NULL)
+            r->transform(item, r->transform_user);
         char *key = NULL;
         int krc = store_key_of(item, &key);
         if (krc != KC_OK) {
@@ -451,6 +455,16 @@ out:
     return rc;
 }
 
+void refl_strip_managed_fields(json_object *obj, void *user)
+{
+    (void)user;
+    json_object *md = NULL;
+    if (json_object_is_type(obj, json_type_object) &&
+        json_object_object_get_ex(obj, "metadata", &md) &&
+        json_object_is_type(md, json_type_object))
+        json_object_object_del(md, "managedFields");
+}
+
 /* ---- watch ----------------------------------------------------------------- */
 
 static int on_watch_event(kc_event_type type, json_object *obj, void *user)
@@ -493,6 +507,8 @@ static int on_watch_event(kc_event_type type, json_object *obj, void *user)
         json_object_put(copy);
         return KC_ERR_NOMEM;
     }
+    if (r->transform != NULL)
+        r->transform(copy, r->transform_user);
 
     lock_w(r);
     if (type == KC_EVENT_DELETED) {
@@ -672,6 +688,8 @@ int refl_new(kc_client *c, store *s, const refl_opts *o, refl **out)
     r->on_synced = o->on_synced;
     r->log = o->log;
     r->user = o->user;
+    r->transform = o->transform;
+    r->transform_user = o->transform_user;
 
     pthread_mutex_init(&r->mu, NULL);
     pthread_condattr_t ca;

@@ -122,6 +122,20 @@ typedef void (*refl_synced_fn)(void *user);
  */
 typedef void (*refl_log_fn)(refl_log_level level, const char *msg, const kc_error *err, void *user);
 
+/*
+ * Called on every listed item and watched object before it enters the store
+ * (and before any handler sees it), on the reflector thread. obj is private
+ * to the call: the function may remove or change members in place (not
+ * metadata.name, namespace or resourceVersion) but must not keep it or take
+ * references to it. controller-runtime's cache transforms, e.g.
+ * refl_strip_managed_fields.
+ */
+typedef void (*refl_transform_fn)(json_object *obj, void *user);
+
+/* A transform: drop metadata.managedFields (server-side apply bookkeeping
+ * the operator never reads; often more than half of a small object). */
+void refl_strip_managed_fields(json_object *obj, void *user);
+
 typedef struct refl_opts {
     /* What to list and watch: group, version, resource, and namespace_
      * (NULL or "" = all namespaces or cluster-scoped). name and subresource
@@ -141,6 +155,8 @@ typedef struct refl_opts {
     refl_synced_fn on_synced;    /* optional */
     refl_log_fn log;             /* optional */
     void *user;                  /* borrowed; passed to the three hooks */
+    refl_transform_fn transform; /* optional */
+    void *transform_user;        /* borrowed; passed to transform */
 } refl_opts;
 
 /* Counters for metrics; all since refl_new. */

@@ -843,6 +843,9 @@ static int mgr_start(mgr *m)
         .resync_period = MGR_RESYNC_PERIOD,
         .log = mgr_on_refl_log,
         .log_user = m,
+        /* Nothing reads managedFields; a status PUT without them keeps the
+         * server's (controller-runtime's TransformStripManagedFields). */
+        .transform = refl_strip_managed_fields,
     };
     if ((rc = inf_factory_new(m->client, &fo, &m->factory)) != 0) {
         MGR_ERROR("unable to create the informer factory", "error", kc_strerror(rc), NULL);

@@ -434,6 +434,67 @@ Test(reflector, paged_list_then_watch_events_update_store_with_right_old_and_new
     free(events);
 }
 
+static int transform_calls;
+
+static void counting_strip(json_object *obj, void *user)
+{
+    (void)user;
+    __atomic_add_fetch(&transform_calls, 1, __ATOMIC_SEQ_CST);
+    refl_strip_managed_fields(obj, NULL);
+}
+
+static bool has_managed_fields(json_object *o)
+{
+    json_object *md = NULL, *mf = NULL;
+    return json_object_object_get_ex(o, "metadata", &md) &&
+           json_object_object_get_ex(md, "managedFields", &mf);
+}
+
+Test(reflector, transform_runs_on_listed_and_watched_objects_before_the_store)
+{
+    const char *mf = "\"managedFields\":[{\"manager\":\"kubectl\",\"operation\":\"Update\","
+                     "\"fieldsV1\":{\"f:spec\":{}}}],";
+    char *item = fmt("{\"kind\":\"Widget\",\"metadata\":{%s\"name\":\"a\",\"namespace\":"
+                     "\"ns\",\"resourceVersion\":\"1\"},\"spec\":{\"size\":1}}",
+                     mf);
+    char *wobj = fmt("{\"kind\":\"Widget\",\"metadata\":{%s\"name\":\"b\",\"namespace\":"
+                     "\"ns\",\"resourceVersion\":\"101\"},\"spec\":{\"size\":1}}",
+                     mf);
+    char *e1 = ev("ADDED", wobj);
+    push_page("100", NULL, item);
+    push_watch(e1, true, 0);
+    transform_calls = 0;
+    refl_opts o = base_opts();
+    o.transform = counting_strip;
+    start_refl(&o);
+    cr_assert(rec_wait(2, 5000), "events: %d", rec_count());
+    cr_assert_eq(__atomic_load_n(&transform_calls, __ATOMIC_SEQ_CST), 2);
+    const char *keys[] = {"ns/a", "ns/b"};
+    for (int i = 0; i < 2; i++) {
+        json_object *got = NULL;
+        cr_assert_eq(store_get(st, keys[i], &got), KC_OK);
+        cr_assert_not(has_managed_fields(got), "%s kept managedFields", keys[i]);
+        json_object *spec = NULL;
+        cr_assert(json_object_object_get_ex(got, "spec", &spec), "the rest stays");
+        store_obj_put(got);
+    }
+    /* Without a transform the field stays (the reflector changes nothing
+     * on its own). */
+    json_object *raw = json_tokener_parse(item);
+    cr_assert(has_managed_fields(raw));
+    refl_strip_managed_fields(raw, NULL);
+    cr_assert_not(has_managed_fields(raw));
+    refl_strip_managed_fields(raw, NULL); /* absent: nothing to do */
+    json_object_put(raw);
+    json_object *arr = json_object_new_array();
+    refl_strip_managed_fields(arr, NULL); /* not an object: ignored */
+    refl_strip_managed_fields(NULL, NULL);
+    json_object_put(arr);
+    free(item);
+    free(wobj);
+    free(e1);
+}
+
 Test(reflector, bookmark_advances_resource_version_of_the_next_watch)
 {
     push_page("100", NULL, obj("a", "1"));
@@ -964,6 +1025,76 @@ Test(informer, resync_redelivers_cached_objects_as_updates)
     inf_stats_get(inf, &s);
     cr_assert_geq(s.resyncs_total, 2);
     cr_assert_eq(count_requests(LIST_PATH), 1, "a resync is not a relist");
+    free(items);
+}
+
+/* A handler that holds the first resync update until the test lets it go. */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    char first[32];
+    bool open;
+    int updates, distinct;
+    char names[64][32];
+} gate;
+
+static void gate_update(json_object *old_obj, json_object *new_obj, void *user)
+{
+    gate *g = user;
+    pthread_mutex_lock(&g->mu);
+    if (old_obj != new_obj)
+        g->distinct++;
+    if (g->first[0] == '\0') {
+        snprintf(g->first, sizeof g->first, "%s", md_str(new_obj, "name"));
+        pthread_cond_broadcast(&g->cond);
+        while (!g->open)
+            pthread_cond_wait(&g->cond, &g->mu);
+    }
+    if (g->updates < 64)
+        snprintf(g->names[g->updates], 32, "%s", md_str(new_obj, "name"));
+    g->updates++;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->mu);
+}
+
+Test(informer, resync_reads_each_object_at_delivery_and_skips_deleted_keys)
+{
+    char *items = fmt("%s,%s", obj("a", "1"), obj("b", "2"));
+    push_page("100", NULL, items);
+    push_idle_watches();
+    new_factory(0.2);
+    inf_informer *inf = NULL;
+    cr_assert_eq(inf_factory_get(fac, &WIDGETS, NULL, &inf), KC_OK);
+    gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    inf_handler_fns f = {.on_update = gate_update, .user = &g};
+    cr_assert_eq(inf_add_handler(inf, &f, NULL), KC_OK);
+    cr_assert_eq(inf_factory_start(fac), KC_OK);
+
+    pthread_mutex_lock(&g.mu);
+    while (g.first[0] == '\0')
+        pthread_cond_wait(&g.cond, &g.mu);
+    const char *other = strcmp(g.first, "a") == 0 ? "ns/b" : "ns/a";
+    pthread_mutex_unlock(&g.mu);
+    /* The other key of this resync is queued, not its object: deleting it
+     * from the store now means it must never be delivered again. */
+    json_object *old = NULL;
+    int rc = store_delete(inf_store(inf), other, &old);
+    store_obj_put(old);
+    pthread_mutex_lock(&g.mu);
+    g.open = true; /* before any assertion: the teardown joins the handler */
+    pthread_cond_broadcast(&g.cond);
+    if (rc != KC_OK)
+        pthread_mutex_unlock(&g.mu);
+    cr_assert_eq(rc, KC_OK, "store_delete(%s)", other);
+    /* Two more resync rounds of the one object left. */
+    while (g.updates < 3)
+        pthread_cond_wait(&g.cond, &g.mu);
+    for (int i = 0; i < g.updates && i < 64; i++)
+        cr_assert_str_eq(g.names[i], g.first, "update %d was for %s", i, g.names[i]);
+    cr_assert_eq(g.distinct, 0, "a resync passes one object as old and new");
+    pthread_mutex_unlock(&g.mu);
+    cr_assert(inf_wait_idle(inf, 5));
+    inf_factory_stop(fac);
     free(items);
 }
 
