@@ -168,28 +168,13 @@ static double backoff_seconds(int retry)
     return d * (0.5 + 0.5 * random_unit());
 }
 
-/* Append s percent-escaped (everything but RFC 3986 unreserved characters). */
-static void sb_add_escaped(kc_strbuf *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
-        if ((*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') ||
-            *q == '-' || *q == '.' || *q == '_' || *q == '~') {
-            kc_strbuf_addn(b, (const char *)q, 1);
-        } else {
-            char e[3] = {'%', hex[*q >> 4], hex[*q & 15]};
-            kc_strbuf_addn(b, e, 3);
-        }
-    }
-}
-
 /* Append key=value (escaped) to a path that may already carry a query. */
 static void sb_query_param(kc_strbuf *b, const char *key, const char *value)
 {
     kc_strbuf_add(b, (b->p && strchr(b->p, '?')) ? "&" : "?");
     kc_strbuf_add(b, key);
     kc_strbuf_add(b, "=");
-    sb_add_escaped(b, value);
+    kc_path_add_escaped(b, value);
 }
 
 bool kc_buf_append(kc_buf *b, const char *p, size_t n)

@@ -11,8 +11,9 @@
  * unreserved characters (A-Z a-z 0-9 - . _ ~) pass through, so a '/' or '?'
  * inside a name can never change which URL is asked for. "." and ".." cannot
  * be escaped away (servers and proxies normalize them), so they are refused;
- * the API server refuses such names too. The output is grown on the heap; its
- * length is bounded only by the inputs.
+ * the API server refuses such names too. The output is grown in a kc_strbuf;
+ * its length is bounded only by the inputs. kc_path_add_escaped is that
+ * escaping on its own, for kc_client.c's write options (dryRun, fieldManager).
  *
  * Empty strings: namespace_ "" means no namespace (all namespaces, as
  * client-go's NamespaceAll); subresource "" means none; list options "" or 0
@@ -21,50 +22,12 @@
  * Pure and thread-safe: no state.
  */
 #include "kc_client.h"
+#include "kc_client_internal.h"
+#include "kc_strbuf.h"
 
+#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-    bool has_query;
-} sbuf;
-
-static bool sb_reserve(sbuf *b, size_t extra)
-{
-    if (b->oom)
-        return false;
-    if (extra > SIZE_MAX - b->len - 1) {
-        b->oom = true;
-        return false;
-    }
-    size_t need = b->len + extra + 1;
-    if (need <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 128;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    char *np = realloc(b->p, cap);
-    if (!np) {
-        b->oom = true;
-        return false;
-    }
-    b->p = np;
-    b->cap = cap;
-    return true;
-}
-
-static void sb_add(sbuf *b, const char *s)
-{
-    size_t n = strlen(s);
-    if (!sb_reserve(b, n))
-        return;
-    memcpy(b->p + b->len, s, n + 1);
-    b->len += n;
-}
 
 static bool is_unreserved(unsigned char c)
 {
@@ -72,12 +35,16 @@ static bool is_unreserved(unsigned char c)
            c == '.' || c == '_' || c == '~';
 }
 
-/* Append s percent-escaped (everything but unreserved characters). */
-static void sb_add_escaped(sbuf *b, const char *s)
+void kc_path_add_escaped(kc_strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strlen(s);
-    if (n > (SIZE_MAX - 1) / 3 || !sb_reserve(b, 3 * n))
+    if (n > (SIZE_MAX - 1) / 3) {
+        b->oom = true;
+        return;
+    }
+    /* Room for the worst case (every byte escaped), then write in place. */
+    if (!kc_strbuf_reserve(b, 3 * n))
         return;
     char *o = b->p + b->len;
     for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
@@ -93,19 +60,20 @@ static void sb_add_escaped(sbuf *b, const char *s)
     b->len = (size_t)(o - b->p);
 }
 
-static void sb_segment(sbuf *b, const char *s)
+static void add_segment(kc_strbuf *b, const char *s)
 {
-    sb_add(b, "/");
-    sb_add_escaped(b, s);
+    kc_strbuf_add(b, "/");
+    kc_path_add_escaped(b, s);
 }
 
-static void sb_param(sbuf *b, const char *key, const char *value)
+/* *has_query: whether b already carries a query ("?" sent); set here. */
+static void add_param(kc_strbuf *b, bool *has_query, const char *key, const char *value)
 {
-    sb_add(b, b->has_query ? "&" : "?");
-    b->has_query = true;
-    sb_add(b, key);
-    sb_add(b, "=");
-    sb_add_escaped(b, value);
+    kc_strbuf_add(b, *has_query ? "&" : "?");
+    *has_query = true;
+    kc_strbuf_add(b, key);
+    kc_strbuf_add(b, "=");
+    kc_path_add_escaped(b, value);
 }
 
 static bool set(const char *s)
@@ -154,54 +122,56 @@ int kc_path(const kc_ref *ref, const kc_list_opts *opts, bool watch, char **out,
         return kc_error_set(err, KC_ERR_INVALID_ARG, "kc_path: negative timeoutSeconds %ld",
                             opts->timeout_seconds);
 
-    sbuf b = {0};
+    /* 128 bytes hold most paths in one malloc; a failure is b.oom, refused below. */
+    kc_strbuf b = {0};
+    (void)kc_strbuf_reserve(&b, 127);
+    bool has_query = false; /* a parameter was added: the next one starts with & */
     if (set(ref->group)) {
-        sb_add(&b, "/apis");
-        sb_segment(&b, ref->group);
+        kc_strbuf_add(&b, "/apis");
+        add_segment(&b, ref->group);
     } else {
-        sb_add(&b, "/api");
+        kc_strbuf_add(&b, "/api");
     }
-    sb_segment(&b, ref->version);
+    add_segment(&b, ref->version);
     if (set(ref->namespace_)) {
-        sb_add(&b, "/namespaces");
-        sb_segment(&b, ref->namespace_);
+        kc_strbuf_add(&b, "/namespaces");
+        add_segment(&b, ref->namespace_);
     }
-    sb_segment(&b, ref->resource);
+    add_segment(&b, ref->resource);
     if (ref->name)
-        sb_segment(&b, ref->name);
+        add_segment(&b, ref->name);
     if (set(ref->subresource))
-        sb_segment(&b, ref->subresource);
+        add_segment(&b, ref->subresource);
 
     if (watch)
-        sb_param(&b, "watch", "1");
+        add_param(&b, &has_query, "watch", "1");
     if (opts) {
         char num[24]; /* a long in decimal: at most 20 characters */
         if (set(opts->label_selector))
-            sb_param(&b, "labelSelector", opts->label_selector);
+            add_param(&b, &has_query, "labelSelector", opts->label_selector);
         if (set(opts->field_selector))
-            sb_param(&b, "fieldSelector", opts->field_selector);
+            add_param(&b, &has_query, "fieldSelector", opts->field_selector);
         if (opts->limit > 0) {
             snprintf(num, sizeof(num), "%ld", opts->limit);
-            sb_param(&b, "limit", num);
+            add_param(&b, &has_query, "limit", num);
         }
         if (set(opts->continue_token))
-            sb_param(&b, "continue", opts->continue_token);
+            add_param(&b, &has_query, "continue", opts->continue_token);
         if (set(opts->resource_version))
-            sb_param(&b, "resourceVersion", opts->resource_version);
+            add_param(&b, &has_query, "resourceVersion", opts->resource_version);
         if (set(opts->resource_version_match))
-            sb_param(&b, "resourceVersionMatch", opts->resource_version_match);
+            add_param(&b, &has_query, "resourceVersionMatch", opts->resource_version_match);
         if (opts->timeout_seconds > 0) {
             snprintf(num, sizeof(num), "%ld", opts->timeout_seconds);
-            sb_param(&b, "timeoutSeconds", num);
+            add_param(&b, &has_query, "timeoutSeconds", num);
         }
         if (opts->allow_watch_bookmarks)
-            sb_param(&b, "allowWatchBookmarks", "true");
+            add_param(&b, &has_query, "allowWatchBookmarks", "true");
     }
 
-    if (b.oom || !b.p) {
-        free(b.p);
+    char *path = kc_strbuf_take(&b, NULL);
+    if (!path)
         return kc_error_set(err, KC_ERR_NOMEM, "kc_path: out of memory");
-    }
-    *out = b.p;
+    *out = path;
     return KC_OK;
 }

@@ -2,7 +2,7 @@
  * log - structured JSON lines (see log.h for the format and the API).
  *
  * How it works: log_write formats the whole line (fields, escaping, the
- * trailing newline) into a heap buffer owned by the call, then takes one
+ * trailing newline) into a kc_strbuf owned by the call, then takes one
  * process-wide mutex only to hand the finished bytes to the output: write(2)
  * on fd 2 by default, or fwrite+fflush on the FILE* a test installed. Holding
  * the mutex across the whole write (including partial-write retries) is what
@@ -20,12 +20,12 @@
 #include "log.h"
 
 #include "kc_error.h"
+#include "kc_strbuf.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -35,55 +35,17 @@ static atomic_int g_level = PLOG_INFO;
 static pthread_mutex_t g_out_mu = PTHREAD_MUTEX_INITIALIZER;
 static FILE *g_out; /* NULL: fd 2. Guarded by g_out_mu. */
 
-/* ---- growable line buffer ------------------------------------------------ */
+/* ---- line formatting ----------------------------------------------------- */
 
-typedef struct lbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} lbuf;
+/*
+ * A line's buffer starts at this size, so most lines take one malloc and a
+ * longer one a realloc or two (the capacity doubles).
+ */
+#define LOG_LINE_START 256
 
-static void lb_reserve(lbuf *b, size_t extra)
+static void lb_putc(kc_strbuf *b, char c)
 {
-    if (b->oom)
-        return;
-    if (b->len + extra + 1 <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1) {
-        if (cap > SIZE_MAX / 2) {
-            b->oom = true;
-            return;
-        }
-        cap *= 2;
-    }
-    char *np = realloc(b->p, cap);
-    if (!np) {
-        b->oom = true;
-        return;
-    }
-    b->p = np;
-    b->cap = cap;
-}
-
-static void lb_put(lbuf *b, const char *s, size_t n)
-{
-    lb_reserve(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void lb_puts(lbuf *b, const char *s)
-{
-    lb_put(b, s, strlen(s));
-}
-
-static void lb_putc(lbuf *b, char c)
-{
-    lb_put(b, &c, 1);
+    kc_strbuf_addn(b, &c, 1);
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if invalid. */
@@ -122,7 +84,7 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
 }
 
 /* Append s as a quoted JSON string. */
-static void lb_json_str(lbuf *b, const char *s)
+static void lb_json_str(kc_strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
@@ -135,38 +97,38 @@ static void lb_json_str(lbuf *b, const char *s)
         while (run < n && p[run] >= 0x20 && p[run] < 0x7F && p[run] != '"' && p[run] != '\\')
             run++;
         if (run > i) {
-            lb_put(b, s + i, run - i);
+            kc_strbuf_addn(b, s + i, run - i);
             i = run;
             continue;
         }
         unsigned char c = p[i];
         switch (c) {
         case '"':
-            lb_puts(b, "\\\"");
+            kc_strbuf_add(b, "\\\"");
             i++;
             continue;
         case '\\':
-            lb_puts(b, "\\\\");
+            kc_strbuf_add(b, "\\\\");
             i++;
             continue;
         case '\n':
-            lb_puts(b, "\\n");
+            kc_strbuf_add(b, "\\n");
             i++;
             continue;
         case '\r':
-            lb_puts(b, "\\r");
+            kc_strbuf_add(b, "\\r");
             i++;
             continue;
         case '\t':
-            lb_puts(b, "\\t");
+            kc_strbuf_add(b, "\\t");
             i++;
             continue;
         case '\b':
-            lb_puts(b, "\\b");
+            kc_strbuf_add(b, "\\b");
             i++;
             continue;
         case '\f':
-            lb_puts(b, "\\f");
+            kc_strbuf_add(b, "\\f");
             i++;
             continue;
         default:
@@ -174,16 +136,16 @@ static void lb_json_str(lbuf *b, const char *s)
         }
         if (c < 0x20 || c == 0x7F) {
             char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
-            lb_put(b, esc, sizeof esc);
+            kc_strbuf_addn(b, esc, sizeof esc);
             i++;
             continue;
         }
         size_t len = utf8_seq_len(p + i, n - i);
         if (len == 0) {
-            lb_puts(b, "\\ufffd");
+            kc_strbuf_add(b, "\\ufffd");
             i++;
         } else {
-            lb_put(b, s + i, len);
+            kc_strbuf_addn(b, s + i, len);
             i += len;
         }
     }
@@ -191,18 +153,18 @@ static void lb_json_str(lbuf *b, const char *s)
 }
 
 /* Shortest %g form that reads back as the same double. */
-static void lb_json_double(lbuf *b, double v)
+static void lb_json_double(kc_strbuf *b, double v)
 {
     if (v != v) {
-        lb_puts(b, "\"NaN\"");
+        kc_strbuf_add(b, "\"NaN\"");
         return;
     }
     if (v > 1.7976931348623157e308) {
-        lb_puts(b, "\"+Inf\"");
+        kc_strbuf_add(b, "\"+Inf\"");
         return;
     }
     if (v < -1.7976931348623157e308) {
-        lb_puts(b, "\"-Inf\"");
+        kc_strbuf_add(b, "\"-Inf\"");
         return;
     }
     char tmp[40];
@@ -211,10 +173,10 @@ static void lb_json_double(lbuf *b, double v)
         if (strtod(tmp, NULL) == v)
             break;
     }
-    lb_puts(b, tmp);
+    kc_strbuf_add(b, tmp);
 }
 
-static void lb_timestamp(lbuf *b)
+static void lb_timestamp(kc_strbuf *b)
 {
     struct timespec ts;
     struct tm tm;
@@ -224,7 +186,7 @@ static void lb_timestamp(lbuf *b)
     size_t n = strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(tmp + n, sizeof tmp - n, ".%06ldZ", ts.tv_nsec / 1000);
     lb_putc(b, '"');
-    lb_puts(b, tmp);
+    kc_strbuf_add(b, tmp);
     lb_putc(b, '"');
 }
 
@@ -328,16 +290,17 @@ void log_write(plog_level level, const char *logger, const char *msg, ...)
     if (!log_enabled(level))
         return;
 
-    lbuf b = {0};
-    lb_puts(&b, "{\"level\":");
+    kc_strbuf b = {0};
+    (void)kc_strbuf_reserve(&b, LOG_LINE_START - 1); /* failure: b.oom, the notice below */
+    kc_strbuf_add(&b, "{\"level\":");
     lb_json_str(&b, log_level_name(level));
-    lb_puts(&b, ",\"ts\":");
+    kc_strbuf_add(&b, ",\"ts\":");
     lb_timestamp(&b);
     if (logger) {
-        lb_puts(&b, ",\"logger\":");
+        kc_strbuf_add(&b, ",\"logger\":");
         lb_json_str(&b, logger);
     }
-    lb_puts(&b, ",\"msg\":");
+    kc_strbuf_add(&b, ",\"msg\":");
     lb_json_str(&b, msg ? msg : "");
 
     va_list ap;
@@ -353,21 +316,21 @@ void log_write(plog_level level, const char *logger, const char *msg, ...)
         if (tag == PLOG_TAG_INT[0]) {
             char tmp[32];
             snprintf(tmp, sizeof tmp, "%lld", va_arg(ap, long long));
-            lb_puts(&b, tmp);
+            kc_strbuf_add(&b, tmp);
         } else if (tag == PLOG_TAG_DBL[0]) {
             lb_json_double(&b, va_arg(ap, double));
         } else if (tag == PLOG_TAG_BOOL[0]) {
-            lb_puts(&b, va_arg(ap, int) ? "true" : "false");
+            kc_strbuf_add(&b, va_arg(ap, int) ? "true" : "false");
         } else {
             const char *v = va_arg(ap, const char *);
             if (v)
                 lb_json_str(&b, v);
             else
-                lb_puts(&b, "null");
+                kc_strbuf_add(&b, "null");
         }
     }
     va_end(ap);
-    lb_puts(&b, "}\n");
+    kc_strbuf_add(&b, "}\n");
 
     if (b.oom) {
         static const char notice[] =
@@ -376,5 +339,5 @@ void log_write(plog_level level, const char *logger, const char *msg, ...)
     } else {
         emit(b.p, b.len);
     }
-    free(b.p);
+    kc_strbuf_free(&b);
 }

@@ -1,10 +1,13 @@
 /* Unit tests of kc_path: request paths and query strings of a kc_ref. */
 #include <criterion/criterion.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kc_client.h"
+#include "kc_client_internal.h"
+#include "kc_strbuf.h"
 
 /* kc_path must succeed and give exactly want. */
 static void assert_path(const kc_ref *ref, const kc_list_opts *opts, bool watch, const char *want)
@@ -167,6 +170,49 @@ Test(path, long_inputs_are_not_truncated)
     cr_assert(strstr(out, "k%3Dk"));
     free(out);
     free(sel);
+}
+
+/* The one escaper kc_path and kc_client.c's write options share. */
+Test(path, add_escaped_passes_exactly_the_unreserved_bytes)
+{
+    char all[256];
+    for (int c = 1; c < 256; c++)
+        all[c - 1] = (char)c;
+    all[255] = '\0';
+    /* Expected: unreserved bytes as they are, every other byte %XX upper-case. */
+    char want[3 + 3 * 255 + 1] = "a?=";
+    size_t w = 3;
+    for (int c = 1; c < 256; c++) {
+        bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                          (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+        if (unreserved)
+            want[w++] = (char)c;
+        else
+            w += (size_t)snprintf(want + w, sizeof want - w, "%%%02X", c);
+    }
+    want[w] = '\0';
+    cr_assert_eq(w, 3 + 66 + 3 * (255 - 66), "66 unreserved bytes");
+
+    kc_strbuf b = {0};
+    kc_strbuf_add(&b, "a?=");
+    kc_path_add_escaped(&b, all);
+    cr_assert_not(b.oom);
+    cr_assert_eq(b.len, w);
+    cr_assert_str_eq(b.p, want);
+    kc_path_add_escaped(&b, "");
+    cr_assert_eq(b.len, w, "an empty string adds nothing");
+    cr_assert_str_eq(b.p, want);
+    kc_strbuf_free(&b);
+
+    /* Sticky oom: nothing is appended, the buffer is left as it was. */
+    kc_strbuf o = {0};
+    kc_strbuf_add(&o, "/x");
+    o.oom = true;
+    kc_path_add_escaped(&o, "a b");
+    cr_assert(o.oom);
+    cr_assert_eq(o.len, 2);
+    cr_assert_str_eq(o.p, "/x");
+    cr_assert_null(kc_strbuf_take(&o, NULL));
 }
 
 Test(path, missing_version_or_resource_is_refused)

@@ -177,6 +177,39 @@ Test(log, invalid_utf8_becomes_replacement_characters)
     free_lines(lines, n);
 }
 
+/* Lines around the first buffer size (256 bytes) and far past it come out whole. */
+Test(log, lines_of_every_length_around_the_buffer_growth_are_whole)
+{
+    char msg[400];
+    for (size_t len = 150; len < sizeof msg; len++) {
+        for (size_t i = 0; i < len; i++)
+            msg[i] = (char)('a' + i % 26);
+        msg[len] = '\0';
+        log_info(msg, NULL);
+    }
+    /* 100,000 bytes of which every other one is escaped: many doublings. */
+    size_t big_n = 100000;
+    char *big = malloc(big_n + 1);
+    cr_assert_not_null(big);
+    for (size_t i = 0; i < big_n; i++)
+        big[i] = i % 2 ? '"' : 'x';
+    big[big_n] = '\0';
+    log_info("big", "value", big, NULL);
+
+    size_t n;
+    json_object **lines = read_lines(g_file, &n);
+    cr_assert_eq(n, sizeof msg - 150 + 1);
+    for (size_t len = 150; len < sizeof msg; len++) {
+        const char *got = str_field(lines[len - 150], "msg");
+        cr_assert_eq(strlen(got), len);
+        for (size_t i = 0; i < len; i++)
+            cr_assert_eq(got[i], (char)('a' + i % 26), "msg of %zu bytes differs at %zu", len, i);
+    }
+    cr_assert_str_eq(str_field(lines[n - 1], "value"), big);
+    free_lines(lines, n);
+    free(big);
+}
+
 Test(log, threshold_filters_levels)
 {
     log_debug("hidden", NULL);
