@@ -253,10 +253,10 @@ int ipr_pool_from_obj(json_object *pool, ipam_pool **out, ipam_error *err)
     return rc;
 }
 
-void ipr_pool_counts_of(const ipam_pool *pool, const ipam_used *used, ipr_pool_counts *out)
+void ipr_pool_counts_from(const ipam_pool *pool, uint64_t n_used, ipam_u128 held_in_pool,
+                          ipr_pool_counts *out)
 {
-    uint64_t n = used ? ipam_used_count(used) : 0;
-    out->allocated = n > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)n;
+    out->allocated = n_used > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)n_used;
     if (!pool) {
         out->total = 0;
         out->available = 0;
@@ -264,8 +264,13 @@ void ipr_pool_counts_of(const ipam_pool *pool, const ipam_used *used, ipr_pool_c
     }
     out->total = ipam_pool_total_i64(pool);
     ipam_u128 total = ipam_pool_total(pool);
-    ipam_u128 held = used ? ipam_used_count_in_pool(pool, used) : 0;
-    out->available = ipam_u128_to_i64_sat(held < total ? total - held : 0);
+    out->available = ipam_u128_to_i64_sat(held_in_pool < total ? total - held_in_pool : 0);
+}
+
+void ipr_pool_counts_of(const ipam_pool *pool, const ipam_used *used, ipr_pool_counts *out)
+{
+    ipr_pool_counts_from(pool, used ? ipam_used_count(used) : 0,
+                         pool && used ? ipam_used_count_in_pool(pool, used) : 0, out);
 }
 
 bool ipr_pick_address(const ipam_pool *pool, const ipam_used *used, const ipam_used *reserved,
@@ -603,6 +608,14 @@ typedef struct ipr_inflight {
 typedef struct ipr_pool_state {
     ipam_used *used;      /* addresses of the pool's cached Reservations */
     ipam_used *requested; /* spec.address of the pool's cached claims */
+    /* How many of `used` lie in the allocatable set of `counted` (the pool's
+     * spec at counted_gen of counted_uid), kept as `used` changes so a pool
+     * reconcile does not walk every run of `used` (O(held) each time). NULL
+     * until the first pool reconcile; rebuilt when the generation moves. */
+    ipam_pool *counted;
+    char *counted_uid;
+    int64_t counted_gen;
+    uint64_t in_pool;
     ipr_inflight *inflight;
     size_t n_inflight, cap_inflight;
     double last_status_write; /* monotonic s; 0 = never */
@@ -724,7 +737,20 @@ static void pool_state_free(ipr_pool_state *ps)
     free(ps->inflight);
     ipam_used_free(ps->used);
     ipam_used_free(ps->requested);
+    ipam_pool_free(ps->counted);
+    free(ps->counted_uid);
     free(ps);
+}
+
+/* `used` of ps gained (delta 1) or lost (-1) a; under app->mu. */
+static void held_changed(ipr_pool_state *ps, ipam_addr a, int delta)
+{
+    if (!ps->counted || !ipam_contains(ps->counted, a))
+        return;
+    if (delta > 0)
+        ps->in_pool++;
+    else if (ps->in_pool > 0)
+        ps->in_pool--;
 }
 
 /* ---- stale resourceVersions ------------------------------------------------------ */
@@ -1001,7 +1027,10 @@ static void resv_on_add(json_object *obj, void *user)
     pthread_mutex_lock(&app->mu);
     ipr_pool_state *ps = pool_state(app, pool, true);
     if (ps) {
+        uint64_t before = ipam_used_count(ps->used);
         nomem = ipam_used_add(ps->used, addr) != KC_OK;
+        if (ipam_used_count(ps->used) != before)
+            held_changed(ps, addr, 1);
         expected = inflight_remove_addr(ps, addr, claim_uid);
     } else {
         nomem = true;
@@ -1042,8 +1071,12 @@ static void resv_on_delete(json_object *obj, void *user)
     bool nomem = false;
     pthread_mutex_lock(&app->mu);
     ipr_pool_state *ps = pool_state(app, pool, false);
-    if (ps)
+    if (ps) {
+        uint64_t before = ipam_used_count(ps->used);
         nomem = ipam_used_remove(ps->used, addr) != KC_OK;
+        if (ipam_used_count(ps->used) != before)
+            held_changed(ps, addr, -1);
+    }
     pthread_mutex_unlock(&app->mu);
     if (nomem)
         ipr_log(app, REC_LOG_ERROR, "ipclaim", "out of memory freeing a reservation",
@@ -1851,13 +1884,48 @@ static ctl_result pool_write_status(ipr_app *app, const kc_ref *ref, json_object
     return res;
 }
 
-/* Counts of the pool from its used set (pool may be NULL: invalid spec). */
-static void pool_counts(ipr_app *app, const char *name, const ipam_pool *pool,
-                        ipr_pool_counts *counts, int64_t *n_held)
+/*
+ * Counts of the pool from its used set (pool may be NULL: invalid spec).
+ * pool_obj is the pool's object: its uid and generation say whether the
+ * kept in-pool count (ipr_pool_state.counted) is for this spec.
+ */
+static void pool_counts(ipr_app *app, const char *name, json_object *pool_obj,
+                        const ipam_pool *pool, ipr_pool_counts *counts, int64_t *n_held)
 {
+    const char *uid = nz(rec_obj_str(pool_obj, "metadata.uid"));
+    int64_t gen = rec_obj_generation(pool_obj);
     pthread_mutex_lock(&app->mu);
-    ipr_pool_state *ps = pool_state(app, name, false);
-    ipr_pool_counts_of(pool, ps ? ps->used : NULL, counts);
+    ipr_pool_state *ps = pool ? pool_state(app, name, true) : pool_state(app, name, false);
+    bool kept = false;
+    if (pool && ps) {
+        kept = ps->counted && ps->counted_gen == gen && ps->counted_uid &&
+               strcmp(ps->counted_uid, uid) == 0;
+        if (!kept) {
+            /* A new spec: count once by walking the runs, then keep it up to
+             * date as Reservations come and go. */
+            ipam_pool *copy = NULL;
+            ipam_error perr = IPAM_ERROR_INIT;
+            char *uid_copy = strdup(uid);
+            if (uid_copy && ipr_pool_from_obj(pool_obj, &copy, &perr) == KC_OK) {
+                ipam_pool_free(ps->counted);
+                free(ps->counted_uid);
+                ps->counted = copy;
+                ps->counted_uid = uid_copy;
+                ps->counted_gen = gen;
+                ipam_u128 held = ipam_used_count_in_pool(copy, ps->used);
+                ps->in_pool = held > UINT64_MAX ? UINT64_MAX : (uint64_t)held;
+                kept = true;
+            } else {
+                ipam_pool_free(copy);
+                free(uid_copy);
+            }
+            ipam_error_clear(&perr);
+        }
+    }
+    if (kept)
+        ipr_pool_counts_from(pool, ipam_used_count(ps->used), ps->in_pool, counts);
+    else
+        ipr_pool_counts_of(pool, ps ? ps->used : NULL, counts);
     *n_held = counts->allocated + (ps ? (int64_t)ps->n_inflight : 0);
     pthread_mutex_unlock(&app->mu);
 }
@@ -1871,7 +1939,7 @@ static ctl_result pool_deleting(ipr_app *app, const kc_ref *ref, json_object *po
     (void)ipr_pool_from_obj(pool_obj, &pool, NULL);
     ipr_pool_counts counts;
     int64_t n_held = 0;
-    pool_counts(app, ref->name, pool, &counts, &n_held);
+    pool_counts(app, ref->name, pool_obj, pool, &counts, &n_held);
     ipam_pool_free(pool);
 
     kc_error err = KC_ERROR_INIT;
@@ -1989,7 +2057,7 @@ static ctl_result reconcile_pool(const ctl_ctx *ctx, const char *namespace_, con
     } else {
         ipr_pool_counts counts;
         int64_t n_held;
-        pool_counts(app, name, pool, &counts, &n_held);
+        pool_counts(app, name, cur, pool, &counts, &n_held);
         char *m = NULL;
         json_object *st = NULL;
         if (pool)

@@ -90,6 +90,11 @@ typedef struct ipr_pool_counts {
  */
 void ipr_pool_counts_of(const ipam_pool *pool, const ipam_used *used, ipr_pool_counts *out);
 
+/* The same from the used set's size and how many of it lie in the pool's
+ * allocatable set (ipam_used_count_in_pool), when the caller keeps those. */
+void ipr_pool_counts_from(const ipam_pool *pool, uint64_t n_used, ipam_u128 held_in_pool,
+                          ipr_pool_counts *out);
+
 /* ---- choosing addresses ----------------------------------------------------- */
 
 /*
