@@ -13,7 +13,10 @@
  *   bench_claims floor   the API server's floor for the same work: the same
  *                        number of writes, issued by a plain writer at the
  *                        same concurrency, with nothing in between (no
- *                        watch, no queue, no reads). Each of the N "chains"
+ *                        queue, no reads; the only watch is the same
+ *                        observer as in the claims run, on the namespace's
+ *                        IPClaims, so the instrument costs the API server
+ *                        the same on both sides). Each of the N "chains"
  *                        does what the operator and the user do for one
  *                        claim, one write after another (each needs the
  *                        previous answer's uid/resourceVersion, as the
@@ -313,6 +316,8 @@ static int on_event(kc_event_type type, json_object *obj, void *user)
     if (i < 0)
         return 0;
     b->events++;
+    if (b->o->mode == MODE_FLOOR)
+        return 0; /* the observer only: stopped when the chains are done */
     if (claim_ready(obj))
         mark_ready(b, i);
     pthread_mutex_lock(&b->mu);
@@ -368,13 +373,42 @@ static void *watch_main(void *arg)
             usleep(500000);
         }
         pthread_mutex_lock(&b->mu);
-        bool done = b->ready >= b->o->n;
+        bool done = b->o->mode == MODE_CLAIMS && b->ready >= b->o->n;
         pthread_mutex_unlock(&b->mu);
         if (done) {
             b->watch_rc = 0;
             return NULL;
         }
     }
+}
+
+/* Start the watch of the namespace's IPClaims from "now": every event after
+ * this list reaches it, however late the watch connects. */
+static void start_watch(bench *b, pthread_t *wt)
+{
+    kc_ref r = claims_ref_ns(b->o->ns);
+    kc_list_opts lo = {0};
+    lo.limit = 1;
+    json_object *list = NULL;
+    kc_error err = KC_ERROR_INIT;
+    if (kc_list(b->client, &r, &lo, &list, &err) != 0)
+        die("list ipclaims", &err);
+    set_rv(b, list);
+    json_object_put(list);
+    if (kc_watch_new(b->client, 0, &b->watch, &err) != 0)
+        die("watch", &err);
+    if (pthread_create(wt, NULL, watch_main, b) != 0) {
+        fputs("bench_claims: pthread_create failed\n", stderr);
+        exit(1);
+    }
+}
+
+static void stop_watch(bench *b, pthread_t wt)
+{
+    kc_watch_stop(b->watch);
+    pthread_join(wt, NULL);
+    kc_watch_free(b->watch);
+    b->watch = NULL;
 }
 
 /* ---- claims mode: the creators ------------------------------------------- */
@@ -972,24 +1006,8 @@ static void run_threads(bench *b, void *(*fn)(void *))
 static int run_claims(bench *b)
 {
     const bench_opts *o = b->o;
-    /* Watch from "now": every event after this list reaches us, however late
-     * the watch connects. */
-    kc_ref r = claims_ref_ns(o->ns);
-    kc_list_opts lo = {0};
-    lo.limit = 1;
-    json_object *list = NULL;
-    kc_error err = KC_ERROR_INIT;
-    if (kc_list(b->client, &r, &lo, &list, &err) != 0)
-        die("list ipclaims", &err);
-    set_rv(b, list);
-    json_object_put(list);
-    if (kc_watch_new(b->client, 0, &b->watch, &err) != 0)
-        die("watch", &err);
     pthread_t wt;
-    if (pthread_create(&wt, NULL, watch_main, b) != 0) {
-        fputs("bench_claims: pthread_create failed\n", stderr);
-        exit(1);
-    }
+    start_watch(b, &wt);
 
     double t0 = now_s();
     pthread_t *th = xcalloc((size_t)o->threads, sizeof *th);
@@ -1027,10 +1045,7 @@ static int run_claims(bench *b)
     for (int k = 0; k < o->threads; k++)
         pthread_join(th[k], NULL);
     free(th);
-    kc_watch_stop(b->watch);
-    pthread_join(wt, NULL);
-    kc_watch_free(b->watch);
-    b->watch = NULL;
+    stop_watch(b, wt);
 
     figures f = compute(b);
     long cf = atomic_load(&b->create_failed);
@@ -1056,16 +1071,22 @@ static int run_claims(bench *b)
 static int run_floor(bench *b)
 {
     const bench_opts *o = b->o;
+    /* The same observer as the claims run (its watch of the namespace's
+     * IPClaims), so the instrument's cost to the API server is on both
+     * sides of the ratio. */
+    pthread_t wt;
+    start_watch(b, &wt);
     run_threads(b, floor_main);
+    stop_watch(b, wt);
     figures f = compute(b);
     long wf = atomic_load(&b->write_failed), w = atomic_load(&b->writes);
     fprintf(stderr,
             "floor: n=%ld threads=%d: %ld writes (%ld claim POST, %ld other POST, %ld PATCH, "
             "%ld PUT, %ld DELETE) in %.2f s (%.0f chains/s, %.0f writes/s); chain p50 %.1f ms "
-            "p99 %.1f ms; %ld failed writes, %ld deletes skipped\n",
+            "p99 %.1f ms; %ld failed writes, %ld deletes skipped; %.2f watch events/claim\n",
             o->n, o->threads, w, o->n, o->posts, o->patches, o->puts, o->deletes, f.wall,
             f.wall > 0 ? (double)f.done / f.wall : 0, f.wall > 0 ? (double)w / f.wall : 0, f.p50,
-            f.p99, wf, atomic_load(&b->skipped_deletes));
+            f.p99, wf, atomic_load(&b->skipped_deletes), (double)b->events / (double)o->n);
     if (b->first_error[0])
         fprintf(stderr, "  first error: %s\n", b->first_error);
     printf("RESULT mode=floor n=%ld threads=%d done=%ld writes=%ld wall_s=%.3f rate=%.1f "
