@@ -29,7 +29,7 @@ Test(flags, defaults_match_kubebuilder_and_controller_runtime)
     cr_assert_null(o.leader_election_namespace);
     cr_assert_str_eq(o.metrics_bind_address, ":8080");
     cr_assert_str_eq(o.health_probe_bind_address, ":8081");
-    cr_assert_eq(o.max_concurrent_reconciles, 1);
+    cr_assert_eq(o.max_concurrent_reconciles, 8);
     cr_assert_eq(o.lease_duration_ns, 15 * S);
     cr_assert_eq(o.renew_deadline_ns, 10 * S);
     cr_assert_eq(o.retry_period_ns, 2 * S);
@@ -176,7 +176,7 @@ Test(flags, help_is_reported_and_usage_lists_defaults)
                           "(default 10s)",
                           "(default 2s)",
                           "--max-concurrent-reconciles int",
-                          "(default 1)",
+                          "(default 8)",
                           "--kubeconfig string",
                           "(default \"provisio.provisio.dev\")",
                           "--zap-log-level string"};
