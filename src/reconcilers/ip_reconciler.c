@@ -170,7 +170,6 @@
 
 #define IDX_BY_POOL "by-pool"
 #define IDX_WAITING "waiting-by-pool"
-#define IDX_UID "by-uid"
 #define IDX_CLAIM_UID "by-claim-uid"
 #define IDX_REQUESTED "requested"
 
@@ -2084,6 +2083,28 @@ static ctl_result reconcile_pool(const ctl_ctx *ctx, const char *namespace_, con
 
 /* ==== Reservations: the orphan sweep ================================================= */
 
+/*
+ * Whether the claim ns/name with this uid is in the claims cache (a lookup
+ * by key, not an index of uids: that index would cost ~180 bytes a claim).
+ * Out of memory answers true: the sweep never frees on a doubt.
+ */
+static bool claim_cached(ipr_app *app, const char *ns, const char *name, const char *uid)
+{
+    if (!ns || !name)
+        return false;
+    char *key = NULL;
+    if (msg(&key, "%s/%s", ns, name) != KC_OK)
+        return true;
+    json_object *c = NULL;
+    int rc = store_get(inf_store(app->claims), key, &c);
+    free(key);
+    if (rc != KC_OK && rc != KC_ERR_NOT_FOUND)
+        return true;
+    bool same = rc == KC_OK && !strcmp(nz(rec_obj_str(c, "metadata.uid")), uid);
+    store_obj_put(c);
+    return same;
+}
+
 static ctl_result reconcile_resv(const ctl_ctx *ctx, const char *namespace_, const char *name,
                                  void *user)
 {
@@ -2102,7 +2123,7 @@ static ctl_result reconcile_resv(const ctl_ctx *ctx, const char *namespace_, con
     const char *uid = rec_obj_str(obj, "spec.claim.uid");
     ctl_result res = ctl_done();
     bool ours = !app->watch_namespace || (ns && !strcmp(ns, app->watch_namespace));
-    if (ours && uid && index_count(app->claims, IDX_UID, uid) == 0) {
+    if (ours && uid && !claim_cached(app, ns, rec_obj_str(obj, "spec.claim.name"), uid)) {
         /* Not in the cache: only the API server can say the claim is gone. */
         kc_error err = KC_ERROR_INIT;
         bool released = false;
@@ -2149,13 +2170,16 @@ static void ip_app_free(void *arg)
     free(app);
 }
 
-static void events_log(int code, const char *message, void *user)
+/*
+ * Sender thread of app->events (or a worker, for a full queue). expected: the
+ * Event's namespace is being deleted or is gone, as when a claim goes with its
+ * namespace: its last Event has nowhere to go, which is no error.
+ */
+static void events_log(int code, bool expected, const char *message, void *user)
 {
     ipr_app *app = user;
-    /* A claim deleted with its namespace: its last Event has nowhere to go. */
-    bool expected = code == KC_ERR_FORBIDDEN && message && strstr(message, "being terminated");
     ipr_log(app, expected ? REC_LOG_DEBUG : REC_LOG_ERROR, "ipclaim", "unable to write an Event",
-            REC_KV("error", kc_strerror(code), "detail", nz(message)));
+            REC_KV("error", rec_events_strerror(code), "detail", nz(message)));
 }
 
 static int setup_informers(ipr_app *app, const rec_env *env)
@@ -2179,8 +2203,6 @@ static int setup_informers(ipr_app *app, const rec_env *env)
             KC_OK ||
         (rc = inf_add_index(app->claims, IDX_WAITING, index_waiting, NULL)) != KC_OK ||
         (rc = inf_add_index(app->claims, IDX_REQUESTED, index_requested, NULL)) != KC_OK ||
-        (rc = inf_add_index(app->claims, IDX_UID, store_index_field, (void *)"metadata.uid")) !=
-            KC_OK ||
         (rc = inf_add_index(app->resv, IDX_BY_POOL, store_index_field, (void *)"spec.pool.name")) !=
             KC_OK ||
         (rc = inf_add_index(app->resv, IDX_CLAIM_UID, store_index_field,

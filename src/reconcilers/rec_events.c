@@ -1,5 +1,17 @@
 /*
- * rec_events - core/v1 Events with client-go-like folding of repeats.
+ * rec_events - core/v1 Events with client-go-like folding of repeats, written
+ * in the background.
+ *
+ * Emitting (any worker thread) copies the involved object's identity, type,
+ * reason, message and the emission time into one allocation and appends it to
+ * a bounded FIFO under qmu; it never touches the network or the LRU. One
+ * sender thread per recorder pops the FIFO in order and, for each Event, makes
+ * the dedup decision and the write, as client-go's EventBroadcaster does with
+ * its watcher goroutine. A full queue drops the new Event (client-go drops
+ * too: Events are best effort); the first drop of an overflow is reported at
+ * once by the emitting thread, and the sender reports how many were dropped
+ * when it has emptied the queue again, so a saturated queue costs two log
+ * lines, not one per Event.
  *
  * Each emission is keyed by (involved object uid, type, reason, message). The
  * recorder keeps the last `cache_size` keys in a small LRU (a flat array,
@@ -10,20 +22,23 @@
  * after the window, or a key not in the LRU, POSTs a new Event named
  * "<object name>.<16 random hex digits>" with count 1. If the PATCH finds the
  * Event gone (the API server expires Events after an hour by default) a new
- * one is created instead, as client-go does.
- *
- * The mutex guards only the LRU and is never held across a request, so a slow
- * API server delays only the workers that emit. Two threads emitting the same
- * new key at once may both see the entry the first one inserted: the second
- * then PATCHes an Event whose POST may not have landed yet, gets 404 and
- * creates its own. That is the price of not serialising workers on the lock,
- * and an extra Event is harmless.
+ * one is created instead, as client-go does. Only the sender reads or writes
+ * the LRU (mu guards it for rec_events_cached), so Events are folded in the
+ * order they were queued and two workers emitting the same new key can no
+ * longer both create an Event.
  *
  * Failures never reach the reconcile: they go to the log hook and, for a
  * failed POST, the LRU entry is dropped so the next emission tries afresh.
+ *
+ * Shutdown: rec_events_free sets `stopping` and a monotonic deadline; the
+ * sender goes on until the queue is empty or the deadline has passed, then
+ * drops the rest (reported once) and exits; free joins it. Nothing is freed
+ * while the sender runs, and the sender holds no lock across a request or a
+ * log hook call, so free cannot deadlock with it.
  */
 #include "rec_events.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -39,6 +54,10 @@
 
 #define EVENT_NAME_MAX 253
 #define EVENT_SUFFIX_LEN 17 /* '.' and 16 hex digits */
+#define DEFAULT_QUEUE_SIZE 1000
+#define DEFAULT_DRAIN_TIMEOUT_MS 2000
+/* NamespaceLifecycle's answer to a create in a namespace being deleted. */
+#define NS_TERMINATING_TEXT "because it is being terminated"
 
 typedef struct ev_entry {
     char *identity; /* object uid, or kind/namespace/name when it has none */
@@ -53,21 +72,50 @@ typedef struct ev_entry {
     uint64_t used; /* LRU tick */
 } ev_entry;
 
+/* One queued Event: every string points into data (one allocation, owned by the queue). */
+typedef struct ev_item {
+    struct ev_item *next;
+    rec_object_ref ref;
+    const char *type;
+    const char *reason;
+    char *message;
+    time_t now; /* wall clock at emission */
+    char data[];
+} ev_item;
+
 struct rec_events {
     kc_client *c;
     char *instance;
     size_t cap;
     int window;
+    size_t qmax;
+    int drain_ms;
     rec_events_log_fn log;
     void *log_user;
     rec_events_clock_fn clock;
     void *clock_user;
 
+    /* The LRU: written by the sender only; mu so rec_events_cached may read it. */
     pthread_mutex_t mu;
     ev_entry *entries; /* cap slots, n used */
     size_t n;
     uint64_t tick;
     uint64_t seq; /* fallback entropy for names */
+
+    /* The queue and the sender's state, under qmu. */
+    pthread_mutex_t qmu;
+    pthread_cond_t work; /* sender: an item or stopping */
+    pthread_cond_t done; /* flush: done_seq moved (CLOCK_MONOTONIC) */
+    ev_item *head, *tail;
+    size_t qlen;
+    uint64_t enq_seq;  /* items ever queued */
+    uint64_t done_seq; /* items the sender finished with (written, failed or dropped) */
+    size_t dropped;    /* Events refused because the queue was full, ever */
+    bool overflow;     /* dropping since the queue was last empty */
+    size_t overflow_dropped;
+    bool stopping;
+    struct timespec deadline; /* CLOCK_MONOTONIC, valid once stopping */
+    pthread_t sender;
 };
 
 static void entry_clear(ev_entry *en)
@@ -80,6 +128,25 @@ static void entry_clear(ev_entry *en)
     free(en->namespace_);
     free(en->first_ts);
     memset(en, 0, sizeof(*en));
+}
+
+const char *rec_events_strerror(int code)
+{
+    if (code == REC_EVENTS_ERR_DROPPED)
+        return "event dropped (queue full or shutting down)";
+    return kc_strerror(code);
+}
+
+static void *sender_main(void *arg);
+
+static void add_ms(struct timespec *ts, int ms)
+{
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
 }
 
 int rec_events_new(kc_client *c, const rec_events_opts *opts, rec_events **out)
@@ -98,6 +165,8 @@ int rec_events_new(kc_client *c, const rec_events_opts *opts, rec_events **out)
     e->c = c;
     e->cap = o.cache_size ? o.cache_size : 256;
     e->window = o.dedup_window_s > 0 ? o.dedup_window_s : 600;
+    e->qmax = o.queue_size ? o.queue_size : DEFAULT_QUEUE_SIZE;
+    e->drain_ms = o.drain_timeout_ms == 0 ? DEFAULT_DRAIN_TIMEOUT_MS : o.drain_timeout_ms;
     e->log = o.log;
     e->log_user = o.log_user;
     e->clock = o.clock;
@@ -112,7 +181,32 @@ int rec_events_new(kc_client *c, const rec_events_opts *opts, rec_events **out)
         e->instance = strdup(host);
     }
     e->entries = calloc(e->cap, sizeof(*e->entries));
-    if (!e->instance || !e->entries || pthread_mutex_init(&e->mu, NULL) != 0) {
+    /* done is waited on with a CLOCK_MONOTONIC deadline (flush). */
+    pthread_condattr_t ca;
+    int inited = 0; /* how many of mu, qmu, work, done are initialised */
+    bool ok = e->instance && e->entries && pthread_condattr_init(&ca) == 0;
+    if (ok) {
+        ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0;
+        if (ok && (ok = pthread_mutex_init(&e->mu, NULL) == 0))
+            inited++;
+        if (ok && (ok = pthread_mutex_init(&e->qmu, NULL) == 0))
+            inited++;
+        if (ok && (ok = pthread_cond_init(&e->work, NULL) == 0))
+            inited++;
+        if (ok && (ok = pthread_cond_init(&e->done, &ca) == 0))
+            inited++;
+        pthread_condattr_destroy(&ca);
+    }
+    ok = ok && pthread_create(&e->sender, NULL, sender_main, e) == 0;
+    if (!ok) {
+        if (inited >= 4)
+            pthread_cond_destroy(&e->done);
+        if (inited >= 3)
+            pthread_cond_destroy(&e->work);
+        if (inited >= 2)
+            pthread_mutex_destroy(&e->qmu);
+        if (inited >= 1)
+            pthread_mutex_destroy(&e->mu);
         free(e->instance);
         free(e->entries);
         free(e);
@@ -126,10 +220,22 @@ void rec_events_free(rec_events *e)
 {
     if (!e)
         return;
+    pthread_mutex_lock(&e->qmu);
+    e->stopping = true;
+    clock_gettime(CLOCK_MONOTONIC, &e->deadline);
+    if (e->drain_ms > 0)
+        add_ms(&e->deadline, e->drain_ms);
+    pthread_cond_signal(&e->work);
+    pthread_mutex_unlock(&e->qmu);
+    /* The sender empties the queue (writing or dropping) before it returns. */
+    pthread_join(e->sender, NULL);
     for (size_t i = 0; i < e->n; i++)
         entry_clear(&e->entries[i]);
     free(e->entries);
     free(e->instance);
+    pthread_cond_destroy(&e->done);
+    pthread_cond_destroy(&e->work);
+    pthread_mutex_destroy(&e->qmu);
     pthread_mutex_destroy(&e->mu);
     free(e);
 }
@@ -142,6 +248,40 @@ size_t rec_events_cached(rec_events *e)
     size_t n = e->n;
     pthread_mutex_unlock(&e->mu);
     return n;
+}
+
+size_t rec_events_dropped(rec_events *e)
+{
+    if (!e)
+        return 0;
+    pthread_mutex_lock(&e->qmu);
+    size_t n = e->dropped;
+    pthread_mutex_unlock(&e->qmu);
+    return n;
+}
+
+int rec_events_flush(rec_events *e, int timeout_ms)
+{
+    if (!e)
+        return KC_ERR_INVALID_ARG;
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    if (timeout_ms > 0)
+        add_ms(&dl, timeout_ms);
+    int rc = KC_OK;
+    pthread_mutex_lock(&e->qmu);
+    uint64_t target = e->enq_seq;
+    while (e->done_seq < target) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&e->done, &e->qmu);
+        } else if (pthread_cond_timedwait(&e->done, &e->qmu, &dl) == ETIMEDOUT &&
+                   e->done_seq < target) {
+            rc = KC_ERR_TIMEOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&e->qmu);
+    return rc;
 }
 
 static time_t now_of(rec_events *e)
@@ -247,8 +387,9 @@ static json_object *event_body(rec_events *e, const rec_object_ref *ref, const c
     return ev;
 }
 
-static void report(rec_events *e, int code, const rec_object_ref *ref, const char *reason,
-                   const char *what, const kc_error *err)
+/* Tell the log hook (if any) about an Event not written; detail NULL = the code's text. */
+static void report(rec_events *e, int code, bool expected, const rec_object_ref *ref,
+                   const char *reason, const char *what, const char *detail)
 {
     if (!e->log)
         return;
@@ -256,10 +397,40 @@ static void report(rec_events *e, int code, const rec_object_ref *ref, const cha
     if (asprintf(&msg, "event %s for %s %s%s%s not written (%s): %s", reason,
                  ref->kind ? ref->kind : "object", ref->namespace_ ? ref->namespace_ : "",
                  ref->namespace_ && *ref->namespace_ ? "/" : "", ref->name ? ref->name : "", what,
-                 err && err->message ? err->message : kc_strerror(code)) < 0)
+                 detail ? detail : rec_events_strerror(code)) < 0)
         msg = NULL;
-    e->log(code, msg ? msg : kc_strerror(code), e->log_user);
+    e->log(code, expected, msg ? msg : rec_events_strerror(code), e->log_user);
     free(msg);
+}
+
+/* The same for a message about no one Event ("... Events dropped ..."). */
+static void report_msg(rec_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report_msg(rec_events *e, const char *fmt, ...)
+{
+    if (!e->log)
+        return;
+    char *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    e->log(REC_EVENTS_ERR_DROPPED, false, msg ? msg : rec_events_strerror(REC_EVENTS_ERR_DROPPED),
+           e->log_user);
+    free(msg);
+}
+
+/*
+ * A create that failed because the Event's namespace is being deleted (403
+ * from NamespaceLifecycle) or is gone (404: the events collection of a
+ * namespace that does not exist) is expected when objects go away with their
+ * namespace.
+ */
+static bool namespace_gone(int rc, const kc_error *err)
+{
+    if (rc == KC_ERR_NOT_FOUND)
+        return true;
+    return rc == KC_ERR_FORBIDDEN && err->message && strstr(err->message, NS_TERMINATING_TEXT);
 }
 
 /* Index of the entry for the key, or -1. Caller holds mu. */
@@ -353,17 +524,17 @@ static int create_event(rec_events *e, const rec_object_ref *ref, const char *id
     json_object *body = name ? event_body(e, ref, name, type, reason, message, ts, ts, 1) : NULL;
     if (!body) {
         free(name);
-        report(e, KC_ERR_NOMEM, ref, reason, "create", NULL);
+        report(e, KC_ERR_NOMEM, false, ref, reason, "create", NULL);
         return KC_ERR_NOMEM;
     }
     const char *ns = event_namespace(ref);
-    /* Remember before the POST so a concurrent repeat folds into this Event. */
+    /* Remember before the POST (as when emitters wrote themselves; harmless now). */
     bool remembered = remember(e, identity, type, reason, message, name, ns, ts, now);
     kc_ref er = {.version = "v1", .resource = "events", .namespace_ = ns};
     kc_error err = KC_ERROR_INIT;
     int rc = kc_create(e->c, &er, body, NULL, NULL, &err);
     if (rc != KC_OK) {
-        report(e, rc, ref, reason, "create", &err);
+        report(e, rc, namespace_gone(rc, &err), ref, reason, "create", err.message);
         if (remembered)
             forget(e, identity, type, reason, message, name);
     }
@@ -373,16 +544,30 @@ static int create_event(rec_events *e, const rec_object_ref *ref, const char *id
     return rc;
 }
 
-int rec_event_ref(rec_events *e, const rec_object_ref *ref, const char *type, const char *reason,
-                  const char *message)
+/* Shutting down and past the drain deadline: start no more writes. Caller holds qmu. */
+static bool give_up_locked(rec_events *e)
 {
-    if (!e || !ref || !ref->name || !*ref->name || !reason || !*reason)
-        return KC_ERR_INVALID_ARG;
-    if (!type || !*type)
-        type = REC_EVENT_NORMAL;
-    if (!message)
-        message = "";
+    if (!e->stopping)
+        return false;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > e->deadline.tv_sec ||
+           (now.tv_sec == e->deadline.tv_sec && now.tv_nsec >= e->deadline.tv_nsec);
+}
 
+static bool give_up(rec_events *e)
+{
+    pthread_mutex_lock(&e->qmu);
+    bool r = give_up_locked(e);
+    pthread_mutex_unlock(&e->qmu);
+    return r;
+}
+
+/* The dedup decision and the write of one queued Event (sender thread). */
+static int send_item(rec_events *e, const ev_item *it)
+{
+    const rec_object_ref *ref = &it->ref;
+    const char *type = it->type, *reason = it->reason, *message = it->message;
     char *identity = NULL;
     if (ref->uid && *ref->uid)
         identity = strdup(ref->uid);
@@ -390,11 +575,11 @@ int rec_event_ref(rec_events *e, const rec_object_ref *ref, const char *type, co
                       ref->namespace_ ? ref->namespace_ : "", ref->name) < 0)
         identity = NULL;
     if (!identity) {
-        report(e, KC_ERR_NOMEM, ref, reason, "create", NULL);
+        report(e, KC_ERR_NOMEM, false, ref, reason, "create", NULL);
         return KC_ERR_NOMEM;
     }
 
-    time_t now = now_of(e);
+    time_t now = it->now;
     char *name = NULL, *ns = NULL;
     long count = 0;
     pthread_mutex_lock(&e->mu);
@@ -422,16 +607,20 @@ int rec_event_ref(rec_events *e, const rec_object_ref *ref, const char *type, co
                   add_str(patch, "lastTimestamp", ts);
         if (!ok) {
             rc = KC_ERR_NOMEM;
-            report(e, rc, ref, reason, "patch", NULL);
+            report(e, rc, false, ref, reason, "patch", NULL);
         } else {
             kc_ref er = {.version = "v1", .resource = "events", .namespace_ = ns, .name = name};
             kc_error err = KC_ERROR_INIT;
             rc = kc_patch(e->c, &er, KC_PATCH_MERGE, patch, NULL, NULL, &err);
-            if (rc == KC_ERR_NOT_FOUND) {
+            if (rc == KC_ERR_NOT_FOUND && give_up(e)) {
+                /* free bounds the sender to the write in flight: no second one. */
+                rc = REC_EVENTS_ERR_DROPPED;
+                report(e, rc, false, ref, reason, "create", "shutting down");
+            } else if (rc == KC_ERR_NOT_FOUND) {
                 /* Expired on the server: start a new Event. */
                 rc = create_event(e, ref, identity, type, reason, message, now);
             } else if (rc != KC_OK) {
-                report(e, rc, ref, reason, "patch", &err);
+                report(e, rc, false, ref, reason, "patch", err.message);
             }
             kc_error_clear(&err);
         }
@@ -443,6 +632,178 @@ int rec_event_ref(rec_events *e, const rec_object_ref *ref, const char *type, co
     free(ns);
     free(identity);
     return rc;
+}
+
+/* Free every queued item; returns how many. Caller holds qmu. */
+static size_t drop_queued(rec_events *e)
+{
+    size_t n = 0;
+    while (e->head) {
+        ev_item *it = e->head;
+        e->head = it->next;
+        free(it);
+        n++;
+    }
+    e->tail = NULL;
+    e->qlen = 0;
+    return n;
+}
+
+/*
+ * The end of an overflow: the queue is empty again. How many were dropped
+ * since it filled (0 if it did not). Caller holds qmu.
+ */
+static size_t overflow_end_locked(rec_events *e)
+{
+    if (!e->overflow || e->qlen > 0)
+        return 0;
+    size_t n = e->overflow_dropped;
+    e->overflow = false;
+    e->overflow_dropped = 0;
+    return n;
+}
+
+/*
+ * Reports go out before done_seq moves, so a flush that returns has seen
+ * every report about the Events it waited for.
+ */
+static void *sender_main(void *arg)
+{
+    rec_events *e = arg;
+    pthread_mutex_lock(&e->qmu);
+    for (;;) {
+        while (!e->head && !e->stopping)
+            pthread_cond_wait(&e->work, &e->qmu);
+        if (!e->head)
+            break; /* stopping, and everything written */
+        size_t n = 0, full = 0;
+        if (give_up_locked(e)) {
+            n = drop_queued(e);
+            full = overflow_end_locked(e);
+            pthread_mutex_unlock(&e->qmu);
+            report_msg(e,
+                       "%zu queued Events dropped: not written within the %d ms drain timeout "
+                       "at shutdown",
+                       n, e->drain_ms > 0 ? e->drain_ms : 0);
+        } else {
+            ev_item *it = e->head;
+            e->head = it->next;
+            if (!e->head)
+                e->tail = NULL;
+            e->qlen--;
+            pthread_mutex_unlock(&e->qmu);
+            (void)send_item(e, it);
+            free(it);
+            n = 1;
+            pthread_mutex_lock(&e->qmu);
+            full = overflow_end_locked(e);
+            pthread_mutex_unlock(&e->qmu);
+        }
+        if (full > 0)
+            report_msg(e, "%zu Events dropped while the event queue (%zu) was full", full, e->qmax);
+        pthread_mutex_lock(&e->qmu);
+        e->done_seq += n;
+        pthread_cond_broadcast(&e->done);
+    }
+    pthread_mutex_unlock(&e->qmu);
+    return NULL;
+}
+
+/*
+ * A queue item with copies of ref's strings, type and reason, and room for a
+ * message of msg_len bytes (plus NUL) at it->message. NULL when out of memory.
+ */
+static ev_item *item_new(const rec_object_ref *ref, const char *type, const char *reason,
+                         size_t msg_len)
+{
+    const char *src[8] = {ref->api_version,      ref->kind, ref->namespace_, ref->name, ref->uid,
+                          ref->resource_version, type,      reason};
+    size_t len[8], total = msg_len + 1;
+    for (size_t i = 0; i < 8; i++) {
+        len[i] = src[i] ? strlen(src[i]) + 1 : 0;
+        if (len[i] > SIZE_MAX - sizeof(ev_item) - total)
+            return NULL;
+        total += len[i];
+    }
+    ev_item *it = malloc(sizeof(*it) + total);
+    if (!it)
+        return NULL;
+    const char *dst[8];
+    char *p = it->data;
+    for (size_t i = 0; i < 8; i++) {
+        dst[i] = src[i] ? memcpy(p, src[i], len[i]) : NULL;
+        p += len[i];
+    }
+    it->next = NULL;
+    it->ref = (rec_object_ref){.api_version = dst[0],
+                               .kind = dst[1],
+                               .namespace_ = dst[2],
+                               .name = dst[3],
+                               .uid = dst[4],
+                               .resource_version = dst[5]};
+    it->type = dst[6];
+    it->reason = dst[7];
+    it->message = p;
+    it->message[0] = '\0';
+    it->now = 0;
+    return it;
+}
+
+/* Append it (consumed) or drop it when the queue is full. Emitting thread. */
+static int enqueue(rec_events *e, ev_item *it)
+{
+    it->now = now_of(e);
+    pthread_mutex_lock(&e->qmu);
+    if (e->qlen >= e->qmax) {
+        e->dropped++;
+        e->overflow_dropped++;
+        bool first = !e->overflow;
+        e->overflow = true;
+        pthread_mutex_unlock(&e->qmu);
+        if (first) {
+            char detail[96];
+            snprintf(detail, sizeof(detail),
+                     "event queue full (%zu waiting); dropping Events until it drains", e->qmax);
+            report(e, REC_EVENTS_ERR_DROPPED, false, &it->ref, it->reason, "dropped", detail);
+        }
+        free(it);
+        return REC_EVENTS_ERR_DROPPED;
+    }
+    if (e->tail)
+        e->tail->next = it;
+    else
+        e->head = it;
+    e->tail = it;
+    e->qlen++;
+    e->enq_seq++;
+    pthread_cond_signal(&e->work);
+    pthread_mutex_unlock(&e->qmu);
+    return KC_OK;
+}
+
+/* Arguments every emission needs; false when unusable. */
+static bool valid_args(rec_events *e, const rec_object_ref *ref, const char *reason)
+{
+    return e && ref && ref->name && *ref->name && reason && *reason;
+}
+
+int rec_event_ref(rec_events *e, const rec_object_ref *ref, const char *type, const char *reason,
+                  const char *message)
+{
+    if (!valid_args(e, ref, reason))
+        return KC_ERR_INVALID_ARG;
+    if (!type || !*type)
+        type = REC_EVENT_NORMAL;
+    if (!message)
+        message = "";
+    size_t mlen = strlen(message);
+    ev_item *it = item_new(ref, type, reason, mlen);
+    if (!it) {
+        report(e, KC_ERR_NOMEM, false, ref, reason, "queue", NULL);
+        return KC_ERR_NOMEM;
+    }
+    memcpy(it->message, message, mlen + 1);
+    return enqueue(e, it);
 }
 
 int rec_event(rec_events *e, json_object *obj, const char *api_version, const char *kind,
@@ -460,16 +821,25 @@ int rec_event(rec_events *e, json_object *obj, const char *api_version, const ch
         .uid = rec_obj_str(obj, "metadata.uid"),
         .resource_version = rec_obj_str(obj, "metadata.resourceVersion"),
     };
-    char *message = NULL;
-    va_list ap;
+    if (!valid_args(e, &ref, reason))
+        return KC_ERR_INVALID_ARG;
+    if (!type || !*type)
+        type = REC_EVENT_NORMAL;
+    /* Format straight into the queue item: one allocation per Event. */
+    va_list ap, ap2;
     va_start(ap, fmt);
-    int n = vasprintf(&message, fmt, ap);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0) {
-        report(e, KC_ERR_NOMEM, &ref, reason ? reason : "", "format", NULL);
+    ev_item *it = n >= 0 ? item_new(&ref, type, reason, (size_t)n) : NULL;
+    if (it && vsnprintf(it->message, (size_t)n + 1, fmt, ap2) != n) {
+        free(it);
+        it = NULL;
+    }
+    va_end(ap2);
+    if (!it) {
+        report(e, KC_ERR_NOMEM, false, &ref, reason, n < 0 ? "format" : "queue", NULL);
         return KC_ERR_NOMEM;
     }
-    int rc = rec_event_ref(e, &ref, type, reason, message);
-    free(message);
-    return rc;
+    return enqueue(e, it);
 }
