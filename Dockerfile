@@ -18,7 +18,7 @@ FROM debian:bookworm AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build pkg-config \
-      libcurl4-openssl-dev libssl-dev libjson-c-dev libyaml-dev libwebsockets-dev \
+      libcurl4-openssl-dev libssl-dev libjson-c-dev libyaml-dev libwebsockets-dev libzstd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -29,10 +29,11 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPROVISIO_TESTS=OF
 FROM debian:bookworm-slim
 # libcurl4 (with libssl3) for HTTP/TLS to the API server, libjson-c5 and
 # libyaml-0-2 for JSON and kubeconfig YAML, libwebsockets17 for the
-# /healthz, /readyz and /metrics endpoints; ca-certificates for TLS.
+# /healthz, /readyz and /metrics endpoints, libzstd1 for the informer
+# caches' compressed objects; ca-certificates for TLS.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates libcurl4 libssl3 libjson-c5 libyaml-0-2 libwebsockets17 \
+      ca-certificates libcurl4 libssl3 libjson-c5 libyaml-0-2 libwebsockets17 libzstd1 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /provisio /provisio
 # 65532 is the conventional "nonroot" uid/gid of distroless images, the one

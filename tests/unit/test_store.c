@@ -753,3 +753,102 @@ BOTH_MODES(readers_and_a_writer_run_concurrently_without_tearing)
     cr_assert_gt(atomic_load(&st.reads), 0);
     store_free(st.s);
 }
+
+/* ---- compression (STORE_COMPACT) ------------------------------------------ */
+
+/* A Reservation-like object i, about 480 bytes of text. */
+static char *resv_text(int i, int rv)
+{
+    char *t = NULL;
+    cr_assert(
+        asprintf(&t,
+                 "{\"apiVersion\":\"provisio.dev/v1alpha1\",\"kind\":\"Reservation\","
+                 "\"metadata\":{\"creationTimestamp\":\"2026-11-24T02:%02d:%02dZ\","
+                 "\"generation\":1,\"labels\":{\"provisio.dev/pool\":\"mem\","
+                 "\"provisio.dev/pool-kind\":\"IPPool\"},\"name\":\"ippool.mem.10-100-%d-%d\","
+                 "\"resourceVersion\":\"%d\",\"uid\":\"%08x-6f7a-4fd7-a8f3-%012x\"},"
+                 "\"spec\":{\"claim\":{\"kind\":\"IPClaim\",\"name\":\"c-%d\",\"namespace\":"
+                 "\"mem\",\"uid\":\"%08x-8ffa-418b-b399-%012x\"},\"pool\":{\"kind\":"
+                 "\"IPPool\",\"name\":\"mem\"},\"slot\":\"10.100.%d.%d\"}}",
+                 i / 60 % 60, i % 60, i / 256, i % 256, rv, (unsigned)(i * 2654435761u),
+                 (unsigned)(i * 40503u), i, (unsigned)(i * 97u + 13u), (unsigned)(i * 2246822519u),
+                 i / 256, i % 256) > 0);
+    return t;
+}
+
+Test(store_compact, similar_objects_are_compressed_and_read_back_exactly)
+{
+    enum { N = 3000 };
+    store *s = new_store(STORE_COMPACT);
+    size_t text = 0;
+    for (int i = 0; i < N; i++) {
+        char *t = resv_text(i, 1000 + i);
+        text += strlen(t);
+        add(s, json_tokener_parse(t));
+        free(t);
+    }
+    size_t stored = store_data_bytes(s);
+    /* The first objects are the dictionary's samples and stay text; the rest
+     * compress to well under a third. */
+    cr_assert_lt(stored * 3, text, "stored %zu bytes for %zu bytes of text", stored, text);
+    for (int i = 0; i < N; i++) {
+        char *t = resv_text(i, 1000 + i);
+        json_object *want = json_tokener_parse(t), *got = NULL;
+        char key[64];
+        snprintf(key, sizeof key, "ippool.mem.10-100-%d-%d", i / 256, i % 256);
+        cr_assert_eq(store_get(s, key, &got), KC_OK, "%s", key);
+        cr_assert(json_object_equal(want, got), "%s differs", key);
+        store_obj_put(got);
+        json_object_put(want);
+        free(t);
+    }
+    /* Updates and deletes keep the count of stored bytes. */
+    for (int i = 0; i < N; i += 2) {
+        char *t = resv_text(i, 9000 + i);
+        add(s, json_tokener_parse(t));
+        free(t);
+    }
+    json_object *got = NULL;
+    cr_assert_eq(store_get(s, "ippool.mem.10-100-0-0", &got), KC_OK);
+    cr_assert_str_eq(field(got, "metadata", "resourceVersion"), "9000");
+    store_obj_put(got);
+    for (int i = 0; i < N; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "ippool.mem.10-100-%d-%d", i / 256, i % 256);
+        cr_assert_eq(store_delete(s, key, NULL), KC_OK);
+    }
+    cr_assert_eq(store_data_bytes(s), 0);
+    store_free(s);
+}
+
+Test(store_shared, holds_no_compact_bytes)
+{
+    store *s = new_store(STORE_SHARED);
+    char *t = resv_text(1, 1);
+    add(s, json_tokener_parse(t));
+    free(t);
+    cr_assert_eq(store_data_bytes(s), 0);
+    store_free(s);
+}
+
+/* An object nothing like the samples still round-trips (it may simply not
+ * compress). */
+Test(store_compact, objects_unlike_the_dictionary_round_trip)
+{
+    store *s = new_store(STORE_COMPACT);
+    for (int i = 0; i < 40; i++) {
+        char *t = resv_text(i, i + 1);
+        add(s, json_tokener_parse(t));
+        free(t);
+    }
+    const char *odd = "{\"metadata\":{\"name\":\"odd\",\"resourceVersion\":\"7\"},\"data\":"
+                      "\"qwertyuiopasdfghjklzxcvbnm0123456789QWERTYUIOPASDFGHJKLZXCVBNM\","
+                      "\"list\":[1,2,3,{\"deep\":[[[\"x\"]]]}]}";
+    add(s, json_tokener_parse(odd));
+    json_object *got = NULL, *want = json_tokener_parse(odd);
+    cr_assert_eq(store_get(s, "odd", &got), KC_OK);
+    cr_assert(json_object_equal(want, got));
+    store_obj_put(got);
+    json_object_put(want);
+    store_free(s);
+}
