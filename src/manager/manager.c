@@ -985,14 +985,22 @@ int manager_main(int argc, char **argv)
         status = 1;
     }
     mgr_shutdown(m, wd_started ? &wd : NULL);
+    /* Freeing runs under the watchdog too: the Event recorder drains its
+     * queue there, and a write in flight to a hung API server ends only at
+     * the client's request timeout. The watchdog keeps polling the signal
+     * fd, so it stays open until the watchdog is done. */
+    int sigfd = m->sigfd;
+    m->sigfd = -1;
+    mgr_free_all(m);
+    free(m);
     if (wd_started) {
         mgr_watchdog_phase(&wd, 2);
         pthread_join(wd.th, NULL);
     }
     if (wd.evfd >= 0)
         close(wd.evfd);
-    mgr_free_all(m);
-    free(m);
+    if (sigfd >= 0)
+        close(sigfd);
     if (status == 0)
         MGR_INFO("shutdown complete", NULL);
     return status;

@@ -160,6 +160,7 @@
 #define IPR_STALE_PRUNE_EVERY 10.0  /* s between sweeps of expired stale entries */
 #define IPR_POOL_WRITE_INTERVAL 0.5 /* s between count-only status writes of a pool */
 #define IPR_RESV_RESYNC 60.0        /* s: orphan sweep period */
+#define IPR_EVENT_SENDERS 4         /* one Event a claim: keep up with a storm */
 #define IPR_SYNC_RETRY 0.1          /* s: requeue while caches are not synced */
 #define IPR_POOL_GONE_RETRY 1.0     /* s: cache says no Reservations, server disagrees */
 #define IPR_HOLDERS_SHOWN 5         /* holders named in a Terminating message */
@@ -2273,6 +2274,7 @@ int ip_setup(const rec_env *env)
     }
     rec_events_opts eo = {
         .reporting_instance = env->identity,
+        .senders = IPR_EVENT_SENDERS,
         .log = events_log,
         .log_user = app,
     };

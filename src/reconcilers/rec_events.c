@@ -4,14 +4,15 @@
  *
  * Emitting (any worker thread) copies the involved object's identity, type,
  * reason, message and the emission time into one allocation and appends it to
- * a bounded FIFO under qmu; it never touches the network or the LRU. One
- * sender thread per recorder pops the FIFO in order and, for each Event, makes
- * the dedup decision and the write, as client-go's EventBroadcaster does with
- * its watcher goroutine. A full queue drops the new Event (client-go drops
- * too: Events are best effort); the first drop of an overflow is reported at
- * once by the emitting thread, and the sender reports how many were dropped
- * when it has emptied the queue again, so a saturated queue costs two log
- * lines, not one per Event.
+ * a bounded FIFO under qmu; it never touches the network or the LRU. Sender
+ * threads (one by default; rec_events_opts.senders) pop the FIFO in order
+ * and, for each Event, make the dedup decision and the write, as client-go's
+ * EventBroadcaster does with its watcher goroutine. One sender writes one
+ * Event per API round trip: ~50/s on a loaded API server, fewer than a storm
+ * of claims emits, hence several for the reconcilers. A full queue drops the new Event (client-go
+ * drops too: Events are best effort); the first drop of an overflow is reported at once by the
+ * emitting thread, and the sender reports how many were dropped when it has emptied the queue
+ * again, so a saturated queue costs two log lines, not one per Event.
  *
  * Each emission is keyed by (involved object uid, type, reason, message). The
  * recorder keeps the last `cache_size` keys in a small LRU (a flat array,
@@ -22,10 +23,12 @@
  * after the window, or a key not in the LRU, POSTs a new Event named
  * "<object name>.<16 random hex digits>" with count 1. If the PATCH finds the
  * Event gone (the API server expires Events after an hour by default) a new
- * one is created instead, as client-go does. Only the sender reads or writes
- * the LRU (mu guards it for rec_events_cached), so Events are folded in the
- * order they were queued and two workers emitting the same new key can no
- * longer both create an Event.
+ * one is created instead, as client-go does. Only senders read or write the
+ * LRU (under mu; rec_events_cached reads it too). With one sender Events are
+ * folded in the order they were queued and two workers emitting the same new
+ * key never both create an Event; with several, a repeat written while its
+ * first is still in flight may create a second Event (harmless: kubectl
+ * describe lists both).
  *
  * Failures never reach the reconcile: they go to the log hook and, for a
  * failed POST, the LRU entry is dropped so the next emission tries afresh.
@@ -56,6 +59,7 @@
 #define EVENT_SUFFIX_LEN 17 /* '.' and 16 hex digits */
 #define DEFAULT_QUEUE_SIZE 1000
 #define DEFAULT_DRAIN_TIMEOUT_MS 2000
+#define MAX_SENDERS 16
 /* NamespaceLifecycle's answer to a create in a namespace being deleted. */
 #define NS_TERMINATING_TEXT "because it is being terminated"
 
@@ -115,7 +119,8 @@ struct rec_events {
     size_t overflow_dropped;
     bool stopping;
     struct timespec deadline; /* CLOCK_MONOTONIC, valid once stopping */
-    pthread_t sender;
+    pthread_t senders[MAX_SENDERS];
+    int n_senders; /* started */
 };
 
 static void entry_clear(ev_entry *en)
@@ -197,7 +202,22 @@ int rec_events_new(kc_client *c, const rec_events_opts *opts, rec_events **out)
             inited++;
         pthread_condattr_destroy(&ca);
     }
-    ok = ok && pthread_create(&e->sender, NULL, sender_main, e) == 0;
+    int want = o.senders > 0 ? (o.senders < MAX_SENDERS ? o.senders : MAX_SENDERS) : 1;
+    while (ok && e->n_senders < want) {
+        ok = pthread_create(&e->senders[e->n_senders], NULL, sender_main, e) == 0;
+        if (ok)
+            e->n_senders++;
+    }
+    if (!ok && e->n_senders > 0) {
+        /* Stop the senders that did start (the queue is empty). */
+        pthread_mutex_lock(&e->qmu);
+        e->stopping = true;
+        clock_gettime(CLOCK_MONOTONIC, &e->deadline);
+        pthread_cond_broadcast(&e->work);
+        pthread_mutex_unlock(&e->qmu);
+        for (int i = 0; i < e->n_senders; i++)
+            pthread_join(e->senders[i], NULL);
+    }
     if (!ok) {
         if (inited >= 4)
             pthread_cond_destroy(&e->done);
@@ -225,10 +245,11 @@ void rec_events_free(rec_events *e)
     clock_gettime(CLOCK_MONOTONIC, &e->deadline);
     if (e->drain_ms > 0)
         add_ms(&e->deadline, e->drain_ms);
-    pthread_cond_signal(&e->work);
+    pthread_cond_broadcast(&e->work);
     pthread_mutex_unlock(&e->qmu);
-    /* The sender empties the queue (writing or dropping) before it returns. */
-    pthread_join(e->sender, NULL);
+    /* The senders empty the queue (writing or dropping) before they return. */
+    for (int i = 0; i < e->n_senders; i++)
+        pthread_join(e->senders[i], NULL);
     for (size_t i = 0; i < e->n; i++)
         entry_clear(&e->entries[i]);
     free(e->entries);

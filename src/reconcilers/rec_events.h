@@ -78,6 +78,12 @@ typedef struct rec_events_opts {
     size_t cache_size;  /* LRU entries; 0 = 256 */
     int dedup_window_s; /* 0 = 600 (10 minutes) */
     size_t queue_size;  /* Events waiting for the sender; 0 = 1000 (client-go's queue) */
+    /* Sender threads writing in parallel; 0 = 1. With one, Events are written
+     * in the order they were emitted and a repeat queued while the first is
+     * being written always folds into it; with more, a storm of Events keeps
+     * up with the API server's latency (a repeat racing its first write may
+     * become a second Event instead of a count). */
+    int senders;
     /* How long rec_events_free lets the sender write what is still queued before
      * it drops the rest: 0 = 2000 ms, < 0 = drop at once. */
     int drain_timeout_ms;

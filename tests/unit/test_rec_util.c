@@ -920,6 +920,28 @@ Test(rec_events, emitting_returns_at_once_while_the_server_is_slow)
     free_recorder();
 }
 
+Test(rec_events, several_senders_write_in_parallel)
+{
+    start();
+    /* Every write takes 3 s. One sender would have one request at the server
+     * until the first answer; four have four. */
+    rs_response slow = {
+        .method = "POST", .status = 201, .body = EVENT_OK, .delay_ms = 3000, .times = -1};
+    rs_push(srv, &slow);
+    fake_clock clk = {T0};
+    rec_events *e = recorder_with((rec_events_opts){.senders = 4}, &clk, NULL);
+    json_object *obj = parse(CLAIM_OBJ);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(rec_event(e, obj, NULL, NULL, REC_EVENT_NORMAL, "Tick", "%d", i), 0);
+    /* Condition, not timing: all four arrive before any is answered. */
+    cr_assert(rs_wait_requests(srv, 4, 2500), "%zu requests in flight", rs_request_count(srv));
+    cr_assert_eq(rec_events_flush(e, 0), KC_ERR_TIMEOUT, "none can be answered yet");
+    flush(e);
+    cr_assert_eq(rs_request_count(srv), 4);
+    json_object_put(obj);
+    free_recorder();
+}
+
 Test(rec_events, queue_full_drops_the_new_event_and_reports_once)
 {
     start();
