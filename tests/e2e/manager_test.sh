@@ -250,6 +250,12 @@ sed -E "s#(server: https://)[^[:space:]]+#\\1127.0.0.1:$dead_port#" "$KUBECONFIG
 start unreach --kubeconfig="$tmp/unreachable.kubeconfig"
 eventually 20 is_code healthz unreach 200 || fail "unreachable server: /healthz never 200"
 ok "unreachable server: /healthz is 200"
+# The operator re-executed itself with glibc's per-thread malloc caches off
+# (src/manager/main.c); the pid stays the one started.
+tunables=$(tr '\0' '\n' <"/proc/${PID[unreach]}/environ" | sed -n 's/^GLIBC_TUNABLES=//p')
+[ "$tunables" = glibc.malloc.tcache_count=0 ] ||
+  fail "the operator runs without glibc.malloc.tcache_count=0 (GLIBC_TUNABLES=$tunables)"
+ok "the operator runs with GLIBC_TUNABLES=$tunables"
 informers=$(log_field unreach "Starting informers" informers)
 if [ "${informers:-0}" -gt 0 ]; then
   start_t=$EPOCHREALTIME
