@@ -31,9 +31,8 @@
  * a claim storm gives both new and Ready claims) and compresses every later
  * write with it: a 480-byte Reservation becomes ~110 bytes, a 590-byte
  * Ready IPClaim ~100 (zstd alone: ~320 and ~370; a dictionary of new claims
- * only: ~240). The
- * dictionary never changes once made, so every compressed body can always be
- * read back; the first writes stay text. Any zstd failure (out of memory)
+ * only: ~240). The dictionary never changes once made, so every compressed
+ * body can always be read back; the first writes stay text. Any zstd failure (out of memory)
  * stores the text instead: compression never loses an object. The
  * compression context is behind zip.mu (writers), the decompression context
  * behind zip.dmu (readers run under the shared read lock, several at once);
@@ -333,6 +332,19 @@ static void shrink_tree(json_object *o)
 
 /* ---- compression (STORE_COMPACT) ----------------------------------------------- */
 
+/* A compact entry's buffer with its "rv\0" head written and room for
+ * body_len more bytes after it; NULL when out of memory. */
+static char *data_new(const char *rv, size_t rvlen, size_t body_len)
+{
+    char *buf = malloc(rvlen + 1 + body_len);
+    if (buf == NULL)
+        return NULL;
+    if (rvlen)
+        memcpy(buf, rv, rvlen);
+    buf[rvlen] = '\0';
+    return buf;
+}
+
 /* Make the dictionaries from the samples; under zip.mu. */
 static void zip_make_dict(store_zip *z)
 {
@@ -391,16 +403,13 @@ static char *zip_body(store *s, const char *rv, size_t rvlen, const char *js, si
     if (z->cdict != NULL && jlen <= UINT32_MAX) {
         size_t bound = ZSTD_compressBound(jlen);
         size_t head = rvlen + 1 + 1 + sizeof(uint32_t);
-        buf = malloc(head + bound);
+        buf = data_new(rv, rvlen, 1 + sizeof(uint32_t) + bound);
         if (buf != NULL) {
             size_t n = ZSTD_compress_usingCDict(z->cctx, buf + head, bound, js, jlen, z->cdict);
             if (ZSTD_isError(n) || n >= jlen) {
                 free(buf);
                 buf = NULL;
             } else {
-                if (rvlen)
-                    memcpy(buf, rv, rvlen);
-                buf[rvlen] = '\0';
                 buf[rvlen + 1] = ZIP_TAG;
                 uint32_t n32 = (uint32_t)n;
                 memcpy(buf + rvlen + 2, &n32, sizeof n32);
@@ -460,12 +469,9 @@ static int prepare_data(store *s, json_object *obj, void **data_out)
         return KC_ERR_NOMEM;
     char *buf = zip_body(s, rv, rvlen, js, jlen);
     if (buf == NULL) {
-        buf = malloc(rvlen + 1 + jlen + 1);
+        buf = data_new(rv, rvlen, jlen + 1);
         if (buf == NULL)
             return KC_ERR_NOMEM;
-        if (rvlen)
-            memcpy(buf, rv, rvlen);
-        buf[rvlen] = '\0';
         memcpy(buf + rvlen + 1, js, jlen + 1);
     }
     *data_out = buf;

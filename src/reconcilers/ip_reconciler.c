@@ -742,15 +742,19 @@ static void pool_state_free(ipr_pool_state *ps)
     free(ps);
 }
 
-/* `used` of ps gained (delta 1) or lost (-1) a; under app->mu. */
-static void held_changed(ipr_pool_state *ps, ipam_addr a, int delta)
+/* Add a to (or remove it from) the used set of ps, keeping in_pool; under
+ * app->mu. 0 or KC_ERR_NOMEM. */
+static int used_update(ipr_pool_state *ps, ipam_addr a, bool add)
 {
-    if (!ps->counted || !ipam_contains(ps->counted, a))
-        return;
-    if (delta > 0)
+    uint64_t before = ipam_used_count(ps->used);
+    int rc = add ? ipam_used_add(ps->used, a) : ipam_used_remove(ps->used, a);
+    if (ipam_used_count(ps->used) == before || !ps->counted || !ipam_contains(ps->counted, a))
+        return rc;
+    if (add)
         ps->in_pool++;
     else if (ps->in_pool > 0)
         ps->in_pool--;
+    return rc;
 }
 
 /* ---- stale resourceVersions ------------------------------------------------------ */
@@ -1027,10 +1031,7 @@ static void resv_on_add(json_object *obj, void *user)
     pthread_mutex_lock(&app->mu);
     ipr_pool_state *ps = pool_state(app, pool, true);
     if (ps) {
-        uint64_t before = ipam_used_count(ps->used);
-        nomem = ipam_used_add(ps->used, addr) != KC_OK;
-        if (ipam_used_count(ps->used) != before)
-            held_changed(ps, addr, 1);
+        nomem = used_update(ps, addr, true) != KC_OK;
         expected = inflight_remove_addr(ps, addr, claim_uid);
     } else {
         nomem = true;
@@ -1071,12 +1072,8 @@ static void resv_on_delete(json_object *obj, void *user)
     bool nomem = false;
     pthread_mutex_lock(&app->mu);
     ipr_pool_state *ps = pool_state(app, pool, false);
-    if (ps) {
-        uint64_t before = ipam_used_count(ps->used);
-        nomem = ipam_used_remove(ps->used, addr) != KC_OK;
-        if (ipam_used_count(ps->used) != before)
-            held_changed(ps, addr, -1);
-    }
+    if (ps)
+        nomem = used_update(ps, addr, false) != KC_OK;
     pthread_mutex_unlock(&app->mu);
     if (nomem)
         ipr_log(app, REC_LOG_ERROR, "ipclaim", "out of memory freeing a reservation",
@@ -1895,7 +1892,7 @@ static void pool_counts(ipr_app *app, const char *name, json_object *pool_obj,
     const char *uid = nz(rec_obj_str(pool_obj, "metadata.uid"));
     int64_t gen = rec_obj_generation(pool_obj);
     pthread_mutex_lock(&app->mu);
-    ipr_pool_state *ps = pool ? pool_state(app, name, true) : pool_state(app, name, false);
+    ipr_pool_state *ps = pool_state(app, name, pool != NULL);
     bool kept = false;
     if (pool && ps) {
         kept = ps->counted && ps->counted_gen == gen && ps->counted_uid &&
