@@ -106,8 +106,11 @@ setup_namespace() {
   k label configmap one two -n "$ns" app=web >/dev/null
   k label configmap three -n "$ns" app=db >/dev/null
   # The root-CA publisher adds kube-root-ca.crt on its own: wait for it so
-  # the lists below cannot differ by it.
-  eventually 60 "kube-root-ca.crt published in $ns" k get configmap kube-root-ca.crt -n "$ns"
+  # the lists below cannot differ by it. 180 s: when an earlier test has
+  # restarted the API server, kube-controller-manager's watches were refused
+  # (403 until RBAC is loaded) and its reflectors back off up to ~30 s each
+  # before the publisher sees new namespaces again (CI saw > 60 s).
+  eventually 180 "kube-root-ca.crt published in $ns" k get configmap kube-root-ca.crt -n "$ns"
 }
 
 # ---------------------------------------------------------------------------
