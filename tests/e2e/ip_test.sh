@@ -94,7 +94,7 @@ start_operator() {
     --max-concurrent-reconciles="$WORKERS" >"$log" 2>&1 &
   echo $! >"$tmp/op.pid"
   echo "$log" >"$tmp/op.log"
-  local deadline=$((SECONDS + 30))
+  local deadline=$((SECONDS + 60))
   until grep -q '"all informers synced"' "$log" 2>/dev/null; do
     if ! op_alive; then
       echo "# the operator exited at start:"
@@ -102,7 +102,7 @@ start_operator() {
       return 1
     fi
     ((SECONDS < deadline)) || {
-      echo "# the operator did not sync its caches within 30 s"
+      echo "# the operator did not sync its caches within 60 s"
       return 1
     }
     sleep 0.2
@@ -131,6 +131,11 @@ show_operator_log() {
 
 cleanup() {
   set +e
+  if [ -f "$tmp/second.pid" ]; then
+    kill -TERM "$(cat "$tmp/second.pid")" 2>/dev/null
+    sleep 3
+    kill -KILL "$(cat "$tmp/second.pid")" 2>/dev/null
+  fi
   # The operator must run for the finalizers of claims and pools to go.
   op_alive || start_operator >/dev/null 2>&1
   k delete namespace "$ns" --wait=false >/dev/null 2>&1
@@ -480,9 +485,11 @@ test_ipv6_pool_any_and_specific_address() {
   rangeStart: fd00:45::10
   rangeEnd: fd00:45::2f
   exclude: [fd00:45::20/125]'
+  # v6s first: once it is cached, dynamic claims leave fd00:45::2a alone;
+  # created after them it could find the address taken (AddressInUse).
+  claim v6s "$p" fd00:45::2a
   claim v6a "$p"
   claim v6b "$p"
-  claim v6s "$p" fd00:45::2a
   eventually 60 "three IPv6 claims Ready" all_ready v6 3
   [ "$(address_of v6s)" = fd00:45::2a/64 ] || fail "v6s got $(address_of v6s)"
   claims_table | grep '^v6' |
@@ -523,7 +530,8 @@ test_pool_deleted_while_held_waits_for_its_claims() {
 test_orphaned_reservations_are_swept() {
   local p=ipo-$suffix
   pool "$p" '  cidr: 10.47.0.0/24'
-  claim o1 "$p"
+  # A fixed address: a hashed one could be .200 or .201, taken below.
+  claim o1 "$p" 10.47.0.10
   eventually 60 "o1 Ready" has_reason o1 True Allocated
   local uid
   uid=$(k get ipclaim -n "$ns" o1 -o jsonpath='{.metadata.uid}')
@@ -542,6 +550,17 @@ test_orphaned_reservations_are_swept() {
     fail "o1's own Reservation was swept"
   has_reason o1 True Allocated || fail "o1 lost its address"
   eventually 10 "pool $p counts 1 allocated" bash -c "[ \"\$($KUBECTL get ippool $p -o jsonpath='{.status.allocated}')\" = 1 ]"
+}
+
+# status_is_reservations PREFIX POOL: the claims of $ns named PREFIX* and
+# the Reservations of POOL name the same claim|address pairs (written to
+# $tmp/PREFIX-status.txt and $tmp/PREFIX-resv.txt).
+status_is_reservations() {
+  local pre=$1 p=$2
+  k get reservations -l "provisio.dev/pool=$p" -o jsonpath='{range .items[*]}{.spec.claim.name}{"|"}{.spec.slot}{"\n"}{end}' |
+    sort >"$tmp/$pre-resv.txt"
+  claims_table | grep "^$pre" | cut -d'|' -f1,2 | sed 's#/[0-9]*$##' | sort >"$tmp/$pre-status.txt"
+  diff "$tmp/$pre-status.txt" "$tmp/$pre-resv.txt" >"$tmp/$pre-diff.txt"
 }
 
 test_kill_9_during_allocation_keeps_one_address_per_claim() {
@@ -564,10 +583,7 @@ test_kill_9_during_allocation_keeps_one_address_per_claim() {
   check_addresses '{"cidr":"10.48.0.0/23"}' <"$tmp/k.txt" || fail "addresses not distinct"
   # Exactly one Reservation per claim, and it is the one in status.
   eventually 60 "200 Reservations of $p" bash -c "[ \$($KUBECTL get reservations -l provisio.dev/pool=$p -o name | wc -l) -eq 200 ]"
-  k get reservations -l "provisio.dev/pool=$p" -o jsonpath='{range .items[*]}{.spec.claim.name}{"|"}{.spec.slot}{"\n"}{end}' |
-    sort >"$tmp/k-resv.txt"
-  cut -d'|' -f1,2 "$tmp/k.txt" | sed 's#/[0-9]*$##' | sort >"$tmp/k-status.txt"
-  diff "$tmp/k-status.txt" "$tmp/k-resv.txt" >"$tmp/k-diff.txt" ||
+  eventually 60 "status and Reservations agree" status_is_reservations k "$p" ||
     fail "status and Reservations disagree:" "$(head -5 "$tmp/k-diff.txt")"
   eventually 60 "pool $p counts 510 200 310 True" pool_counts_are "$p" "510 200 310 True"
 }
@@ -583,6 +599,7 @@ test_two_replicas_at_once_never_share_an_address() {
     --metrics-bind-address=127.0.0.1:0 --health-probe-bind-address=127.0.0.1:0 \
     --max-concurrent-reconciles="$WORKERS" >"$log2" 2>&1 &
   local second=$!
+  echo "$second" >"$tmp/second.pid" # stopped by cleanup if this test fails
   eventually 60 "the second operator synced" grep -q '"all informers synced"' "$log2"
   # 240 claims for 254 addresses: the replicas race for the last ones.
   make_claims r 1 240 "$p" >"$tmp/race.yaml"
@@ -590,13 +607,11 @@ test_two_replicas_at_once_never_share_an_address() {
   eventually 180 "240 claims Ready" all_ready r 240
   kill -TERM "$second" 2>/dev/null || true
   wait "$second" 2>/dev/null || true
+  rm -f "$tmp/second.pid"
   claims_table | grep '^r' >"$tmp/r.txt"
   check_addresses '{"cidr":"10.49.0.0/24"}' <"$tmp/r.txt" || fail "addresses not distinct"
   eventually 60 "240 Reservations of $p" bash -c "[ \$($KUBECTL get reservations -l provisio.dev/pool=$p -o name | wc -l) -eq 240 ]"
-  k get reservations -l "provisio.dev/pool=$p" -o jsonpath='{range .items[*]}{.spec.claim.name}{"|"}{.spec.slot}{"\n"}{end}' |
-    sort >"$tmp/r-resv.txt"
-  cut -d'|' -f1,2 "$tmp/r.txt" | sed 's#/[0-9]*$##' | sort >"$tmp/r-status.txt"
-  diff "$tmp/r-status.txt" "$tmp/r-resv.txt" >"$tmp/r-diff.txt" ||
+  eventually 60 "status and Reservations agree" status_is_reservations r "$p" ||
     fail "status and Reservations disagree:" "$(head -5 "$tmp/r-diff.txt")"
   eventually 60 "pool $p counts 254 240 14 True" pool_counts_are "$p" "254 240 14 True"
 }
@@ -612,8 +627,14 @@ test_operator_stops_cleanly_without_sanitizer_reports() {
     fail "sanitizer report:" "$(head -20 "$tmp/san.txt")"
   # No failed reconcile or write of this domain (other layers may log a
   # throttled watch on a loaded machine; that is not ours to judge here).
-  ! grep -E '"level":"error".*"(ipclaim|ippool|ipreservation)"' "$log" >"$tmp/err.txt" ||
+  # A transient answer of an overloaded API server (transport failure,
+  # client timeout, 429, 500, 503, 504) is retried with backoff and is
+  # counted, not judged.
+  local transient='"code":-(4|5|429|500|503|504)[,}]'
+  grep -E '"level":"error".*"(ipclaim|ippool|ipreservation)"' "$log" >"$tmp/err-all.txt" || true
+  ! grep -Ev "$transient" "$tmp/err-all.txt" >"$tmp/err.txt" ||
     fail "error lines in $log:" "$(head -5 "$tmp/err.txt")"
+  echo "# transient API errors retried by the operator: $(grep -cE "$transient" "$tmp/err-all.txt")"
 }
 
 # ---------------------------------------------------------------------------
