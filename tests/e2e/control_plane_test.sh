@@ -126,8 +126,8 @@ test_namespace_controller_finalizes_a_deleted_namespace() {
   [ "$(k get namespace "$gone" -o jsonpath='{.spec.finalizers[*]}')" = kubernetes ] ||
     fail "namespace $gone has no 'kubernetes' finalizer"
   k delete namespace "$gone" --wait=false >/dev/null
-  k wait --for=delete "namespace/$gone" --timeout=60s >/dev/null ||
-    fail "namespace $gone still there 60 s after deletion:" "$(k get namespace "$gone" -o yaml 2>&1)"
+  k wait --for=delete "namespace/$gone" --timeout=180s >/dev/null ||
+    fail "namespace $gone still there 180 s after deletion:" "$(k get namespace "$gone" -o yaml 2>&1)"
 }
 
 # configmap_with_owner NAME OWNER-NAME OWNER-UID: a dependent ConfigMap.
@@ -159,15 +159,15 @@ test_garbage_collector_deletes_and_orphans_dependents() {
   configmap_with_owner dependent owner "$uid"
   [ -n "$(owner_refs dependent)" ] || fail "the dependent has no ownerReferences"
   k delete configmap owner -n "$ns" >/dev/null
-  k wait --for=delete configmap/dependent -n "$ns" --timeout=60s >/dev/null ||
-    fail "the garbage collector did not delete the dependent within 60 s"
+  k wait --for=delete configmap/dependent -n "$ns" --timeout=180s >/dev/null ||
+    fail "the garbage collector did not delete the dependent within 180 s"
 
   # Orphan propagation: the dependent stays, its ownerReference removed.
   k create configmap owner2 -n "$ns" --from-literal=k=v >/dev/null
   uid=$(k get configmap owner2 -n "$ns" -o jsonpath='{.metadata.uid}')
   configmap_with_owner dependent2 owner2 "$uid"
   k delete configmap owner2 -n "$ns" --cascade=orphan >/dev/null
-  eventually 60 "the garbage collector orphans dependent2" has_no_owner_refs dependent2
+  eventually 180 "the garbage collector orphans dependent2" has_no_owner_refs dependent2
   k get configmap owner2 -n "$ns" >/dev/null 2>&1 && fail "owner2 still exists"
   k get configmap dependent2 -n "$ns" >/dev/null || fail "the orphaned dependent2 was deleted"
 }
@@ -201,8 +201,8 @@ spec:
     requests:
       storage: 1Gi
 EOF
-  k wait --for=jsonpath='{.status.phase}'=Bound pvc/claim -n "$ns" --timeout=60s >/dev/null ||
-    fail "the claim was not bound within 60 s:" "$(k describe pvc claim -n "$ns" 2>&1)"
+  k wait --for=jsonpath='{.status.phase}'=Bound pvc/claim -n "$ns" --timeout=180s >/dev/null ||
+    fail "the claim was not bound within 180 s:" "$(k describe pvc claim -n "$ns" 2>&1)"
   [ "$(k get pvc claim -n "$ns" -o jsonpath='{.spec.volumeName}')" = "$pv" ] ||
     fail "the claim is bound to another volume"
   k wait --for=jsonpath='{.status.phase}'=Bound "pv/$pv" --timeout=30s >/dev/null ||
@@ -211,10 +211,10 @@ EOF
     fail "the volume's claimRef does not name $ns/claim"
 
   # The protection finalizers are released by their controllers.
-  k delete pvc claim -n "$ns" --timeout=60s >/dev/null ||
-    fail "the claim was not deleted within 60 s (pvc-protection finalizer?)"
-  k delete pv "$pv" --timeout=60s >/dev/null ||
-    fail "the volume was not deleted within 60 s (pv-protection finalizer?)"
+  k delete pvc claim -n "$ns" --timeout=180s >/dev/null ||
+    fail "the claim was not deleted within 180 s (pvc-protection finalizer?)"
+  k delete pv "$pv" --timeout=180s >/dev/null ||
+    fail "the volume was not deleted within 180 s (pv-protection finalizer?)"
 }
 
 # ---------------------------------------------------------------------------

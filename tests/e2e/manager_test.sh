@@ -128,6 +128,7 @@ start() {
   shift
   MPORT[$name]=$(free_port)
   PPORT[$name]=$(free_port)
+  while [ "${PPORT[$name]}" = "${MPORT[$name]}" ]; do PPORT[$name]=$(free_port); done
   "$PROVISIO_BINARY" --metrics-bind-address="127.0.0.1:${MPORT[$name]}" \
     --health-probe-bind-address="127.0.0.1:${PPORT[$name]}" "$@" \
     >"$tmp/$name.out" 2>"$tmp/$name.log" &
@@ -339,7 +340,9 @@ scenario() {
   finish "$leader"
   rc=$RC
   [ "$rc" = 137 ] || fail "$tag: kill -9 gave status $rc"
-  bound=$(calc "$lease + $retry + 1")
+  # lease + retry, plus 2 s for the standby's GET and PUT and the scrape
+  # on a loaded 2-core machine running the sanitizer build.
+  bound=$(calc "$lease + $retry + 2")
   eventually "$bound" is_master "$standby" 1 || fail "$tag: standby did not lead within ${bound}s of kill -9"
   t=$(since "$t0")
   holds "$standby" || fail "$tag: Lease holder '$(holder)' is not the new leader"
@@ -371,7 +374,7 @@ scenario() {
   eventually 10 is_master "$c" 1 || fail "$tag: a fresh process did not lead within 10s of the release"
   t=$(since "$started")
   holds "$c" || fail "$tag: Lease holder '$(holder)' is not $c"
-  lt "$t" 3 || fail "$tag: a fresh process took ${t}s to lead after the release"
+  lt "$t" 5 || fail "$tag: a fresh process took ${t}s to lead after the release"
   figure "$tag fresh process leads ${t}s after its start ($(since "$released")s after the release, kubectl checks in between)"
   ok "$tag: a process started after the release leads in ${t}s"
 
@@ -383,7 +386,7 @@ scenario() {
   figure "$tag idle RSS: standby $(rss_kib "$d") KiB, leader $(rss_kib "$c") KiB ($(basename "$PROVISIO_BINARY") as built)"
   t0=$EPOCHREALTIME
   kill -TERM "${PID[$c]}"
-  bound=$(calc "$retry + 1")
+  bound=$(calc "$retry + 2")
   eventually "$bound" is_master "$d" 1 || fail "$tag: standby did not lead within ${bound}s of the leader's SIGTERM"
   t=$(since "$t0")
   finish "$c"

@@ -368,11 +368,12 @@ Test(informer_e2e, delivers_every_create_update_delete_in_order)
  * With compaction the reflector backs off a fixed RELIST_BACKOFF_S after the
  * connection is refused, so the changes are made while it has no watch (the
  * restart takes about 5 s) and can only reach it through the relist that
- * the 410 forces: the test checks that no watch event carried them. Without
+ * the 410 forces: the test checks that no watch event carried them (30 s
+ * leaves room for a slow restart on a loaded machine). Without
  * compaction the backoff is short and the changes race with the reconnect
  * (either path must give the same events).
  */
-#define RELIST_BACKOFF_S 15.0
+#define RELIST_BACKOFF_S 30.0
 
 static void restart_scenario(bool compact)
 {
