@@ -104,6 +104,20 @@ void kc_client_set_request_hook(kc_client *c, kc_request_hook hook, void *user);
 kc_config *kc_client_config(kc_client *c);
 
 /*
+ * What the client's requests (not watches) went over since kc_client_new:
+ * HTTP exchanges that got a response, how many of them were HTTP/2 (asked
+ * for through ALPN; used when the server offers it, as kube-apiserver does),
+ * and how many new connections they opened (the rest reused a kept-alive
+ * one). Counted per attempt, retries included. Any thread, any time.
+ */
+typedef struct kc_client_stats {
+    uint64_t responses;
+    uint64_t http2_responses;
+    uint64_t connections_opened;
+} kc_client_stats;
+void kc_client_stats_get(kc_client *c, kc_client_stats *out);
+
+/*
  * Build the request path (and query) for ref, escaping every segment.
  * "/apis/provisio.dev/v1alpha1/namespaces/ns/ipclaims/x/status?labelSelector=a%3Db"
  * *out is malloc'd, caller frees. opts may be NULL. watch adds watch=1.

@@ -18,6 +18,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -829,6 +830,8 @@ static size_t list_count(const char *selector, const char *field_selector, int g
 Test(client_e2e, thousand_configmaps_from_threads_list_in_pages_and_by_selector)
 {
     bulk b = {.c = T.client, .ns = T.ns, .mu = PTHREAD_MUTEX_INITIALIZER};
+    kc_client_stats st0, st1;
+    kc_client_stats_get(T.client, &st0);
     double t0 = e2e_now();
     pthread_t th[BULK_THREADS];
     for (int i = 0; i < BULK_THREADS; i++)
@@ -844,6 +847,20 @@ Test(client_e2e, thousand_configmaps_from_threads_list_in_pages_and_by_selector)
                  atomic_load(&b.failures), b.first_error ? b.first_error : "");
     cr_assert_geq(atomic_load(&b.max_inflight), 2, "the threads never overlapped");
     free(b.first_error);
+
+    /* kube-apiserver offers HTTP/2 through ALPN: every exchange used it, and
+     * the threads reused their kept-alive connections (about one each; a
+     * server may close an idle one now and then, hence the slack). */
+    kc_client_stats_get(T.client, &st1);
+    uint64_t nresp = st1.responses - st0.responses, nh2 = st1.http2_responses - st0.http2_responses,
+             conns = st1.connections_opened - st0.connections_opened;
+    fprintf(stderr,
+            "  %" PRIu64 " responses, %" PRIu64 " over HTTP/2, %" PRIu64 " new connections\n",
+            nresp, nh2, conns);
+    cr_assert_geq(nresp, BULK_N);
+    cr_assert_eq(nh2, nresp, "%" PRIu64 " of %" PRIu64 " responses over HTTP/2", nh2, nresp);
+    cr_assert_leq(conns, 2 * BULK_THREADS, "%" PRIu64 " connections for %d threads", conns,
+                  BULK_THREADS);
 
     /* Independent count. */
     char *count = e2e_kubectl_ok(NULL, "get", "configmaps", "-n", T.ns, "-l", "e2e-bulk=yes", "-o",

@@ -580,6 +580,12 @@ Test(kc_client, sequential_requests_reuse_one_connection)
     cr_assert_eq(rs_connections(srv), 1);
     for (size_t i = 0; i < 10; i++)
         cr_assert_eq(rs_request_at(srv, i)->conn_id, 1);
+    /* The client's own count agrees (the replay server speaks HTTP/1.1 only). */
+    kc_client_stats st;
+    kc_client_stats_get(cli, &st);
+    cr_assert_eq(st.responses, 10);
+    cr_assert_eq(st.connections_opened, 1);
+    cr_assert_eq(st.http2_responses, 0);
     kc_error_clear(&err);
 }
 
