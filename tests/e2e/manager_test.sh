@@ -247,7 +247,34 @@ ok "namespace $ns and CRDs ready"
 # ---- 1. probes against an unreachable API server ----------------------------
 
 dead_port=$(free_port)
-sed -E "s#(server: https://)[^[:space:]]+#\\1127.0.0.1:$dead_port#" "$KUBECONFIG" >"$tmp/unreachable.kubeconfig"
+# Its user is an exec credential plugin that records the environment it is
+# given (plugins run before the connection is tried).
+cat >"$tmp/plugin.sh" <<EOF
+#!/bin/sh
+env >"$tmp/plugin.env.tmp" && mv "$tmp/plugin.env.tmp" "$tmp/plugin.env"
+echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"unused"}}'
+EOF
+chmod +x "$tmp/plugin.sh"
+cat >"$tmp/unreachable.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: dead
+  cluster:
+    server: https://127.0.0.1:$dead_port
+    insecure-skip-tls-verify: true
+users:
+- name: plugin
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: $tmp/plugin.sh
+      interactiveMode: Never
+contexts:
+- name: dead
+  context: {cluster: dead, user: plugin}
+current-context: dead
+EOF
 start unreach --kubeconfig="$tmp/unreachable.kubeconfig"
 eventually 20 is_code healthz unreach 200 || fail "unreachable server: /healthz never 200"
 ok "unreachable server: /healthz is 200"
@@ -257,6 +284,12 @@ tunables=$(tr '\0' '\n' <"/proc/${PID[unreach]}/environ" | sed -n 's/^GLIBC_TUNA
 [ "$tunables" = glibc.malloc.tcache_count=0 ] ||
   fail "the operator runs without glibc.malloc.tcache_count=0 (GLIBC_TUNABLES=$tunables)"
 ok "the operator runs with GLIBC_TUNABLES=$tunables"
+tr '\0' '\n' <"/proc/${PID[unreach]}/environ" | grep -qx GNUTLS_NO_IMPLICIT_INIT=1 ||
+  fail "the operator was started without GNUTLS_NO_IMPLICIT_INIT=1"
+eventually 20 test -s "$tmp/plugin.env" || fail "the exec credential plugin never ran"
+leaked=$(grep -E '^(GNUTLS_NO_IMPLICIT_INIT|PROVISIO_REEXEC|PROVISIO_OLD_GLIBC_TUNABLES|PROVISIO_SET_[A-Z_]*|GLIBC_TUNABLES)=' "$tmp/plugin.env" || true)
+[ -z "$leaked" ] || fail "the exec plugin got the loader-only environment: $leaked"
+ok "GnuTLS left uninitialised; the exec plugin gets the user's environment back"
 informers=$(log_field unreach "Starting informers" informers)
 if [ "${informers:-0}" -gt 0 ]; then
   start_t=$EPOCHREALTIME
