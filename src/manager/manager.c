@@ -119,6 +119,7 @@ typedef struct mgr {
     char *rest_host;
     met_registry *reg;
     met_cr m;
+    met_vec *inf_objects, *inf_pending, *inf_pending_max; /* per informer */
     httpd_server *metrics_srv, *probe_srv;
     inf_factory *factory;
     rec_env env;
@@ -444,9 +445,31 @@ static int mgr_env_add_cleanup(const rec_env *env, void (*fn)(void *arg), void *
 }
 
 /* Scrape time: mirror the controllers' and queues' gauges and counters. */
+/* The informers' gauges, labelled resource[.group] as kubectl names them. */
+static void mgr_collect_informers(mgr *m)
+{
+    size_t n = inf_factory_len(m->factory);
+    for (size_t i = 0; i < n; i++) {
+        inf_informer *inf = inf_factory_at(m->factory, i);
+        if (inf == NULL)
+            continue;
+        const kc_ref *r = inf_ref(inf);
+        const char *g = r->group != NULL ? r->group : "";
+        char label[256];
+        snprintf(label, sizeof(label), "%s%s%s", r->resource, g[0] ? "." : "", g);
+        const char *values[] = {label, NULL};
+        inf_stats st;
+        inf_stats_get(inf, &st);
+        met_gauge_set(met_gauge_get(m->inf_objects, values), (double)st.objects);
+        met_gauge_set(met_gauge_get(m->inf_pending, values), (double)st.pending);
+        met_gauge_set(met_gauge_get(m->inf_pending_max, values), (double)st.pending_high_water);
+    }
+}
+
 static void mgr_collect(void *ud)
 {
     mgr *m = ud;
+    mgr_collect_informers(m);
     for (size_t i = 0; i < m->nctls; i++) {
         mgr_ctl *e = &m->ctls[i];
         ctl_stats st;
@@ -832,7 +855,18 @@ static int mgr_start(mgr *m)
     m->reg = met_default();
     if (m->reg == NULL)
         return KC_ERR_NOMEM;
+    static const char *const inf_labels[] = {"resource", NULL};
     if ((rc = met_cr_register(m->reg, &m->m)) != 0 ||
+        (rc = met_gauge_vec(m->reg, "provisio_informer_objects", "Objects in an informer's cache.",
+                            inf_labels, &m->inf_objects)) != 0 ||
+        (rc = met_gauge_vec(m->reg, "provisio_informer_pending_notifications",
+                            "Changes an informer has queued for its handlers and not yet "
+                            "delivered (each holds the old and new objects).",
+                            inf_labels, &m->inf_pending)) != 0 ||
+        (rc = met_gauge_vec(m->reg, "provisio_informer_pending_notifications_max",
+                            "The most changes an informer has had queued at once since it "
+                            "started.",
+                            inf_labels, &m->inf_pending_max)) != 0 ||
         (rc = met_add_collector(m->reg, mgr_collect, m)) != 0) {
         MGR_ERROR("unable to register metrics", "error", kc_strerror(rc), NULL);
         return rc;

@@ -221,7 +221,9 @@ want = ["leader_election_master_status", "rest_client_requests_total",
 if controllers > 0:
     want += ["controller_runtime_reconcile_total", "controller_runtime_reconcile_errors_total",
              "controller_runtime_max_concurrent_reconciles", "controller_runtime_active_workers",
-             "workqueue_depth", "workqueue_adds_total", "workqueue_retries_total"]
+             "workqueue_depth", "workqueue_adds_total", "workqueue_retries_total",
+             "provisio_informer_objects", "provisio_informer_pending_notifications",
+             "provisio_informer_pending_notifications_max"]
 missing = [w for w in want if w not in names]
 for w in missing:
     print("# missing metric %s" % w)
