@@ -100,6 +100,9 @@ struct inf_factory {
     kc_client *client;
     inf_factory_opts o;
     pthread_mutex_t mu;
+    /* The informers' reflectors list one page at a time between them
+     * (refl_opts.page_lock): one page of parsed objects alive at once. */
+    pthread_mutex_t page_mu;
     inf_informer **v;
     size_t n, cap;
     bool started, stopped;
@@ -459,6 +462,7 @@ static int informer_new(inf_factory *f, const kc_ref *ref, const inf_opts *o, in
         .backoff = f->o.backoff,
         .max_event_bytes = f->o.max_event_bytes,
         .write_lock = &inf->deliver_mu,
+        .page_lock = &f->page_mu,
         .on_event = on_refl_event,
         .on_synced = on_refl_synced,
         .log = f->o.log != NULL ? log_trampoline : NULL,
@@ -696,6 +700,7 @@ int inf_factory_new(kc_client *c, const inf_factory_opts *opts, inf_factory **ou
     if (opts != NULL)
         f->o = *opts;
     pthread_mutex_init(&f->mu, NULL);
+    pthread_mutex_init(&f->page_mu, NULL);
     *out = f;
     return KC_OK;
 }
@@ -709,6 +714,7 @@ void inf_factory_free(inf_factory *f)
         informer_free(f->v[i]);
     free(f->v);
     pthread_mutex_destroy(&f->mu);
+    pthread_mutex_destroy(&f->page_mu);
     free(f);
 }
 

@@ -48,6 +48,7 @@ struct refl {
     bo_opts bo_opts;
     size_t max_event_bytes;
     pthread_mutex_t *write_lock;
+    pthread_mutex_t *page_lock;
     refl_event_fn on_event;
     refl_synced_fn on_synced;
     refl_log_fn log;
@@ -366,6 +367,44 @@ static int finish_list(refl *r, inf_map *seen, list_counts *cnt)
     return KC_OK;
 }
 
+/*
+ * One page: request it (with lo), take its items, note the list's
+ * resourceVersion (first page) and the continue token (*token replaced),
+ * and apply the items. The page lock, when there is one, is held by the
+ * caller.
+ */
+static int list_page(refl *r, const kc_list_opts *lo, objv *v, inf_map *seen, list_counts *cnt,
+                     char **list_rv, char **token, kc_error *err)
+{
+    json_object *page = NULL;
+    int rc = kc_list(r->client, &r->ref, lo, &page, err);
+    if (rc != KC_OK)
+        return rc;
+    json_object *items = NULL;
+    if (json_object_object_get_ex(page, "items", &items) &&
+        json_object_is_type(items, json_type_array)) {
+        size_t n = json_object_array_length(items);
+        if (objv_reserve(v, n) != KC_OK || inf_map_reserve(seen, n) != KC_OK) {
+            json_object_put(page);
+            return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_object *it = json_object_array_get_idx(items, i);
+            if (it != NULL)
+                v->p[v->n++] = json_object_get(it);
+        }
+    }
+    if (*list_rv == NULL)
+        *list_rv = dup_or_null(str_at(page, "metadata", "resourceVersion"));
+    free(*token);
+    *token = dup_or_null(str_at(page, "metadata", "continue"));
+    json_object_put(page); /* the items we took are ours alone now */
+    rc = apply_page(r, v, seen, cnt);
+    if (rc != KC_OK)
+        kc_error_set(err, rc, "applying a list page: %s", kc_strerror(rc));
+    return rc;
+}
+
 static int do_list(refl *r, kc_error *err)
 {
     objv v = {0};
@@ -385,8 +424,11 @@ static int do_list(refl *r, kc_error *err)
                            .field_selector = r->field_selector,
                            .limit = r->page_size,
                            .continue_token = token};
-        json_object *page = NULL;
-        rc = kc_list(r->client, &r->ref, &lo, &page, err);
+        if (r->page_lock != NULL)
+            pthread_mutex_lock(r->page_lock);
+        rc = list_page(r, &lo, &v, &seen, &cnt, &list_rv, &token, err);
+        if (r->page_lock != NULL)
+            pthread_mutex_unlock(r->page_lock);
         if (rc == KC_ERR_GONE && token != NULL && !restarted) {
             /* The continue token expired mid-list: start over, once. What
              * was applied stays; the new list reports only differences. */
@@ -400,31 +442,6 @@ static int do_list(refl *r, kc_error *err)
         }
         if (rc != KC_OK)
             goto out;
-        json_object *items = NULL;
-        if (json_object_object_get_ex(page, "items", &items) &&
-            json_object_is_type(items, json_type_array)) {
-            size_t n = json_object_array_length(items);
-            if (objv_reserve(&v, n) != KC_OK || inf_map_reserve(&seen, n) != KC_OK) {
-                json_object_put(page);
-                rc = kc_error_set(err, KC_ERR_NOMEM, "out of memory");
-                goto out;
-            }
-            for (size_t i = 0; i < n; i++) {
-                json_object *it = json_object_array_get_idx(items, i);
-                if (it != NULL)
-                    v.p[v.n++] = json_object_get(it);
-            }
-        }
-        if (list_rv == NULL)
-            list_rv = dup_or_null(str_at(page, "metadata", "resourceVersion"));
-        free(token);
-        token = dup_or_null(str_at(page, "metadata", "continue"));
-        json_object_put(page); /* the items we took are ours alone now */
-        rc = apply_page(r, &v, &seen, &cnt);
-        if (rc != KC_OK) {
-            kc_error_set(err, rc, "applying a list page: %s", kc_strerror(rc));
-            goto out;
-        }
         if (token == NULL)
             break;
     }
@@ -684,6 +701,7 @@ int refl_new(kc_client *c, store *s, const refl_opts *o, refl **out)
     r->bo_opts = o->backoff;
     r->max_event_bytes = o->max_event_bytes;
     r->write_lock = o->write_lock;
+    r->page_lock = o->page_lock;
     r->on_event = o->on_event;
     r->on_synced = o->on_synced;
     r->log = o->log;

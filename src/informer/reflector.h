@@ -151,6 +151,12 @@ typedef struct refl_opts {
     size_t max_event_bytes; /* largest watch event; 0 = the client's default (16 MiB) */
 
     pthread_mutex_t *write_lock; /* optional; borrowed, must outlive the reflector */
+    /* Optional; borrowed, must outlive the reflector. Held from each list
+     * page's request until its items are in the store, so reflectors that
+     * share it have one page of parsed objects alive at a time (a page of
+     * 500 IPClaims is ~11 MiB of json-c trees before managedFields are
+     * stripped). Watches are not affected. */
+    pthread_mutex_t *page_lock;
     refl_event_fn on_event;      /* optional: NULL releases the objects */
     refl_synced_fn on_synced;    /* optional */
     refl_log_fn log;             /* optional */
