@@ -1214,3 +1214,93 @@ Test(informer, stop_is_prompt_and_final)
     /* The cache stays readable after stop. */
     cr_assert_eq(store_len(inf_store(inf)), 1);
 }
+
+/* ---- page lock ------------------------------------------------------------------ */
+
+/*
+ * The transform runs while a list page is applied. On its first call it
+ * waits (up to wait_ms) for a second list request to reach the server and
+ * records whether one came; it also tracks how many pages are applied at
+ * once.
+ */
+static int pl_wait_ms;
+static int pl_calls, pl_in_page, pl_max_in_page;
+static bool pl_second_list_seen;
+
+static void pl_transform(json_object *o, void *user)
+{
+    (void)o;
+    (void)user;
+    int n = __atomic_add_fetch(&pl_in_page, 1, __ATOMIC_SEQ_CST);
+    int m = __atomic_load_n(&pl_max_in_page, __ATOMIC_SEQ_CST);
+    while (n > m && !__atomic_compare_exchange_n(&pl_max_in_page, &m, n, false, __ATOMIC_SEQ_CST,
+                                                 __ATOMIC_SEQ_CST))
+        ;
+    if (__atomic_add_fetch(&pl_calls, 1, __ATOMIC_SEQ_CST) == 1) {
+        double t0 = now_s();
+        while (count_requests(LIST_PATH) < 2 && now_s() - t0 < pl_wait_ms / 1000.0)
+            sleep_ms(5);
+        __atomic_store_n(&pl_second_list_seen, count_requests(LIST_PATH) >= 2, __ATOMIC_SEQ_CST);
+    }
+    sleep_ms(1);
+    __atomic_sub_fetch(&pl_in_page, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Two reflectors of the same list (one page of 20 each), with or without a
+ * shared page lock; both must end with the 20 objects. */
+static void run_two_reflectors(pthread_mutex_t *page_lock, int wait_ms)
+{
+    pl_wait_ms = wait_ms;
+    pl_calls = pl_in_page = pl_max_in_page = 0;
+    pl_second_list_seen = false;
+    char items[20 * 300] = "";
+    for (int i = 0; i < 20; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "w%d", i);
+        if (i > 0)
+            strcat(items, ",");
+        strcat(items, obj(name, "5"));
+    }
+    push_page("100", NULL, items);
+    push_page("100", NULL, items);
+    push_idle_watches();
+    store *st2 = NULL;
+    refl *rf2 = NULL;
+    cr_assert_eq(store_new(NULL, &st2), KC_OK);
+    refl_opts o = base_opts();
+    o.on_event = NULL; /* two reflectors: the recorder is for one */
+    o.on_synced = NULL;
+    o.transform = pl_transform;
+    o.page_lock = page_lock;
+    cr_assert_eq(refl_new(cli, st, &o, &rf), KC_OK);
+    cr_assert_eq(refl_new(cli, st2, &o, &rf2), KC_OK);
+    cr_assert_eq(refl_start(rf), KC_OK);
+    cr_assert_eq(refl_start(rf2), KC_OK);
+    double t0 = now_s();
+    while (!(refl_has_synced(rf) && refl_has_synced(rf2)) && now_s() - t0 < 10)
+        sleep_ms(5);
+    cr_assert(refl_has_synced(rf) && refl_has_synced(rf2), "both lists done");
+    cr_assert_eq(store_len(st), 20);
+    cr_assert_eq(store_len(st2), 20);
+    refl_free(rf2);
+    store_free(st2);
+}
+
+Test(reflector, shared_page_lock_lets_one_list_page_at_a_time)
+{
+    pthread_mutex_t page_lock = PTHREAD_MUTEX_INITIALIZER;
+    run_two_reflectors(&page_lock, 300);
+    cr_assert_not(pl_second_list_seen,
+                  "the second reflector requested its page while the first was applied");
+    cr_assert_eq(pl_max_in_page, 1);
+    cr_assert_eq(pl_calls, 40);
+}
+
+/* The control: without the lock the same probe sees the second list
+ * request arrive while the first page is applied. */
+Test(reflector, without_page_lock_lists_run_side_by_side)
+{
+    run_two_reflectors(NULL, 5000);
+    cr_assert(pl_second_list_seen, "no second list request while the first page was applied");
+    cr_assert_eq(pl_calls, 40);
+}
