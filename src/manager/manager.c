@@ -444,8 +444,15 @@ static int mgr_env_add_cleanup(const rec_env *env, void (*fn)(void *arg), void *
     return KC_OK;
 }
 
-/* Scrape time: mirror the controllers' and queues' gauges and counters. */
-/* The informers' gauges, labelled resource[.group] as kubectl names them. */
+/* An informer's resource as kubectl names it: resource[.group]. */
+static void informer_name(inf_informer *inf, char *buf, size_t size)
+{
+    const kc_ref *r = inf_ref(inf);
+    const char *g = r->group != NULL ? r->group : "";
+    snprintf(buf, size, "%s%s%s", r->resource, g[0] ? "." : "", g);
+}
+
+/* The informers' gauges, labelled with informer_name. */
 static void mgr_collect_informers(mgr *m)
 {
     size_t n = inf_factory_len(m->factory);
@@ -453,10 +460,8 @@ static void mgr_collect_informers(mgr *m)
         inf_informer *inf = inf_factory_at(m->factory, i);
         if (inf == NULL)
             continue;
-        const kc_ref *r = inf_ref(inf);
-        const char *g = r->group != NULL ? r->group : "";
         char label[256];
-        snprintf(label, sizeof(label), "%s%s%s", r->resource, g[0] ? "." : "", g);
+        informer_name(inf, label, sizeof(label));
         const char *values[] = {label, NULL};
         inf_stats st;
         inf_stats_get(inf, &st);
@@ -466,6 +471,7 @@ static void mgr_collect_informers(mgr *m)
     }
 }
 
+/* Scrape time: mirror the informers', controllers' and queues' gauges and counters. */
 static void mgr_collect(void *ud)
 {
     mgr *m = ud;
@@ -492,14 +498,11 @@ static int mgr_check_informers(void *ud, char **why)
     for (size_t i = 0; i < n; i++) {
         inf_informer *inf = inf_factory_at(m->factory, i);
         if (inf != NULL && !inf_has_synced(inf)) {
-            const kc_ref *r = inf_ref(inf);
             if (why != NULL) {
-                const char *g = r->group != NULL && r->group[0] ? r->group : "";
-                size_t len = strlen(g) + strlen(r->resource) + 32;
-                *why = malloc(len);
-                if (*why != NULL)
-                    snprintf(*why, len, "informer %s%s%s not synced", r->resource, g[0] ? "." : "",
-                             g);
+                char name[256];
+                informer_name(inf, name, sizeof(name));
+                if (asprintf(why, "informer %s not synced", name) < 0)
+                    *why = NULL;
             }
             return 1;
         }
