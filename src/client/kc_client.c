@@ -81,6 +81,7 @@
 #define BACKOFF_BASE_S 0.1
 #define BACKOFF_MAX_S 5.0
 #define RETRY_AFTER_MAX_S 10.0
+#define CANCEL_POLL_S 0.02 /* how often a cancellable retry backoff looks at the flag */
 #define POOL_IDLE_MAX 32
 #define LIST_ALL_DEFAULT_LIMIT 500
 /* json-c's default depth (32) is too shallow for lists of CRDs with deep schemas. */
@@ -142,6 +143,18 @@ static void sleep_seconds(double s)
     }
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
         ;
+}
+
+/* sleep_seconds, woken within CANCEL_POLL_S once *cancel turns true. */
+static void sleep_unless_cancelled(double s, const atomic_bool *cancel)
+{
+    if (cancel == NULL) {
+        sleep_seconds(s);
+        return;
+    }
+    double end = now_monotonic() + s;
+    for (double left = s; left > 0 && !atomic_load(cancel); left = end - now_monotonic())
+        sleep_seconds(left < CANCEL_POLL_S ? left : CANCEL_POLL_S);
 }
 
 /* xorshift64* per thread: jitter needs no quality, only no shared state. */
@@ -698,7 +711,24 @@ typedef struct kc_call {
     const char *content_type; /* NULL: none */
     const char *body;         /* NULL with body_len 0: no body */
     size_t body_len;
+    const atomic_bool *cancel; /* NULL: never cancelled */
 } kc_call;
+
+static bool cancelled(const kc_call *r)
+{
+    return r->cancel != NULL && atomic_load(r->cancel);
+}
+
+/* libcurl's progress callback: a non-zero return aborts the transfer. */
+static int cancel_xferinfo_cb(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                              curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return atomic_load((const atomic_bool *)user) ? 1 : 0;
+}
 
 static bool method_is_idempotent(const char *m)
 {
@@ -814,6 +844,11 @@ static int attempt(kc_client *c, CURL *h, const kc_call *r, kc_buf *resp, attemp
     SET(CURLOPT_WRITEDATA, resp);
     SET(CURLOPT_HEADERFUNCTION, kc_retry_after_header_cb);
     SET(CURLOPT_HEADERDATA, &ar->retry_after);
+    if (r->cancel != NULL) {
+        SET(CURLOPT_XFERINFOFUNCTION, cancel_xferinfo_cb);
+        SET(CURLOPT_XFERINFODATA, (void *)r->cancel);
+        SET(CURLOPT_NOPROGRESS, 0L);
+    }
 #undef SET
     if (bad != CURLE_OK) {
         rc = kc_error_set(err, KC_ERR_CONFIG, "cannot set up the transfer: %s",
@@ -829,6 +864,9 @@ static int attempt(kc_client *c, CURL *h, const kc_call *r, kc_buf *resp, attemp
             rc = kc_error_set(err, KC_ERR_TOO_LARGE,
                               "%s %s: response body larger than the limit of %zu bytes", r->method,
                               r->path, resp->max);
+            ar->permanent = true;
+        } else if (cc == CURLE_ABORTED_BY_CALLBACK) {
+            rc = kc_error_set(err, KC_ERR_STOPPED, "%s %s: cancelled", r->method, r->path);
             ar->permanent = true;
         } else if (cc == CURLE_WRITE_ERROR) {
             rc = kc_error_set(err, KC_ERR_NOMEM, "%s %s: out of memory for the response body",
@@ -906,6 +944,10 @@ static int request(kc_client *c, const kc_call *r, kc_buf *resp, kc_error *err)
     /* Our own error per attempt: the retry decision needs it even when err is NULL. */
     kc_error e = KC_ERROR_INIT;
     for (;;) {
+        if (cancelled(r)) {
+            rc = kc_error_set(&e, KC_ERR_STOPPED, "%s %s: cancelled", r->method, r->path);
+            break;
+        }
         kc_client_throttle(c);
         kc_buf_reset(resp);
         attempt_result ar;
@@ -927,7 +969,7 @@ static int request(kc_client *c, const kc_call *r, kc_buf *resp, kc_error *err)
         if (wait > 0)
             delay = wait < RETRY_AFTER_MAX_S ? wait : RETRY_AFTER_MAX_S;
         retries++;
-        sleep_seconds(delay);
+        sleep_unless_cancelled(delay, r->cancel);
     }
     pool_put(c, h);
     if (err) {
@@ -1002,7 +1044,7 @@ int kc_request_raw(kc_client *c, const char *method, const char *path, const cha
     if (!c || !method || !path || path[0] != '/' || (body_len > 0 && !body))
         return kc_error_set(err, KC_ERR_INVALID_ARG,
                             "kc_request_raw: client, method and an absolute path are required");
-    kc_call r = {method, path, content_type, body, body_len};
+    kc_call r = {method, path, content_type, body, body_len, NULL};
     kc_buf resp = {.max = c->max_body};
     int rc = request(c, &r, &resp, err);
     if (rc == KC_OK && out_body) {
@@ -1080,7 +1122,7 @@ int kc_get(kc_client *c, const kc_ref *ref, json_object **out, kc_error *err)
     int rc = object_path(ref, &path, err);
     if (rc != KC_OK)
         return rc;
-    kc_call r = {"GET", path, NULL, NULL, 0};
+    kc_call r = {"GET", path, NULL, NULL, 0, NULL};
     rc = json_call(c, &r, out, err);
     free(path);
     return rc;
@@ -1097,7 +1139,7 @@ int kc_list(kc_client *c, const kc_ref *ref, const kc_list_opts *opts, json_obje
     int rc = kc_path(ref, opts, false, &path, err);
     if (rc != KC_OK)
         return rc;
-    kc_call r = {"GET", path, NULL, NULL, 0};
+    kc_call r = {"GET", path, NULL, NULL, 0, opts ? opts->cancel : NULL};
     rc = json_call(c, &r, out, err);
     free(path);
     return rc;
@@ -1290,7 +1332,7 @@ static int write_call(kc_client *c, const char *verb, const char *method, const 
     if ((rc = object_path(&target, &path, err)) == KC_OK &&
         (rc = add_write_params(&path, wo, false, err)) == KC_OK &&
         (rc = body_text(copy ? copy : body, &text, &len, err)) == KC_OK) {
-        kc_call r = {method, path, "application/json", text, len};
+        kc_call r = {method, path, "application/json", text, len, NULL};
         rc = json_call(c, &r, out, err);
     }
     free(path);
@@ -1347,7 +1389,7 @@ int kc_patch(kc_client *c, const kc_ref *ref, kc_patch_type type, json_object *p
     if ((rc = object_path(ref, &path, err)) == KC_OK &&
         (rc = add_write_params(&path, wo, type == KC_PATCH_APPLY, err)) == KC_OK &&
         (rc = body_text(patch, &text, &len, err)) == KC_OK) {
-        kc_call r = {"PATCH", path, ctype, text, len};
+        kc_call r = {"PATCH", path, ctype, text, len, NULL};
         rc = json_call(c, &r, out, err);
     }
     free(path);
@@ -1421,7 +1463,7 @@ int kc_delete(kc_client *c, const kc_ref *ref, const kc_delete_opts *opts, json_
         if (dopts)
             rc = body_text(dopts, &text, &len, err);
         if (rc == KC_OK) {
-            kc_call r = {"DELETE", path, dopts ? "application/json" : NULL, text, len};
+            kc_call r = {"DELETE", path, dopts ? "application/json" : NULL, text, len, NULL};
             rc = json_call(c, &r, out, err);
         }
     }

@@ -16,6 +16,7 @@
 #ifndef PROVISIO_KC_CLIENT_H
 #define PROVISIO_KC_CLIENT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +48,14 @@ typedef struct kc_list_opts {
     const char *resource_version_match; /* "NotOlderThan" / "Exact" */
     long timeout_seconds;               /* watch: timeoutSeconds (server-side) */
     bool allow_watch_bookmarks;         /* watch */
+    /*
+     * list (kc_list, kc_list_all): when *cancel turns true the request gives
+     * up with KC_ERR_STOPPED: no further attempt, a retry backoff cut short,
+     * an attempt in flight aborted (libcurl checks about once a second while
+     * waiting, more often while data moves). As a cancelled context ends a
+     * client-go list. NULL: never. Watches stop through kc_watch_stop.
+     */
+    const atomic_bool *cancel;
 } kc_list_opts;
 
 typedef enum kc_patch_type {

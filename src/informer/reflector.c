@@ -5,7 +5,8 @@
  * backoff sequence, the watch handle's runs, the random source for watch
  * timeouts. Other threads only read `synced`, the counters (atomics) and
  * the last resourceVersion (a string swapped under `mu`), and set
- * `stopping` (atomic; `cond` wakes a backoff sleep, kc_watch_stop a watch).
+ * `stopping` (atomic; `cond` wakes a backoff sleep, kc_watch_stop a watch,
+ * the list request and the wait for the page lock look at it themselves).
  *
  * Invariants:
  *   - every store write and the on_event calls reporting it happen under
@@ -37,6 +38,8 @@
 #define DEFAULT_WATCH_MIN 300
 #define DEFAULT_WATCH_MAX 600
 #define SHORT_WATCH_SECONDS 1.0
+/* How often a reflector waiting for the page lock looks at stop. */
+#define PAGE_LOCK_POLL_NS 50000000L
 
 struct refl {
     kc_client *client; /* borrowed */
@@ -405,6 +408,34 @@ static int list_page(refl *r, const kc_list_opts *lo, objv *v, inf_map *seen, li
     return rc;
 }
 
+/*
+ * The page lock (when there is one), waited for so that stopping still ends
+ * the wait: another reflector may hold it through a slow page. False when
+ * stopped first (the lock is then not held).
+ */
+static bool take_page_lock(refl *r)
+{
+    if (r->page_lock == NULL)
+        return true;
+    while (!stopping(r)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until); /* pthread_mutex_timedlock's clock */
+        until.tv_nsec += PAGE_LOCK_POLL_NS;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        int e = pthread_mutex_timedlock(r->page_lock, &until);
+        if (e == 0)
+            return true;
+        if (e != ETIMEDOUT && e != EINTR) {
+            pthread_mutex_lock(r->page_lock); /* not expected: fall back to waiting */
+            return true;
+        }
+    }
+    return false;
+}
+
 static int do_list(refl *r, kc_error *err)
 {
     objv v = {0};
@@ -423,9 +454,12 @@ static int do_list(refl *r, kc_error *err)
         kc_list_opts lo = {.label_selector = r->label_selector,
                            .field_selector = r->field_selector,
                            .limit = r->page_size,
-                           .continue_token = token};
-        if (r->page_lock != NULL)
-            pthread_mutex_lock(r->page_lock);
+                           .continue_token = token,
+                           .cancel = &r->stopping};
+        if (!take_page_lock(r)) {
+            rc = kc_error_set(err, KC_ERR_STOPPED, "stopped");
+            goto out;
+        }
         rc = list_page(r, &lo, &v, &seen, &cnt, &list_rv, &token, err);
         if (r->page_lock != NULL)
             pthread_mutex_unlock(r->page_lock);

@@ -61,9 +61,11 @@
  * shared).
  *
  * Stopping: refl_stop from any other thread returns within milliseconds when
- * the reflector is watching or backing off (kc_watch_stop wakes the watch, a
- * condition variable the sleep); a list page in flight is finished first
- * (bounded by the client's request timeout) and nothing more is requested.
+ * the reflector is watching, backing off or waiting for the page lock
+ * (kc_watch_stop wakes the watch, a condition variable the sleep, the lock
+ * wait looks every 50 ms); a list request is cancelled (kc_list_opts.cancel:
+ * its retry backoff cut short at once, an attempt in flight within about a
+ * second) and nothing more is requested.
  * A reflector runs once: after refl_stop it cannot be started again.
  *
  * Threading: refl_new/refl_start/refl_stop/refl_free from an owner thread

@@ -7,6 +7,7 @@
 #include <criterion/logging.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -675,6 +676,87 @@ Test(kc_client, connect_to_a_closed_port_fails_fast_as_transport)
     cr_assert_eq(kc_create(cli, &CLAIMS, body, NULL, NULL, &err), KC_ERR_TRANSPORT);
     cr_assert_eq(hooks.n, 6);
     json_object_put(body);
+    kc_error_clear(&err);
+}
+
+/* ---- cancelling a list --------------------------------------------------- */
+
+typedef struct cancel_thread {
+    rs_server *srv;
+    size_t after_requests; /* set the flag once the server has seen this many */
+    int then_ms;           /* and this much later */
+    atomic_bool *flag;
+} cancel_thread;
+
+static void *cancel_main(void *arg)
+{
+    cancel_thread *t = arg;
+    rs_wait_requests(t->srv, t->after_requests, 10000);
+    struct timespec ts = {t->then_ms / 1000, (t->then_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    atomic_store(t->flag, true);
+    return NULL;
+}
+
+Test(kc_client, list_already_cancelled_sends_nothing)
+{
+    start(NULL);
+    rs_push_simple(srv, 200, "{\"items\":[]}");
+    atomic_bool cancel = true;
+    kc_list_opts lo = {.cancel = &cancel};
+    json_object *page = NULL;
+    kc_error err = KC_ERROR_INIT;
+    cr_assert_eq(kc_list(cli, &CLAIMS, &lo, &page, &err), KC_ERR_STOPPED);
+    cr_assert_null(page);
+    cr_assert_not_null(strstr(err.message, "cancelled"), "message: %s", err.message);
+    cr_assert_eq(rs_request_count(srv), 0);
+    cr_assert_eq(hooks.n, 0);
+    /* The same list without the flag goes through. */
+    atomic_store(&cancel, false);
+    cr_assert_eq(kc_list(cli, &CLAIMS, &lo, &page, &err), KC_OK, "%s", err.message);
+    json_object_put(page);
+    kc_error_clear(&err);
+}
+
+/* 503s keep the list retrying (up to 5 retries, backoff doubling from
+ * 100 ms); the flag, set after the first answer, ends it between attempts. */
+Test(kc_client, list_cancelled_during_retries_stops_retrying)
+{
+    start(NULL);
+    rs_response busy = {.status = 503,
+                        .body = "{\"kind\":\"Status\",\"code\":503,\"message\":\"busy\"}",
+                        .times = -1};
+    rs_push(srv, &busy);
+    atomic_bool cancel = false;
+    cancel_thread ct = {.srv = srv, .after_requests = 1, .then_ms = 0, .flag = &cancel};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, cancel_main, &ct), 0);
+    kc_list_opts lo = {.cancel = &cancel};
+    kc_error err = KC_ERROR_INIT;
+    cr_assert_eq(kc_list(cli, &CLAIMS, &lo, NULL, &err), KC_ERR_STOPPED, "%s", err.message);
+    pthread_join(th, NULL);
+    cr_assert_lt(rs_request_count(srv), 6, "%zu attempts: the retries ran to the end",
+                 rs_request_count(srv));
+    kc_error_clear(&err);
+}
+
+/* An answer that never ends (headers, then nothing): the flag aborts the
+ * attempt in flight; without it the list would wait for the 30 s timeout. */
+Test(kc_client, list_cancelled_in_flight_is_aborted)
+{
+    kc_client_opts o = {.request_timeout_ms = 30000};
+    start(&o);
+    rs_response r = {.status = 200, .body = "{\"items\":[", .hold = true};
+    rs_push(srv, &r);
+    atomic_bool cancel = false;
+    cancel_thread ct = {.srv = srv, .after_requests = 1, .then_ms = 200, .flag = &cancel};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, cancel_main, &ct), 0);
+    kc_list_opts lo = {.cancel = &cancel};
+    kc_error err = KC_ERROR_INIT;
+    cr_assert_eq(kc_list(cli, &CLAIMS, &lo, NULL, &err), KC_ERR_STOPPED, "%s", err.message);
+    pthread_join(th, NULL);
+    cr_assert_eq(rs_request_count(srv), 1, "an aborted attempt is not retried");
     kc_error_clear(&err);
 }
 

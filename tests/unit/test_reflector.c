@@ -682,6 +682,40 @@ Test(reflector, stop_is_prompt_while_backing_off)
     cr_assert_eq(rs_request_count(srv), 1);
 }
 
+/* A list answer that never ends (headers, then nothing): stop cancels the
+ * request in flight instead of waiting out its 60 s timeout (past this
+ * suite's 30 s). */
+Test(reflector, stop_cancels_a_list_in_flight)
+{
+    rs_response r = {.status = 200, .body = "{\"items\":[", .hold = true};
+    rs_push(srv, &r);
+    refl_opts o = base_opts();
+    start_refl(&o);
+    cr_assert(rs_wait_requests(srv, 1, 5000));
+    sleep_ms(100);
+    refl_stop(rf);
+    cr_assert_not(refl_has_synced(rf));
+    cr_assert_eq(rs_request_count(srv), 1);
+}
+
+/* Another reflector holds the shared page lock (through a slow page): stop
+ * ends the wait for it; the stopped reflector never lists. */
+Test(reflector, stop_ends_the_wait_for_the_page_lock)
+{
+    pthread_mutex_t page_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&page_lock);
+    push_page("100", NULL, obj("a", "1"));
+    refl_opts o = base_opts();
+    o.page_lock = &page_lock;
+    start_refl(&o);
+    sleep_ms(200);
+    refl_stop(rf);
+    cr_assert_eq(rs_request_count(srv), 0, "the list waited for the page lock");
+    pthread_mutex_unlock(&page_lock);
+    cr_assert_eq(pthread_mutex_trylock(&page_lock), 0, "the stopped reflector left the lock free");
+    pthread_mutex_unlock(&page_lock);
+}
+
 Test(reflector, deleted_event_for_an_uncached_object_is_still_reported)
 {
     push_page("100", NULL, obj("a", "1"));
