@@ -85,7 +85,6 @@
 #define POOL_IDLE_MAX 32
 #define LIST_ALL_DEFAULT_LIMIT 500
 /* json-c's default depth (32) is too shallow for lists of CRDs with deep schemas. */
-#define JSON_MAX_DEPTH 256
 
 struct kc_client {
     kc_config *cfg; /* borrowed, outlives the client */
@@ -993,7 +992,7 @@ static int decode_object(const char *data, size_t len, json_object **out, kc_err
                             "response body of %zu bytes is too large "
                             "to parse",
                             len);
-    json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+    json_tokener *tok = json_tokener_new_ex(KC_JSON_MAX_DEPTH);
     if (!tok)
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
     json_object *o = json_tokener_parse_ex(tok, data, (int)len);
@@ -1141,6 +1140,29 @@ int kc_list(kc_client *c, const kc_ref *ref, const kc_list_opts *opts, json_obje
         return rc;
     kc_call r = {"GET", path, NULL, NULL, 0, opts ? opts->cancel : NULL};
     rc = json_call(c, &r, out, err);
+    free(path);
+    return rc;
+}
+
+int kc_list_each(kc_client *c, const kc_ref *ref, const kc_list_opts *opts, kc_item_fn fn,
+                 void *user, json_object **list, size_t *items, kc_error *err)
+{
+    if (list)
+        *list = NULL;
+    if (items)
+        *items = 0;
+    if (!c || !ref || !fn)
+        return kc_error_set(err, KC_ERR_INVALID_ARG, "kc_list_each: client, ref and fn required");
+    char *path = NULL;
+    int rc = kc_path(ref, opts, false, &path, err);
+    if (rc != KC_OK)
+        return rc;
+    kc_call r = {"GET", path, NULL, NULL, 0, opts ? opts->cancel : NULL};
+    kc_buf resp = {.max = c->max_body};
+    rc = request(c, &r, &resp, err);
+    if (rc == KC_OK)
+        rc = kc_list_body_decode(resp.data, resp.len, fn, user, list, items, err);
+    free(resp.data);
     free(path);
     return rc;
 }

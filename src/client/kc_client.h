@@ -28,6 +28,10 @@
 
 typedef struct kc_client kc_client;
 
+/* Response JSON nested deeper than this is a decode error (json-c's tokener
+ * keeps its own stack, but freeing and serializing a tree recurse). */
+#define KC_JSON_MAX_DEPTH 256
+
 /* Which object or collection a request is about. All strings borrowed. */
 typedef struct kc_ref {
     const char *group;       /* "" or NULL for the core group ("/api/v1") */
@@ -145,6 +149,28 @@ int kc_get(kc_client *c, const kc_ref *ref, json_object **out, kc_error *err);
 /* One page; the caller follows metadata.continue (or use kc_list_all). */
 int kc_list(kc_client *c, const kc_ref *ref, const kc_list_opts *opts, json_object **out,
             kc_error *err);
+/*
+ * Called with each item of a list page, in order, as soon as it is parsed.
+ * item is a new reference owned by the callback (any JSON type, as sent).
+ * Return KC_OK to go on, or a KC_ERR_* code to stop: the decoding then fails
+ * with that code.
+ */
+typedef int (*kc_item_fn)(json_object *item, void *user);
+/*
+ * One page like kc_list, but the items are parsed one at a time and handed
+ * to fn (kc_list_decoder.c): besides the response text only one item's tree
+ * is alive at once, plus what fn keeps. *list (optional) receives the page
+ * without its items array (apiVersion, kind, metadata with resourceVersion
+ * and continue); *items (optional) how many items were handed over. On an
+ * error after items were handed over (a body malformed further on), the
+ * caller should drop them as it would a failed list. Retries happen before
+ * any item is handed over.
+ */
+int kc_list_each(kc_client *c, const kc_ref *ref, const kc_list_opts *opts, kc_item_fn fn,
+                 void *user, json_object **list, size_t *items, kc_error *err);
+/* The decoding of kc_list_each over a body in memory (tests, fuzzing). */
+int kc_list_body_decode(const char *data, size_t len, kc_item_fn fn, void *user, json_object **list,
+                        size_t *items, kc_error *err);
 /*
  * Every page, limit per page (opts->limit, 0 = 500), items concatenated into
  * one List; metadata.resourceVersion is the first page's. On 410 for an expired

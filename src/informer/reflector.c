@@ -286,8 +286,6 @@ static int apply_page(refl *r, objv *v, inf_map *seen, list_counts *cnt)
     for (; i < v->n && rc == KC_OK; i++) {
         json_object *item = v->p[i];
         v->p[i] = NULL;
-        if (r->transform != NULL && item != NULL)
-            r->transform(item, r->transform_user);
         char *key = NULL;
         int krc = store_key_of(item, &key);
         if (krc != KC_OK) {
@@ -370,38 +368,52 @@ static int finish_list(refl *r, inf_map *seen, list_counts *cnt)
     return KC_OK;
 }
 
+/* kc_list_each's callback: each item is transformed as soon as it is
+ * parsed (managedFields gone before the next item's tree is built). */
+typedef struct page_sink {
+    refl *r;
+    objv *v;
+} page_sink;
+
+static int take_item(json_object *item, void *user)
+{
+    page_sink *ps = user;
+    if (item == NULL)
+        return KC_OK; /* a null element: nothing to cache */
+    if (objv_reserve(ps->v, 1) != KC_OK) {
+        json_object_put(item);
+        return KC_ERR_NOMEM;
+    }
+    if (ps->r->transform != NULL)
+        ps->r->transform(item, ps->r->transform_user);
+    ps->v->p[ps->v->n++] = item;
+    return KC_OK;
+}
+
 /*
- * One page: request it (with lo), take its items, note the list's
- * resourceVersion (first page) and the continue token (*token replaced),
- * and apply the items. The page lock, when there is one, is held by the
- * caller.
+ * One page: request it (with lo), take its items one by one as they are
+ * parsed, note the list's resourceVersion (first page) and the continue
+ * token (*token replaced), and apply the items. The page lock, when there
+ * is one, is held by the caller.
  */
 static int list_page(refl *r, const kc_list_opts *lo, objv *v, inf_map *seen, list_counts *cnt,
                      char **list_rv, char **token, kc_error *err)
 {
     json_object *page = NULL;
-    int rc = kc_list(r->client, &r->ref, lo, &page, err);
+    page_sink ps = {.r = r, .v = v};
+    size_t n = 0;
+    int rc = kc_list_each(r->client, &r->ref, lo, take_item, &ps, &page, &n, err);
     if (rc != KC_OK)
         return rc;
-    json_object *items = NULL;
-    if (json_object_object_get_ex(page, "items", &items) &&
-        json_object_is_type(items, json_type_array)) {
-        size_t n = json_object_array_length(items);
-        if (objv_reserve(v, n) != KC_OK || inf_map_reserve(seen, n) != KC_OK) {
-            json_object_put(page);
-            return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
-        }
-        for (size_t i = 0; i < n; i++) {
-            json_object *it = json_object_array_get_idx(items, i);
-            if (it != NULL)
-                v->p[v->n++] = json_object_get(it);
-        }
+    if (inf_map_reserve(seen, n) != KC_OK) {
+        json_object_put(page);
+        return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
     }
     if (*list_rv == NULL)
         *list_rv = dup_or_null(str_at(page, "metadata", "resourceVersion"));
     free(*token);
     *token = dup_or_null(str_at(page, "metadata", "continue"));
-    json_object_put(page); /* the items we took are ours alone now */
+    json_object_put(page); /* only the list's own members: the items are in v */
     rc = apply_page(r, v, seen, cnt);
     if (rc != KC_OK)
         kc_error_set(err, rc, "applying a list page: %s", kc_strerror(rc));
