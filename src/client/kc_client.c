@@ -84,7 +84,6 @@
 #define CANCEL_POLL_S 0.02 /* how often a cancellable retry backoff looks at the flag */
 #define POOL_IDLE_MAX 32
 #define LIST_ALL_DEFAULT_LIMIT 500
-/* json-c's default depth (32) is too shallow for lists of CRDs with deep schemas. */
 
 struct kc_client {
     kc_config *cfg; /* borrowed, outlives the client */

@@ -29,7 +29,8 @@
 typedef struct kc_client kc_client;
 
 /* Response JSON nested deeper than this is a decode error (json-c's tokener
- * keeps its own stack, but freeing and serializing a tree recurse). */
+ * keeps its own stack, but freeing and serializing a tree recurse; its
+ * default of 32 is too shallow for lists of CRDs with deep schemas). */
 #define KC_JSON_MAX_DEPTH 256
 
 /* Which object or collection a request is about. All strings borrowed. */

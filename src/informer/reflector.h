@@ -6,7 +6,8 @@
  *
  *   1. List in pages (limit 500, following metadata.continue), applying
  *      each page to the store as it arrives (so only one page of parsed
- *      objects is in memory at a time): an add for every new key, an update
+ *      objects is in memory at a time; each item is parsed and transformed
+ *      on its own, kc_list_each, before the next is parsed): an add for every new key, an update
  *      (old, new) for every key whose resourceVersion changed, nothing for
  *      an unchanged object; once the last page is in, every cached key the
  *      list did not have is deleted and reported. A relist thus neither
@@ -156,8 +157,8 @@ typedef struct refl_opts {
     /* Optional; borrowed, must outlive the reflector. Held from each list
      * page's request until its items are in the store, so reflectors that
      * share it have one page of parsed objects alive at a time (a page of
-     * 500 IPClaims is ~11 MiB of json-c trees before managedFields are
-     * stripped). Watches are not affected. */
+     * 500 IPClaims is ~3 MiB of json-c trees once managedFields are
+     * stripped, with the response text besides). Watches are not affected. */
     pthread_mutex_t *page_lock;
     refl_event_fn on_event;      /* optional: NULL releases the objects */
     refl_synced_fn on_synced;    /* optional */
