@@ -1,0 +1,116 @@
+/*
+ * fuzz_list_decoder - libFuzzer harness for the item-by-item List decoder
+ * (src/client/kc_list_decoder.c).
+ *
+ * Differential: whatever the decoder accepts, a whole json-c parse of the
+ * same bytes must accept too (an object with nothing but whitespace after
+ * it), with the same items in the same order and the same other members.
+ * The reverse need not hold (json-c alone takes comments, single quotes and
+ * a second items array). Every rejection must carry a message. Anything
+ * else, or any crash, sanitizer report or leak, is a finding.
+ *
+ * With PROVISIO_LIBFUZZER defined, libFuzzer provides main. Without it, main
+ * replays the files named on the command line.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "kc_client.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int collect(json_object *item, void *user)
+{
+    json_object_array_add(user, item ? item : json_object_new_null());
+    return KC_OK;
+}
+
+static bool only_ws(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
+            return false;
+    return true;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size > (1u << 20))
+        return 0;
+    const char *text = (const char *)data;
+    json_object *items = json_object_new_array(), *list = NULL;
+    kc_error err = KC_ERROR_INIT;
+    int rc = kc_list_body_decode(text, size, collect, items, &list, NULL, &err);
+    if (rc != KC_OK) {
+        if (!err.message || list)
+            abort();
+    } else {
+        json_tokener *tok = json_tokener_new_ex(KC_JSON_MAX_DEPTH);
+        json_object *whole = json_tokener_parse_ex(tok, text, (int)size);
+        if (!whole || json_tokener_get_error(tok) != json_tokener_success ||
+            !json_object_is_type(whole, json_type_object) ||
+            !only_ws(text + json_tokener_get_parse_end(tok),
+                     size - json_tokener_get_parse_end(tok))) {
+            fprintf(stderr, "accepted what a whole parse rejects\n");
+            abort();
+        }
+        json_object *wi = NULL;
+        if (json_object_object_get_ex(whole, "items", &wi) &&
+            json_object_is_type(wi, json_type_array)) {
+            if (!json_object_equal(wi, items))
+                abort();
+            json_object_object_del(whole, "items");
+        } else if (json_object_array_length(items) != 0) {
+            abort();
+        }
+        if (!json_object_equal(whole, list))
+            abort();
+        json_object_put(whole);
+        json_tokener_free(tok);
+    }
+    json_object_put(list);
+    json_object_put(items);
+    kc_error_clear(&err);
+    return 0;
+}
+
+#ifndef PROVISIO_LIBFUZZER
+int main(int argc, char **argv)
+{
+    int ran = 0;
+    for (int i = 1; i < argc; i++) {
+        FILE *f = fopen(argv[i], "rb");
+        if (!f) {
+            perror(argv[i]);
+            return 1;
+        }
+        size_t cap = 1 << 16, n = 0, r;
+        uint8_t *buf = malloc(cap);
+        while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+            n += r;
+            if (n == cap) {
+                uint8_t *nb = realloc(buf, cap * 2);
+                if (!nb) {
+                    free(buf);
+                    buf = NULL;
+                    break;
+                }
+                buf = nb;
+                cap *= 2;
+            }
+        }
+        fclose(f);
+        if (!buf)
+            return 1;
+        LLVMFuzzerTestOneInput(buf, n);
+        free(buf);
+        ran++;
+    }
+    printf("replayed %d input(s)\n", ran);
+    return 0;
+}
+#endif
