@@ -9,8 +9,7 @@
  * a second items array). Every rejection must carry a message. Anything
  * else, or any crash, sanitizer report or leak, is a finding.
  *
- * With PROVISIO_LIBFUZZER defined, libFuzzer provides main. Without it, main
- * replays the files named on the command line.
+ * libFuzzer provides main; the replay build links fuzz/replay_main.c.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -77,40 +76,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kc_error_clear(&err);
     return 0;
 }
-
-#ifndef PROVISIO_LIBFUZZER
-int main(int argc, char **argv)
-{
-    int ran = 0;
-    for (int i = 1; i < argc; i++) {
-        FILE *f = fopen(argv[i], "rb");
-        if (!f) {
-            perror(argv[i]);
-            return 1;
-        }
-        size_t cap = 1 << 16, n = 0, r;
-        uint8_t *buf = malloc(cap);
-        while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-            n += r;
-            if (n == cap) {
-                uint8_t *nb = realloc(buf, cap * 2);
-                if (!nb) {
-                    free(buf);
-                    buf = NULL;
-                    break;
-                }
-                buf = nb;
-                cap *= 2;
-            }
-        }
-        fclose(f);
-        if (!buf)
-            return 1;
-        LLVMFuzzerTestOneInput(buf, n);
-        free(buf);
-        ran++;
-    }
-    printf("replayed %d input(s)\n", ran);
-    return 0;
-}
-#endif

@@ -8,9 +8,8 @@
  * report or leak, is a finding. The decoder is built into this program (not
  * linked from provisio_client) so libFuzzer's coverage reaches it.
  *
- * With PROVISIO_LIBFUZZER defined, libFuzzer provides main. Without it, main
- * replays the files named on the command line (a corpus or crash inputs), so
- * any compiler can run a regression over saved inputs.
+ * libFuzzer provides main; the replay build links fuzz/replay_main.c, which
+ * runs the same checks over saved inputs with any compiler.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -98,41 +97,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     return 0;
 }
-
-#ifndef PROVISIO_LIBFUZZER
-int main(int argc, char **argv)
-{
-    int ran = 0;
-    for (int i = 1; i < argc; i++) {
-        FILE *f = fopen(argv[i], "rb");
-        if (!f) {
-            perror(argv[i]);
-            return 1;
-        }
-        size_t cap = 1 << 16, n = 0;
-        uint8_t *buf = malloc(cap);
-        size_t r;
-        while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-            n += r;
-            if (n == cap) {
-                uint8_t *nb = realloc(buf, cap * 2);
-                if (!nb) {
-                    free(buf);
-                    buf = NULL;
-                    break;
-                }
-                buf = nb;
-                cap *= 2;
-            }
-        }
-        fclose(f);
-        if (!buf)
-            return 1;
-        LLVMFuzzerTestOneInput(buf, n);
-        free(buf);
-        ran++;
-    }
-    printf("replayed %d input(s)\n", ran);
-    return 0;
-}
-#endif
