@@ -39,7 +39,7 @@
 #define DEFAULT_WATCH_MAX 600
 #define SHORT_WATCH_SECONDS 1.0
 /* How often a reflector waiting for the page lock looks at stop. */
-#define PAGE_LOCK_POLL_NS 50000000L
+#define PAGE_LOCK_POLL_S 0.05
 
 struct refl {
     kc_client *client; /* borrowed */
@@ -431,13 +431,8 @@ static bool take_page_lock(refl *r)
         return true;
     while (!stopping(r)) {
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until); /* pthread_mutex_timedlock's clock */
-        until.tv_nsec += PAGE_LOCK_POLL_NS;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        int e = pthread_mutex_timedlock(r->page_lock, &until);
+        timespec_at(PAGE_LOCK_POLL_S, &until);
+        int e = pthread_mutex_clocklock(r->page_lock, CLOCK_MONOTONIC, &until);
         if (e == 0)
             return true;
         if (e != ETIMEDOUT && e != EINTR) {
