@@ -329,3 +329,25 @@ e2e_dump_logs() {
     tail -n "$lines" "$log" | sed 's/^/#   /'
   done
 }
+
+# ---- pods --------------------------------------------------------------------
+#
+# kube-local's nodes have no kubelet: a pod that kube-scheduler binds to one
+# never runs, and a graceful delete waits for a kubelet that never confirms
+# it (the pod stays Terminating, and so does its namespace). Tests remove
+# their pods with these instead.
+
+# e2e_force_delete_pods NS [SELECTOR]: delete the pods of NS (those matching
+# the label SELECTOR, or all) at once, without waiting for a kubelet.
+e2e_force_delete_pods() {
+  local ns=$1 sel=(--all)
+  [ -z "${2:-}" ] || sel=(-l "$2")
+  "${KUBECTL:-kubectl}" delete pods -n "$ns" "${sel[@]}" --grace-period=0 --force \
+    --ignore-not-found --wait=false >/dev/null 2>&1 || true
+}
+
+# e2e_delete_namespace NS: force-delete its pods, then delete NS (not waiting).
+e2e_delete_namespace() {
+  e2e_force_delete_pods "$1"
+  "${KUBECTL:-kubectl}" delete namespace "$1" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+}
