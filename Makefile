@@ -7,7 +7,7 @@ BUILD ?= build
 CMAKE_FLAGS ?= -DPROVISIO_SANITIZE=ON -DPROVISIO_WERROR=ON
 CTEST_FLAGS ?= --output-on-failure --verbose
 
-.PHONY: all deps build test unit e2e run down bench format clean
+.PHONY: all deps build test unit e2e run down image bench format clean
 
 all: build
 
@@ -30,8 +30,15 @@ e2e: build
 	@hack/kube-local build
 	@cd $(BUILD) && ctest $(CTEST_FLAGS) -L e2e
 
+# make run REAL_NODE=1: provisio's image on a real node (containerd +
+# kubelet on this machine), deployed with config/default.
 run:
-	@hack/run-local
+	@REAL_NODE=$(REAL_NODE) hack/run-local
+
+# provisio's image from the Dockerfile, built with buildah (no registry):
+# build/image/provisio-dev.tar (docker-archive, provisio:dev).
+image:
+	@hack/make-image $(CURDIR)/$(BUILD)/image/provisio-dev.tar
 
 down:
 	@hack/run-local down
