@@ -54,12 +54,37 @@ e2e__exit() {
   for ((i = ${#E2E_CLEANUPS[@]} - 1; i >= 0; i--)); do
     eval "${E2E_CLEANUPS[i]}" >/dev/null 2>&1
   done
+  if ! e2e_no_sanitizer_reports; then
+    ((rc != 0)) || rc=1
+  fi
   if ((rc == 0 && E2E_FAILED == 0)) && [ -z "${E2E_KEEP:-}" ]; then
     rm -rf "$E2E_TMP"
   else
     echo "# logs and scratch files kept in $E2E_TMP"
   fi
-  return "$rc"
+  # exit, not return: the status of an EXIT trap's return is ignored, and a
+  # sanitizer report found above must change the script's status.
+  exit "$rc"
+}
+
+# e2e_no_sanitizer_reports: search the log of every background process for
+# a sanitizer report (the operator and the CLI are sanitizer builds under
+# make test); print each found as "not ok" diagnostics and return 1. Called
+# at exit, before the logs of a passing test are removed, so no report is
+# lost with them (tests/e2e/sanitized also fails the test on the printed
+# lines).
+e2e_no_sanitizer_reports() {
+  local n log found=0
+  for n in $(e2e_bg_names); do
+    log=$(e2e_bg_log "$n")
+    [ -s "$log" ] || continue
+    if grep -Eq 'runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)' "$log"; then
+      echo "not ok - sanitizer report in the log of $n ($log):"
+      grep -E -m 10 -A 5 'runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)' "$log" | sed 's/^/#   /'
+      found=1
+    fi
+  done
+  ((found == 0))
 }
 
 # e2e_require_env VAR...: bail out unless every VAR is set and non-empty.
