@@ -3,11 +3,12 @@
 # The provisio image: `docker build -t provisio:dev .` (the tag that
 # config/manager/manager.yaml deploys; see there to use another one).
 #
-# NOTE: there is no Docker engine on the machine this was written on, so this
-# file has not been built as an image. What was checked instead: the build
-# stage's commands (the same cmake configure and build, Release, tests off)
-# in a temporary build directory on Debian bookworm, and the runtime package
-# names with `apt-cache policy` on bookworm.
+# Without a Docker engine (as on the machines this project is built on):
+# `make image` (hack/make-image) builds this file unchanged with buildah, the
+# two Debian base images being one debootstrap root made from the Debian
+# archive, and writes a docker-archive tarball that
+# `hack/kube-local load-image DIR TARBALL` loads into kube-local's real node;
+# the realnode e2e tier deploys it with config/default.
 #
 # Two stages: a Debian bookworm build stage with the -dev packages of
 # hack/install-deps (minus what only tests and formatting need), and a
