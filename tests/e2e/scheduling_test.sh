@@ -204,6 +204,13 @@ test_extended_resource_draws_pod_to_its_node() {
 }
 
 test_dra_claim_is_allocated_from_a_slice_and_pod_placed() {
+  local kinds kind
+  kinds=$(k api-resources --api-group=resource.k8s.io -o name)
+  for kind in deviceclasses resourceslices resourceclaims resourceclaimtemplates; do
+    grep -qx "$kind.resource.k8s.io" <<<"$kinds" || e2e_fail "resource.k8s.io does not serve $kind: $kinds"
+  done
+  [ "$(k get --raw /apis/resource.k8s.io | python3 -c 'import json,sys; print(json.load(sys.stdin)["preferredVersion"]["version"])')" = v1 ] ||
+    e2e_fail "resource.k8s.io's preferred version is not v1"
   k apply -f - >/dev/null <<EOF
 apiVersion: resource.k8s.io/v1
 kind: DeviceClass
