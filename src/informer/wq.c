@@ -35,7 +35,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
+#include "pv_clock.h"
 #include "inf_map.h"
 #include "kc_error.h"
 
@@ -297,7 +297,7 @@ int wq_new(const wq_opts *opts, wq **out)
     q->qps = o.bucket_qps > 0 ? o.bucket_qps : 10.0;
     q->burst = o.bucket_burst > 0 ? o.bucket_burst : 100;
     q->tokens = q->burst;
-    q->tokens_at = inf_clock_monotonic();
+    q->tokens_at = pv_clock_monotonic();
     q->observe = o.observe;
     q->observe_user = o.observe_user;
     *out = q;
@@ -327,7 +327,7 @@ static int add_after_locked(wq *q, const char *key, double delay)
     wq_entry *e = entry_find_or_create(q, key);
     if (e == NULL)
         return KC_ERR_NOMEM;
-    delay_locked(q, e, inf_clock_monotonic(), delay);
+    delay_locked(q, e, pv_clock_monotonic(), delay);
     return KC_OK;
 }
 
@@ -373,7 +373,7 @@ int wq_add_rate_limited(wq *q, const char *key, double *delay_out)
         pthread_mutex_unlock(&q->mu);
         return KC_ERR_NOMEM;
     }
-    double now = inf_clock_monotonic();
+    double now = pv_clock_monotonic();
     double d = ldexp(q->base_delay, e->failures > 4096 ? 4096 : (int)e->failures);
     if (!(d <= q->max_delay))
         d = q->max_delay; /* also catches inf */
@@ -432,19 +432,12 @@ int wq_get(wq *q, const char **key_out)
             pthread_mutex_unlock(&q->mu);
             return KC_ERR_STOPPED;
         }
-        now = inf_clock_monotonic();
+        now = pv_clock_monotonic();
         promote_due(q, now);
         if (q->ring_len > 0)
             break;
         if (q->heap_len > 0) {
-            double dl = q->heap[0]->deadline;
-            struct timespec ts;
-            ts.tv_sec = (time_t)dl;
-            ts.tv_nsec = (long)((dl - (double)ts.tv_sec) * 1e9);
-            if (ts.tv_nsec >= 1000000000L)
-                ts.tv_nsec = 999999999L;
-            if (ts.tv_nsec < 0)
-                ts.tv_nsec = 0;
+            struct timespec ts = pv_clock_timespec(q->heap[0]->deadline);
             pthread_cond_timedwait(&q->cond, &q->mu, &ts);
         } else {
             pthread_cond_wait(&q->cond, &q->mu);
@@ -476,7 +469,7 @@ void wq_done(wq *q, const char *key)
         pthread_mutex_unlock(&q->mu);
         return;
     }
-    double worked = inf_clock_monotonic() - e->started_at;
+    double worked = pv_clock_monotonic() - e->started_at;
     e->processing = false;
     q->n_processing--;
     if (e->dirty) {
@@ -502,7 +495,7 @@ size_t wq_len(wq *q)
 {
     pthread_mutex_lock(&q->mu);
     if (!q->shutdown)
-        promote_due(q, inf_clock_monotonic());
+        promote_due(q, pv_clock_monotonic());
     size_t n = q->ring_len;
     pthread_mutex_unlock(&q->mu);
     return n;
@@ -512,7 +505,7 @@ void wq_stats_get(wq *q, wq_stats *out)
 {
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&q->mu);
-    double now = inf_clock_monotonic();
+    double now = pv_clock_monotonic();
     if (!q->shutdown)
         promote_due(q, now);
     out->depth = q->n_dirty;

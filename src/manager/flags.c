@@ -81,15 +81,6 @@ static const flag_def g_flags[] = {
 
 #define NFLAGS (sizeof g_flags / sizeof g_flags[0])
 
-static char *xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
-}
-
 /* A malloc'd printf result, or NULL when out of memory. */
 __attribute__((format(printf, 1, 2))) static char *xasprintf(const char *fmt, ...)
 {
@@ -247,7 +238,7 @@ static int set_value(flags_options *o, const flag_def *d, const char *value)
                 return KC_ERR_INVALID_ARG;
             o->log_level = lvl;
         }
-        char *copy = xstrdup(value);
+        char *copy = strdup(value);
         if (!copy)
             return KC_ERR_NOMEM;
         char **slot = (char **)(base + d->off);
@@ -397,7 +388,7 @@ int flags_parse(int argc, char *const argv[], flags_options *out, char **errmsg)
             bad = "--leader-elect-renew-deadline must be greater than "
                   "1.2 x --leader-elect-retry-period";
         if (bad)
-            return fail(out, errmsg, KC_ERR_INVALID_ARG, xstrdup(bad));
+            return fail(out, errmsg, KC_ERR_INVALID_ARG, strdup(bad));
     }
     return 0;
 }

@@ -45,6 +45,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "rec_env.h"
+#include "pv_clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -149,13 +150,6 @@ typedef struct mgr {
 } mgr;
 
 /* ---- small helpers ---------------------------------------------------------- */
-
-static double mgr_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void mgr_wake(int fd)
 {
@@ -605,7 +599,7 @@ static void *mgr_watchdog_main(void *arg)
         if (phase >= 2)
             return NULL;
         double deadline = w->start + (phase == 0 ? MGR_WORKER_STOP_BOUND : MGR_SHUTDOWN_BOUND);
-        double left = deadline - mgr_now();
+        double left = deadline - pv_clock_monotonic();
         if (left <= 0) {
             if (phase == 0)
                 MGR_ERROR("reconciles still running after the shutdown bound; exiting without "
@@ -1009,7 +1003,7 @@ int manager_main(int argc, char **argv)
     }
 
     int sig = mgr_loop(m);
-    mgr_watchdog wd = {.sigfd = m->sigfd, .start = mgr_now()};
+    mgr_watchdog wd = {.sigfd = m->sigfd, .start = pv_clock_monotonic()};
     atomic_init(&wd.phase, 0);
     wd.evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     bool wd_started = wd.evfd >= 0 && pthread_create(&wd.th, NULL, mgr_watchdog_main, &wd) == 0;
