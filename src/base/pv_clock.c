@@ -73,7 +73,8 @@ bool pv_clock_sleep(double seconds, const atomic_bool *cancel)
         return false;
     }
     double end = pv_clock_monotonic() + seconds;
-    for (double left = seconds; left > 0 && !atomic_load(cancel); left = end - pv_clock_monotonic()) {
+    for (double left = seconds; left > 0 && !atomic_load(cancel);
+         left = end - pv_clock_monotonic()) {
         struct timespec until =
             pv_clock_timespec_in(left < PV_CLOCK_CANCEL_POLL_S ? left : PV_CLOCK_CANCEL_POLL_S);
         sleep_until(&until);

@@ -624,3 +624,66 @@ Test(wq_stress, delayed_adds_mixed_in_are_never_lost, .timeout = 120)
 {
     run_stress(true);
 }
+
+/* ---- invariants (wq.c's top comment), checked by wq_check ------------------ */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+Test(wq, invariants_hold_through_a_random_run_of_every_operation)
+{
+    wq *q = new_queue();
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    char held[8][16];
+    size_t n_held = 0;
+    char key[16];
+    for (int step = 0; step < 20000; step++) {
+        snprintf(key, sizeof key, "k%u", (unsigned)(rng_next(&rng) % 24));
+        switch (rng_next(&rng) % 7) {
+        case 0:
+            cr_assert_eq(wq_add(q, key), KC_OK);
+            break;
+        case 1: /* due at once or much later: both heap paths */
+            cr_assert_eq(wq_add_after(q, key, rng_next(&rng) % 2 ? 0.0005 : 60), KC_OK);
+            break;
+        case 2:
+            cr_assert_eq(wq_add_rate_limited(q, key, NULL), KC_OK);
+            break;
+        case 3:
+            wq_forget(q, key);
+            break;
+        case 4:
+            if (n_held < 8 && wq_len(q) > 0) {
+                const char *k = must_get(q);
+                snprintf(held[n_held++], sizeof held[0], "%s", k);
+            }
+            break;
+        default:
+            if (n_held > 0) {
+                size_t i = rng_next(&rng) % n_held;
+                wq_done(q, held[i]);
+                memmove(held[i], held[--n_held], sizeof held[0]);
+            }
+            break;
+        }
+        const char *bad = wq_check(q);
+        cr_assert_null(bad, "step %d: %s", step, bad ? bad : "");
+    }
+    wq_shutdown(q);
+    cr_assert_null(wq_check(q), "after shutdown with %zu keys held", n_held);
+    while (n_held > 0) {
+        wq_done(q, held[--n_held]);
+        const char *bad = wq_check(q);
+        cr_assert_null(bad, "done after shutdown: %s", bad ? bad : "");
+    }
+    wq_stats st;
+    wq_stats_get(q, &st);
+    cr_assert_eq(st.processing, 0);
+    cr_assert_eq(st.depth, 0, "nothing is dirty once shut down and drained");
+    wq_free(q);
+}
