@@ -22,8 +22,7 @@ _Noreturn void pv_assert_fail(const char *expr, const char *file, int line, cons
 
 #ifdef PROVISIO_DEBUGASSERT
 #define PV_ASSERT_ENABLED 1
-#define PV_ASSERT(cond)                                                                            \
-    ((cond) ? (void)0 : pv_assert_fail(#cond, __FILE__, __LINE__, __func__))
+#define PV_ASSERT(cond) ((cond) ? (void)0 : pv_assert_fail(#cond, __FILE__, __LINE__, __func__))
 #define PV_DEBUG_ONLY(stmt)                                                                        \
     do {                                                                                           \
         stmt;                                                                                      \
