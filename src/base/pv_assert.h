@@ -11,6 +11,10 @@
  *
  * PV_DEBUG_ONLY(stmt) runs stmt only in those builds: for checks too costly
  * to leave in Release (a walk over a whole structure).
+ *
+ * PV_CHECK(expr), for a checker that returns NULL when a structure's
+ * invariants hold and else a static text naming the first that does not
+ * (wq, store): in those builds, runs expr and aborts with that text.
  */
 #ifndef PROVISIO_PV_ASSERT_H
 #define PROVISIO_PV_ASSERT_H
@@ -27,6 +31,12 @@ _Noreturn void pv_assert_fail(const char *expr, const char *file, int line, cons
     do {                                                                                           \
         stmt;                                                                                      \
     } while (0)
+#define PV_CHECK(expr)                                                                             \
+    do {                                                                                           \
+        const char *pv_check_bad_ = (expr);                                                        \
+        if (pv_check_bad_ != NULL)                                                                 \
+            pv_assert_fail(pv_check_bad_, __FILE__, __LINE__, __func__);                           \
+    } while (0)
 #else
 #define PV_ASSERT_ENABLED 0
 /* sizeof: cond is type-checked (its names count as used) but never run. */
@@ -34,6 +44,7 @@ _Noreturn void pv_assert_fail(const char *expr, const char *file, int line, cons
 #define PV_DEBUG_ONLY(stmt)                                                                        \
     do {                                                                                           \
     } while (0)
+#define PV_CHECK(expr) ((void)sizeof(expr))
 #endif
 
 #endif

@@ -860,11 +860,7 @@ const char *store_check(store *s)
 /* Every write lets go of the write lock here: debug builds check the store first. */
 static void store_unlock_write(store *s)
 {
-    PV_DEBUG_ONLY({
-        const char *bad = store_check_locked(s, CHECK_WALK_MAX);
-        if (bad != NULL)
-            pv_assert_fail(bad, __FILE__, __LINE__, __func__);
-    });
+    PV_CHECK(store_check_locked(s, CHECK_WALK_MAX));
     pthread_rwlock_unlock(&s->lock);
 }
 

@@ -359,11 +359,7 @@ const char *wq_check(wq *q)
 /* Every public function lets go of the queue here: debug builds check it first. */
 static void wq_unlock(wq *q)
 {
-    PV_DEBUG_ONLY({
-        const char *bad = wq_check_locked(q, CHECK_WALK_MAX);
-        if (bad != NULL)
-            pv_assert_fail(bad, __FILE__, __LINE__, __func__);
-    });
+    PV_CHECK(wq_check_locked(q, CHECK_WALK_MAX));
     pthread_mutex_unlock(&q->mu);
 }
 

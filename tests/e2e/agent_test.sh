@@ -63,36 +63,38 @@ k() { kubectl "$@"; }
 
 # ---- agents ------------------------------------------------------------------
 
-# start_agent NAME NODE [ARGS...]: run `provisio agent --node-name NODE` with
-# free loopback ports (NAME.metrics, NAME.probe in $STATE) and ARGS; the
-# environment decides how it reaches the API server.
-start_agent() {
-  local name=$1 node=$2 mport pport
-  shift 2
+# ports NAME: pick two free loopback ports for NAME's metrics and probes,
+# kept in $STATE/NAME.metrics and $STATE/NAME.probe; print the two flags.
+ports() {
+  local mport pport
   mport=$(e2e_free_port)
   pport=$(e2e_free_port)
   while [ "$pport" = "$mport" ]; do pport=$(e2e_free_port); done
-  echo "$mport" >"$STATE/$name.metrics"
-  echo "$pport" >"$STATE/$name.probe"
-  e2e_bg_start "$name" "$E2E_TMP/$name.log" "$PROVISIO_BINARY" agent --node-name "$node" \
-    --metrics-bind-address="127.0.0.1:$mport" --health-probe-bind-address="127.0.0.1:$pport" "$@"
+  echo "$mport" >"$STATE/$1.metrics"
+  echo "$pport" >"$STATE/$1.probe"
+  echo "--metrics-bind-address=127.0.0.1:$mport --health-probe-bind-address=127.0.0.1:$pport"
 }
 
-# start_agent_in_cluster NAME NODE: as the agent's ServiceAccount, the way a
-# pod of config/agent runs it.
+# start_agent NAME NODE [ARGS...]: run `provisio agent --node-name NODE` with
+# free loopback ports and ARGS, with the admin kubeconfig.
+start_agent() {
+  local name=$1 node=$2 flags
+  shift 2
+  flags=$(ports "$name")
+  # shellcheck disable=SC2086 # two flags, no spaces inside
+  e2e_bg_start "$name" "$E2E_TMP/$name.log" "$PROVISIO_BINARY" agent --node-name "$node" $flags "$@"
+}
+
+# start_agent_in_cluster NAME NODE: as the agent's ServiceAccount (no
+# KUBECONFIG; token, CA and namespace from $SA_DIR), as a pod of config/agent.
 start_agent_in_cluster() {
-  local name=$1 node=$2 mport pport
-  mport=$(e2e_free_port)
-  pport=$(e2e_free_port)
-  while [ "$pport" = "$mport" ]; do pport=$(e2e_free_port); done
-  echo "$mport" >"$STATE/$name.metrics"
-  echo "$pport" >"$STATE/$name.probe"
-  e2e_bg_start "$name" "$E2E_TMP/$name.log" \
-    env -u KUBECONFIG \
+  local name=$1 node=$2 flags
+  flags=$(ports "$name")
+  # shellcheck disable=SC2086
+  e2e_bg_start "$name" "$E2E_TMP/$name.log" env -u KUBECONFIG \
     KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$APISERVER_PORT" \
     PROVISIO_SERVICEACCOUNT_DIR="$SA_DIR" HOME="$E2E_TMP" \
-    "$PROVISIO_BINARY" agent --node-name "$node" \
-    --metrics-bind-address="127.0.0.1:$mport" --health-probe-bind-address="127.0.0.1:$pport"
+    "$PROVISIO_BINARY" agent --node-name "$node" $flags
 }
 
 probe() { e2e_http_get "http://127.0.0.1:$(cat "$STATE/$1.probe")/$2"; }
