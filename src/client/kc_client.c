@@ -59,7 +59,9 @@
  */
 #include "kc_client.h"
 #include "kc_client_internal.h"
-#include "kc_strbuf.h"
+#include "pv_clock.h"
+#include "pv_json.h"
+#include "pv_strbuf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -81,7 +83,6 @@
 #define BACKOFF_BASE_S 0.1
 #define BACKOFF_MAX_S 5.0
 #define RETRY_AFTER_MAX_S 10.0
-#define CANCEL_POLL_S 0.02 /* how often a cancellable retry backoff looks at the flag */
 #define POOL_IDLE_MAX 32
 #define LIST_ALL_DEFAULT_LIMIT 500
 
@@ -119,42 +120,6 @@ struct kc_client {
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static double now_monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_seconds(double s)
-{
-    if (s <= 0)
-        return;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    double whole = (double)(time_t)s;
-    until.tv_sec += (time_t)s;
-    until.tv_nsec += (long)((s - whole) * 1e9);
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
-        ;
-}
-
-/* sleep_seconds, woken within CANCEL_POLL_S once *cancel turns true. */
-static void sleep_unless_cancelled(double s, const atomic_bool *cancel)
-{
-    if (cancel == NULL) {
-        sleep_seconds(s);
-        return;
-    }
-    double end = now_monotonic() + s;
-    for (double left = s; left > 0 && !atomic_load(cancel); left = end - now_monotonic())
-        sleep_seconds(left < CANCEL_POLL_S ? left : CANCEL_POLL_S);
-}
-
 /* xorshift64* per thread: jitter needs no quality, only no shared state. */
 static double random_unit(void)
 {
@@ -184,48 +149,18 @@ static double backoff_seconds(int retry)
 }
 
 /* Append key=value (escaped) to a path that may already carry a query. */
-static void sb_query_param(kc_strbuf *b, const char *key, const char *value)
+static void sb_query_param(pv_strbuf *b, const char *key, const char *value)
 {
-    kc_strbuf_add(b, (b->p && strchr(b->p, '?')) ? "&" : "?");
-    kc_strbuf_add(b, key);
-    kc_strbuf_add(b, "=");
+    pv_strbuf_add(b, (b->p && strchr(b->p, '?')) ? "&" : "?");
+    pv_strbuf_add(b, key);
+    pv_strbuf_add(b, "=");
     kc_path_add_escaped(b, value);
-}
-
-bool kc_buf_append(kc_buf *b, const char *p, size_t n)
-{
-    if (n > b->max || b->len > b->max - n) {
-        b->too_large = true;
-        return false;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap = cap > SIZE_MAX / 2 ? b->len + n + 1 : cap * 2;
-        char *np = realloc(b->data, cap);
-        if (!np)
-            return false;
-        b->data = np;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return true;
-}
-
-void kc_buf_reset(kc_buf *b)
-{
-    b->len = 0;
-    b->too_large = false;
-    if (b->data)
-        b->data[0] = '\0';
 }
 
 static size_t buf_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     size_t n = size * nmemb;
-    if (!kc_buf_append(userdata, ptr, n))
+    if (!pv_strbuf_addn(userdata, ptr, n))
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     return n;
 }
@@ -430,7 +365,7 @@ int kc_client_new(kc_config *cfg, const kc_client_opts *opts, kc_client **out, k
     c->qps = o.qps > 0 ? o.qps : 0;
     c->burst = o.burst > 0 ? (double)o.burst : (c->qps > 1 ? c->qps : 1);
     c->tokens = c->burst;
-    c->last = now_monotonic();
+    c->last = pv_clock_monotonic();
     kc_config_tls(cfg, &c->tls);
     c->proxy = kc_config_proxy_url(cfg);
 
@@ -536,7 +471,7 @@ void kc_client_throttle(kc_client *c)
     if (c->qps <= 0)
         return;
     pthread_mutex_lock(&c->rl_mu);
-    double now = now_monotonic();
+    double now = pv_clock_monotonic();
     c->tokens += (now - c->last) * c->qps;
     if (c->tokens > c->burst)
         c->tokens = c->burst;
@@ -544,7 +479,7 @@ void kc_client_throttle(kc_client *c)
     c->tokens -= 1; /* reserve ours; a negative count is the queue of waiters */
     double wait = c->tokens < 0 ? -c->tokens / c->qps : 0;
     pthread_mutex_unlock(&c->rl_mu);
-    sleep_seconds(wait);
+    pv_clock_sleep(wait, NULL);
 }
 
 static CURL *pool_take(kc_client *c)
@@ -597,10 +532,10 @@ int kc_client_prepare(kc_client *c, CURL *h, const char *path, char *errbuf,
     } while (0)
 
     errbuf[0] = '\0';
-    kc_strbuf url = {0};
-    kc_strbuf_add(&url, c->base_url);
-    kc_strbuf_add(&url, path);
-    char *full_url = kc_strbuf_take(&url, NULL);
+    pv_strbuf url = {0};
+    pv_strbuf_add(&url, c->base_url);
+    pv_strbuf_add(&url, path);
+    char *full_url = pv_strbuf_take(&url, NULL);
     if (!full_url)
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
     SET(CURLOPT_URL, full_url); /* curl copies it */
@@ -783,7 +718,7 @@ typedef struct attempt_result {
     bool performed;     /* the transfer was tried (else setup failed) */
 } attempt_result;
 
-static int attempt(kc_client *c, CURL *h, const kc_call *r, kc_buf *resp, attempt_result *ar,
+static int attempt(kc_client *c, CURL *h, const kc_call *r, pv_strbuf *resp, attempt_result *ar,
                    kc_error *err)
 {
     char errbuf[CURL_ERROR_SIZE];
@@ -821,11 +756,11 @@ static int attempt(kc_client *c, CURL *h, const kc_call *r, kc_buf *resp, attemp
         /* Expect: 100-continue costs a round trip (or a 1 s wait) for nothing. */
         ok = add_header(&hdrs, "Expect:");
         if (ok && r->content_type) {
-            kc_strbuf ct = {0};
-            kc_strbuf_add(&ct, "Content-Type: ");
-            kc_strbuf_add(&ct, r->content_type);
+            pv_strbuf ct = {0};
+            pv_strbuf_add(&ct, "Content-Type: ");
+            pv_strbuf_add(&ct, r->content_type);
             ok = !ct.oom && add_header(&hdrs, ct.p);
-            kc_strbuf_free(&ct);
+            pv_strbuf_free(&ct);
         } else if (ok) {
             ok = add_header(&hdrs, "Content-Type:"); /* not form-urlencoded */
         }
@@ -871,12 +806,12 @@ static int attempt(kc_client *c, CURL *h, const kc_call *r, kc_buf *resp, attemp
                               r->method, r->path);
             ar->permanent = true;
         } else {
-            kc_strbuf what = {0};
-            kc_strbuf_add(&what, r->method);
-            kc_strbuf_add(&what, " ");
-            kc_strbuf_add(&what, r->path);
+            pv_strbuf what = {0};
+            pv_strbuf_add(&what, r->method);
+            pv_strbuf_add(&what, " ");
+            pv_strbuf_add(&what, r->path);
             rc = kc_curl_error(cc, errbuf, what.oom ? r->method : what.p, err);
-            kc_strbuf_free(&what);
+            pv_strbuf_free(&what);
             ar->permanent = curl_error_is_permanent(cc);
             ar->before_send = curl_error_before_send(h, cc);
         }
@@ -894,7 +829,7 @@ static int attempt(kc_client *c, CURL *h, const kc_call *r, kc_buf *resp, attemp
     if (ar->http_status >= 200 && ar->http_status < 300) {
         rc = KC_OK;
     } else {
-        rc = kc_error_from_response(err, ar->http_status, resp->data, resp->len, ar->retry_after);
+        rc = kc_error_from_response(err, ar->http_status, resp->p, resp->len, ar->retry_after);
     }
 out:
     /* The handle outlives this frame in the pool: drop pointers into it. */
@@ -931,7 +866,7 @@ static bool should_retry(const kc_call *r, int rc, const attempt_result *ar)
  * Run r with retries. On KC_OK resp holds the 2xx body; otherwise err holds
  * the last attempt's error.
  */
-static int request(kc_client *c, const kc_call *r, kc_buf *resp, kc_error *err)
+static int request(kc_client *c, const kc_call *r, pv_strbuf *resp, kc_error *err)
 {
     CURL *h = pool_take(c);
     if (!h)
@@ -947,7 +882,7 @@ static int request(kc_client *c, const kc_call *r, kc_buf *resp, kc_error *err)
             break;
         }
         kc_client_throttle(c);
-        kc_buf_reset(resp);
+        pv_strbuf_reset(resp);
         attempt_result ar;
         rc = attempt(c, h, r, resp, &ar, &e);
         if (ar.performed)
@@ -967,7 +902,7 @@ static int request(kc_client *c, const kc_call *r, kc_buf *resp, kc_error *err)
         if (wait > 0)
             delay = wait < RETRY_AFTER_MAX_S ? wait : RETRY_AFTER_MAX_S;
         retries++;
-        sleep_unless_cancelled(delay, r->cancel);
+        pv_clock_sleep(delay, r->cancel);
     }
     pool_put(c, h);
     if (err) {
@@ -1023,11 +958,11 @@ static int json_call(kc_client *c, const kc_call *r, json_object **out, kc_error
 {
     if (out)
         *out = NULL;
-    kc_buf resp = {.max = c->max_body};
+    pv_strbuf resp = {.max = c->max_body};
     int rc = request(c, r, &resp, err);
     if (rc == KC_OK && out)
-        rc = decode_object(resp.data, resp.len, out, err);
-    free(resp.data);
+        rc = decode_object(resp.p, resp.len, out, err);
+    free(resp.p);
     return rc;
 }
 
@@ -1043,21 +978,21 @@ int kc_request_raw(kc_client *c, const char *method, const char *path, const cha
         return kc_error_set(err, KC_ERR_INVALID_ARG,
                             "kc_request_raw: client, method and an absolute path are required");
     kc_call r = {method, path, content_type, body, body_len, NULL};
-    kc_buf resp = {.max = c->max_body};
+    pv_strbuf resp = {.max = c->max_body};
     int rc = request(c, &r, &resp, err);
     if (rc == KC_OK && out_body) {
-        if (!resp.data && !(resp.data = calloc(1, 1))) {
+        if (!resp.p && !(resp.p = calloc(1, 1))) {
             rc = kc_error_set(err, KC_ERR_NOMEM, "out of memory");
         } else {
-            *out_body = resp.data;
-            resp.data = NULL;
+            *out_body = resp.p;
+            resp.p = NULL;
             if (out_len)
                 *out_len = resp.len;
         }
     } else if (rc == KC_OK && out_len) {
         *out_len = resp.len;
     }
-    free(resp.data);
+    free(resp.p);
     return rc;
 }
 
@@ -1097,7 +1032,7 @@ static int add_write_params(char **path, const kc_write_opts *wo, bool apply, kc
     if (!wo)
         return KC_OK;
     /* Adopt *path and hand it back even on oom (partial then): the caller frees it. */
-    kc_strbuf b = {.p = *path, .len = strlen(*path), .cap = strlen(*path) + 1};
+    pv_strbuf b = {.p = *path, .len = strlen(*path), .cap = strlen(*path) + 1};
     if (wo->dry_run)
         sb_query_param(&b, "dryRun", "All");
     if (wo->field_manager && *wo->field_manager)
@@ -1157,11 +1092,11 @@ int kc_list_each(kc_client *c, const kc_ref *ref, const kc_list_opts *opts, kc_i
     if (rc != KC_OK)
         return rc;
     kc_call r = {"GET", path, NULL, NULL, 0, opts ? opts->cancel : NULL};
-    kc_buf resp = {.max = c->max_body};
+    pv_strbuf resp = {.max = c->max_body};
     rc = request(c, &r, &resp, err);
     if (rc == KC_OK)
-        rc = kc_list_body_decode(resp.data, resp.len, fn, user, list, items, err);
-    free(resp.data);
+        rc = kc_list_body_decode(resp.p, resp.len, fn, user, list, items, err);
+    free(resp.p);
     free(path);
     return rc;
 }
@@ -1417,16 +1352,6 @@ int kc_patch(kc_client *c, const kc_ref *ref, kc_patch_type type, json_object *p
     return rc;
 }
 
-static bool add_str(json_object *o, const char *key, const char *value)
-{
-    json_object *v = json_object_new_string(value);
-    if (!v || json_object_object_add(o, key, v) != 0) {
-        json_object_put(v);
-        return false;
-    }
-    return true;
-}
-
 /* metav1.DeleteOptions for opts, or NULL in *out when nothing is asked. */
 static int delete_options(const kc_delete_opts *opts, json_object **out, kc_error *err)
 {
@@ -1440,24 +1365,20 @@ static int delete_options(const kc_delete_opts *opts, json_object **out, kc_erro
     if (!pre && !policy && !grace)
         return KC_OK;
     json_object *o = json_object_new_object();
-    bool ok = o && add_str(o, "kind", "DeleteOptions") && add_str(o, "apiVersion", "v1");
+    bool ok =
+        o && pv_json_add_str(o, "kind", "DeleteOptions") && pv_json_add_str(o, "apiVersion", "v1");
     if (ok && policy)
-        ok = add_str(o, "propagationPolicy", opts->propagation_policy);
+        ok = pv_json_add_str(o, "propagationPolicy", opts->propagation_policy);
     if (ok && grace) {
-        json_object *g = json_object_new_int64(opts->grace_period_seconds);
-        ok = g && json_object_object_add(o, "gracePeriodSeconds", g) == 0;
-        if (!ok)
-            json_object_put(g);
+        ok = pv_json_add_i64(o, "gracePeriodSeconds", opts->grace_period_seconds);
     }
     if (ok && pre) {
-        json_object *p = json_object_new_object();
-        ok = p && json_object_object_add(o, "preconditions", p) == 0;
-        if (!ok)
-            json_object_put(p);
+        json_object *p = pv_json_add_child(o, "preconditions");
+        ok = p != NULL;
         if (ok && opts->precondition_uid && *opts->precondition_uid)
-            ok = add_str(p, "uid", opts->precondition_uid);
+            ok = pv_json_add_str(p, "uid", opts->precondition_uid);
         if (ok && opts->precondition_resource_version && *opts->precondition_resource_version)
-            ok = add_str(p, "resourceVersion", opts->precondition_resource_version);
+            ok = pv_json_add_str(p, "resourceVersion", opts->precondition_resource_version);
     }
     if (!ok) {
         json_object_put(o);

@@ -12,34 +12,18 @@
 #include <curl/curl.h>
 
 #include "kc_client.h"
-#include "kc_strbuf.h"
+#include "pv_strbuf.h"
 
 /* Largest error body kept from a non-2xx answer to a watch (a Status is small). */
 #define KC_ERROR_BODY_MAX ((size_t)1 << 20)
 
 /*
- * A bounded, growable response buffer. data is NUL-terminated when non-NULL.
- * too_large is set (and the transfer aborted) when more than max bytes arrive.
- */
-typedef struct kc_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-    size_t max;
-    bool too_large;
-} kc_buf;
-
-/* Append n bytes; returns false (and sets too_large or leaves it) on failure. */
-bool kc_buf_append(kc_buf *b, const char *p, size_t n);
-void kc_buf_reset(kc_buf *b);
-
-/*
  * Append s (borrowed, NUL-terminated) to b percent-escaped as kc_path escapes
  * every path segment and query value: all but the RFC 3986 unreserved
  * characters (A-Z a-z 0-9 - . _ ~) become %XX, upper-case hex. On out of
- * memory b->oom is set and nothing of s is appended (kc_strbuf's sticky oom).
+ * memory b->oom is set and nothing of s is appended (pv_strbuf's sticky oom).
  */
-void kc_path_add_escaped(kc_strbuf *b, const char *s);
+void kc_path_add_escaped(pv_strbuf *b, const char *s);
 
 /* CURLOPT_HEADERFUNCTION; userdata is a double * set to Retry-After in seconds. */
 size_t kc_retry_after_header_cb(char *buf, size_t size, size_t nitems, void *userdata);

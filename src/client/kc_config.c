@@ -66,6 +66,8 @@
 #include <openssl/evp.h>
 
 #include "kc_yaml.h"
+#include "pv_clock.h"
+#include "pv_json.h"
 
 extern char **environ;
 
@@ -848,16 +850,6 @@ static int cluster_exec_extension(const where *cw, int cluster_body, json_object
     return KC_OK;
 }
 
-/* Add val (a new reference, taken over) to obj; false, with val released, on failure. */
-static bool json_add(json_object *obj, const char *key, json_object *val)
-{
-    if (!obj || !val || json_object_object_add(obj, key, val)) {
-        json_object_put(val);
-        return false;
-    }
-    return true;
-}
-
 static json_object *json_b64(const unsigned char *data, size_t len)
 {
     if (len > (size_t)INT_MAX / 2)
@@ -883,28 +875,28 @@ static int exec_info_env(const kc_config *cfg, const char *api_version, bool pro
     *out = NULL;
     json_object *root = json_object_new_object();
     json_object *spec = json_object_new_object();
-    bool ok = json_add(root, "apiVersion", json_object_new_string(api_version)) &&
-              json_add(root, "kind", json_object_new_string("ExecCredential")) &&
-              json_add(spec, "interactive", json_object_new_boolean(0));
+    bool ok = pv_json_add(root, "apiVersion", json_object_new_string(api_version)) &&
+              pv_json_add(root, "kind", json_object_new_string("ExecCredential")) &&
+              pv_json_add(spec, "interactive", json_object_new_boolean(0));
     if (ok && provide_cluster) {
         json_object *cl = json_object_new_object();
-        ok = json_add(cl, "server", json_object_new_string(cfg->server)) &&
+        ok = pv_json_add(cl, "server", json_object_new_string(cfg->server)) &&
              (!cfg->tls_server_name ||
-              json_add(cl, "tls-server-name", json_object_new_string(cfg->tls_server_name))) &&
+              pv_json_add(cl, "tls-server-name", json_object_new_string(cfg->tls_server_name))) &&
              (!cfg->insecure ||
-              json_add(cl, "insecure-skip-tls-verify", json_object_new_boolean(1))) &&
+              pv_json_add(cl, "insecure-skip-tls-verify", json_object_new_boolean(1))) &&
              (!cfg->ca_len ||
-              json_add(cl, "certificate-authority-data", json_b64(cfg->ca, cfg->ca_len))) &&
+              pv_json_add(cl, "certificate-authority-data", json_b64(cfg->ca, cfg->ca_len))) &&
              (!cfg->proxy_url ||
-              json_add(cl, "proxy-url", json_object_new_string(cfg->proxy_url))) &&
-             (!cluster_ext || json_add(cl, "config", json_object_get(cluster_ext)));
+              pv_json_add(cl, "proxy-url", json_object_new_string(cfg->proxy_url))) &&
+             (!cluster_ext || pv_json_add(cl, "config", json_object_get(cluster_ext)));
         if (ok)
-            ok = json_add(spec, "cluster", cl);
+            ok = pv_json_add(spec, "cluster", cl);
         else
             json_object_put(cl);
     }
     if (ok) {
-        ok = json_add(root, "spec", spec);
+        ok = pv_json_add(root, "spec", spec);
         spec = NULL;
     }
     if (ok) {
@@ -1596,13 +1588,6 @@ static bool outbuf_add(outbuf *b, const char *data, size_t n, size_t limit)
     return true;
 }
 
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 enum { COLLECT_OK, COLLECT_TOO_LARGE, COLLECT_TIMEOUT, COLLECT_NOMEM, COLLECT_IO };
 
 /*
@@ -1612,10 +1597,10 @@ enum { COLLECT_OK, COLLECT_TOO_LARGE, COLLECT_TIMEOUT, COLLECT_NOMEM, COLLECT_IO
 static int collect_output(int out_fd, int err_fd, outbuf *out, outbuf *errkept)
 {
     struct pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
-    double deadline = mono_now() + EXEC_TIMEOUT_SEC;
+    double deadline = pv_clock_monotonic() + EXEC_TIMEOUT_SEC;
     char chunk[4096];
     while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-        double left = deadline - mono_now();
+        double left = deadline - pv_clock_monotonic();
         if (left <= 0)
             return COLLECT_TIMEOUT;
         int r = poll(fds, 2, (int)(left * 1000) + 1);

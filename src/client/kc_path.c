@@ -11,7 +11,7 @@
  * unreserved characters (A-Z a-z 0-9 - . _ ~) pass through, so a '/' or '?'
  * inside a name can never change which URL is asked for. "." and ".." cannot
  * be escaped away (servers and proxies normalize them), so they are refused;
- * the API server refuses such names too. The output is grown in a kc_strbuf;
+ * the API server refuses such names too. The output is grown in a pv_strbuf;
  * its length is bounded only by the inputs. kc_path_add_escaped is that
  * escaping on its own, for kc_client.c's write options (dryRun, fieldManager).
  *
@@ -23,7 +23,7 @@
  */
 #include "kc_client.h"
 #include "kc_client_internal.h"
-#include "kc_strbuf.h"
+#include "pv_strbuf.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -35,7 +35,7 @@ static bool is_unreserved(unsigned char c)
            c == '.' || c == '_' || c == '~';
 }
 
-void kc_path_add_escaped(kc_strbuf *b, const char *s)
+void kc_path_add_escaped(pv_strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strlen(s);
@@ -44,7 +44,7 @@ void kc_path_add_escaped(kc_strbuf *b, const char *s)
         return;
     }
     /* Room for the worst case (every byte escaped), then write in place. */
-    if (!kc_strbuf_reserve(b, 3 * n))
+    if (!pv_strbuf_reserve(b, 3 * n))
         return;
     char *o = b->p + b->len;
     for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
@@ -60,19 +60,19 @@ void kc_path_add_escaped(kc_strbuf *b, const char *s)
     b->len = (size_t)(o - b->p);
 }
 
-static void add_segment(kc_strbuf *b, const char *s)
+static void add_segment(pv_strbuf *b, const char *s)
 {
-    kc_strbuf_add(b, "/");
+    pv_strbuf_add(b, "/");
     kc_path_add_escaped(b, s);
 }
 
 /* *has_query: whether b already carries a query ("?" sent); set here. */
-static void add_param(kc_strbuf *b, bool *has_query, const char *key, const char *value)
+static void add_param(pv_strbuf *b, bool *has_query, const char *key, const char *value)
 {
-    kc_strbuf_add(b, *has_query ? "&" : "?");
+    pv_strbuf_add(b, *has_query ? "&" : "?");
     *has_query = true;
-    kc_strbuf_add(b, key);
-    kc_strbuf_add(b, "=");
+    pv_strbuf_add(b, key);
+    pv_strbuf_add(b, "=");
     kc_path_add_escaped(b, value);
 }
 
@@ -123,18 +123,18 @@ int kc_path(const kc_ref *ref, const kc_list_opts *opts, bool watch, char **out,
                             opts->timeout_seconds);
 
     /* 128 bytes hold most paths in one malloc; a failure is b.oom, refused below. */
-    kc_strbuf b = {0};
-    (void)kc_strbuf_reserve(&b, 127);
+    pv_strbuf b = {0};
+    (void)pv_strbuf_reserve(&b, 127);
     bool has_query = false; /* a parameter was added: the next one starts with & */
     if (set(ref->group)) {
-        kc_strbuf_add(&b, "/apis");
+        pv_strbuf_add(&b, "/apis");
         add_segment(&b, ref->group);
     } else {
-        kc_strbuf_add(&b, "/api");
+        pv_strbuf_add(&b, "/api");
     }
     add_segment(&b, ref->version);
     if (set(ref->namespace_)) {
-        kc_strbuf_add(&b, "/namespaces");
+        pv_strbuf_add(&b, "/namespaces");
         add_segment(&b, ref->namespace_);
     }
     add_segment(&b, ref->resource);
@@ -169,7 +169,7 @@ int kc_path(const kc_ref *ref, const kc_list_opts *opts, bool watch, char **out,
             add_param(&b, &has_query, "allowWatchBookmarks", "true");
     }
 
-    char *path = kc_strbuf_take(&b, NULL);
+    char *path = pv_strbuf_take(&b, NULL);
     if (!path)
         return kc_error_set(err, KC_ERR_NOMEM, "kc_path: out of memory");
     *out = path;

@@ -57,7 +57,7 @@ struct kc_watch {
     kc_error stream_err; /* the decoder's description of stream_rc */
     bool status_known;
     long http_status;
-    kc_buf error_body; /* body of a non-2xx answer (a Status), bounded */
+    pv_strbuf error_body; /* body of a non-2xx answer (a Status), bounded */
     double retry_after;
 };
 
@@ -94,7 +94,7 @@ void kc_watch_free(kc_watch *w)
     if (w->easy)
         curl_easy_cleanup(w->easy);
     kc_watch_decoder_free(w->dec);
-    free(w->error_body.data);
+    free(w->error_body.p);
     kc_error_clear(&w->stream_err);
     free(w);
 }
@@ -130,7 +130,7 @@ static size_t watch_write_cb(char *ptr, size_t size, size_t nmemb, void *userdat
     }
     if (w->http_status < 200 || w->http_status >= 300) {
         /* A Status is small: keep what fits, the rest only adds detail. */
-        (void)kc_buf_append(&w->error_body, ptr, n);
+        (void)pv_strbuf_addn(&w->error_body, ptr, n);
         return n;
     }
     int rc = kc_watch_decoder_feed(w->dec, ptr, n, w->cb, w->user, &w->stream_err);
@@ -176,7 +176,7 @@ static int run_once(kc_watch *w, const char *path, long timeout_seconds, long *h
     kc_error_clear(&w->stream_err);
     w->status_known = false;
     w->http_status = 0;
-    kc_buf_reset(&w->error_body);
+    pv_strbuf_reset(&w->error_body);
     w->retry_after = 0;
     kc_watch_decoder_reset(w->dec);
 
@@ -259,7 +259,7 @@ static int run_once(kc_watch *w, const char *path, long timeout_seconds, long *h
     }
     bool ok_status = *http_status >= 200 && *http_status < 300;
     if (result == CURLE_OK && !ok_status) {
-        rc = kc_error_from_response(err, *http_status, w->error_body.data, w->error_body.len,
+        rc = kc_error_from_response(err, *http_status, w->error_body.p, w->error_body.len,
                                     w->retry_after);
     } else if (ok_status && kc_watch_decoder_pending(w->dec)) {
         if (result == CURLE_OK)

@@ -56,7 +56,7 @@ void bo_reset(bo *b)
 
 double bo_next(bo *b)
 {
-    double now = inf_clock_now(&b->clock);
+    double now = pv_clock_now(&b->clock);
     if (b->failed && b->reset_after >= 0 && now - b->last_failure > b->reset_after)
         bo_reset(b);
     b->failed = true;

@@ -20,7 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "clock.h"
+#include "pv_clock.h"
 
 typedef struct bo_opts {
     double initial;     /* seconds; 0 = 0.8 */
@@ -29,12 +29,12 @@ typedef struct bo_opts {
     double jitter;      /* 0 = 1.0; < 0 = no jitter */
     double reset_after; /* seconds of quiet that reset the sequence; 0 = 120; < 0 = never */
     uint64_t seed;      /* RNG seed; 0 = seeded from the clock and address */
-    inf_clock clock;    /* zeroed = real monotonic clock */
+    pv_clock clock;     /* zeroed = real monotonic clock */
 } bo_opts;
 
 typedef struct bo {
     double initial, max, factor, jitter, reset_after;
-    inf_clock clock;
+    pv_clock clock;
     double next_base;    /* un-jittered delay the next bo_next starts from */
     double last_failure; /* time of the last bo_next */
     bool failed;         /* bo_next called since init/reset */

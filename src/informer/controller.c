@@ -29,7 +29,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "clock.h"
+#include "pv_clock.h"
 
 /* A year: longer delays (or an infinity) are clamped. */
 #define MAX_REQUEUE_AFTER (365.0 * 86400.0)
@@ -368,7 +368,7 @@ bool ctl_wait_for_sync(ctl *c, double timeout)
 {
     if (c == NULL)
         return false;
-    double deadline = inf_clock_monotonic() + timeout;
+    double deadline = pv_clock_monotonic() + timeout;
     for (;;) {
         bool all = true;
         pthread_mutex_lock(&c->mu);
@@ -377,7 +377,7 @@ bool ctl_wait_for_sync(ctl *c, double timeout)
         pthread_mutex_unlock(&c->mu);
         if (all)
             return true;
-        if (timeout >= 0 && inf_clock_monotonic() >= deadline)
+        if (timeout >= 0 && pv_clock_monotonic() >= deadline)
             return false;
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
@@ -436,9 +436,9 @@ static void process(ctl_gen *g, int idx, const char *key, uint64_t *rng)
     int seen = atomic_load(&c->max_active);
     while (now_active > seen && !atomic_compare_exchange_weak(&c->max_active, &seen, now_active))
         ;
-    double t0 = inf_clock_monotonic();
+    double t0 = pv_clock_monotonic();
     ctl_result res = c->fn(&ctx, ns, name, c->user);
-    double took = inf_clock_monotonic() - t0;
+    double took = pv_clock_monotonic() - t0;
     atomic_fetch_sub(&c->active, 1);
 
     if (res.outcome == CTL_REQUEUE_AFTER && !(res.after > 0))
@@ -486,7 +486,7 @@ static void *worker_main(void *arg)
     ctl_gen *g = wk->g;
     uint64_t rng;
     if (getrandom(&rng, sizeof(rng), GRND_NONBLOCK) != (ssize_t)sizeof(rng))
-        rng = (uint64_t)(uintptr_t)wk ^ (uint64_t)(inf_clock_monotonic() * 1e9);
+        rng = (uint64_t)(uintptr_t)wk ^ (uint64_t)(pv_clock_monotonic() * 1e9);
     const char *key;
     while (wq_get(g->q, &key) == KC_OK) {
         process(g, wk->idx, key, &rng);

@@ -39,7 +39,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
+#include "pv_clock.h"
 
 #define RING_MIN 64
 #define RING_SHRINK_ABOVE 1024
@@ -275,33 +275,19 @@ static void do_resync(inf_informer *inf)
     pthread_mutex_unlock(&inf->deliver_mu);
 }
 
-static void deadline_ts(double at, struct timespec *ts)
-{
-    /* `at` is on inf_clock_monotonic's scale, which is CLOCK_MONOTONIC. */
-    if (at < 0)
-        at = 0;
-    ts->tv_sec = (time_t)at;
-    ts->tv_nsec = (long)((at - (double)ts->tv_sec) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void *dispatch_main(void *arg)
 {
     inf_informer *inf = arg;
     inf_handler **snap = NULL;
     size_t snap_n = 0, snap_cap = 0;
     uint64_t snap_ver = UINT64_MAX;
-    double next_resync = inf->resync_period > 0 ? inf_clock_monotonic() + inf->resync_period : 0;
+    double next_resync = inf->resync_period > 0 ? pv_clock_monotonic() + inf->resync_period : 0;
 
     pthread_mutex_lock(&inf->mu);
     for (;;) {
         while (inf->len == 0 && !inf->stopping) {
             if (next_resync > 0) {
-                struct timespec ts;
-                deadline_ts(next_resync, &ts);
+                struct timespec ts = pv_clock_timespec(next_resync);
                 if (pthread_cond_timedwait(&inf->cond, &inf->mu, &ts) == ETIMEDOUT)
                     break;
             } else {
@@ -310,8 +296,8 @@ static void *dispatch_main(void *arg)
         }
         if (inf->stopping)
             break;
-        if (next_resync > 0 && inf_clock_monotonic() >= next_resync) {
-            next_resync = inf_clock_monotonic() + inf->resync_period;
+        if (next_resync > 0 && pv_clock_monotonic() >= next_resync) {
+            next_resync = pv_clock_monotonic() + inf->resync_period;
             if (refl_has_synced(inf->refl)) {
                 pthread_mutex_unlock(&inf->mu);
                 do_resync(inf);
@@ -655,9 +641,8 @@ bool inf_wait_idle(inf_informer *inf, double timeout)
 {
     if (inf == NULL)
         return false;
-    double deadline = inf_clock_monotonic() + (timeout < 0 ? 1e9 : timeout);
-    struct timespec ts;
-    deadline_ts(deadline, &ts);
+    double deadline = pv_clock_monotonic() + (timeout < 0 ? 1e9 : timeout);
+    struct timespec ts = pv_clock_timespec(deadline);
     pthread_mutex_lock(&inf->mu);
     while (inf->len > 0 || inf->dispatching) {
         if (pthread_cond_timedwait(&inf->idle_cond, &inf->mu, &ts) == ETIMEDOUT)
@@ -785,14 +770,14 @@ bool inf_factory_wait_for_sync(inf_factory *f, double timeout)
 {
     if (f == NULL)
         return false;
-    double deadline = inf_clock_monotonic() + timeout;
+    double deadline = pv_clock_monotonic() + timeout;
     for (size_t i = 0;; i++) {
         pthread_mutex_lock(&f->mu);
         inf_informer *inf = i < f->n ? f->v[i] : NULL;
         pthread_mutex_unlock(&f->mu);
         if (inf == NULL)
             return true;
-        double left = timeout < 0 ? -1 : deadline - inf_clock_monotonic();
+        double left = timeout < 0 ? -1 : deadline - pv_clock_monotonic();
         if (timeout >= 0 && left < 0)
             left = 0;
         if (!inf_wait_for_sync(inf, left))

@@ -31,7 +31,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "clock.h"
+#include "pv_clock.h"
 #include "inf_map.h"
 
 #define DEFAULT_PAGE_SIZE 500
@@ -171,27 +171,10 @@ static void set_last_rv(refl *r, char *rv)
     free(old);
 }
 
-static void timespec_at(double seconds_from_now, struct timespec *ts)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    if (seconds_from_now < 0)
-        seconds_from_now = 0;
-    if (seconds_from_now > 1e6)
-        seconds_from_now = 1e6;
-    double whole = (double)(long)seconds_from_now;
-    ts->tv_sec += (time_t)whole;
-    ts->tv_nsec += (long)((seconds_from_now - whole) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* Sleep for `seconds` or until stopped. True when stopping. */
 static bool sleep_or_stop(refl *r, double seconds)
 {
-    struct timespec until;
-    timespec_at(seconds, &until);
+    struct timespec until = pv_clock_timespec_in(seconds);
     pthread_mutex_lock(&r->mu);
     while (!stopping(r)) {
         int e = pthread_cond_timedwait(&r->cond, &r->mu, &until);
@@ -430,8 +413,7 @@ static bool take_page_lock(refl *r)
     if (r->page_lock == NULL)
         return true;
     while (!stopping(r)) {
-        struct timespec until;
-        timespec_at(PAGE_LOCK_POLL_S, &until);
+        struct timespec until = pv_clock_timespec_in(PAGE_LOCK_POLL_S);
         int e = pthread_mutex_clocklock(r->page_lock, CLOCK_MONOTONIC, &until);
         if (e == 0)
             return true;
@@ -617,9 +599,9 @@ static int do_watch(refl *r, kc_error *err, double *lasted)
                        .allow_watch_bookmarks = true};
     r->watch_events = 0;
     atomic_fetch_add(&r->watches_total, 1);
-    double t0 = inf_clock_monotonic();
+    double t0 = pv_clock_monotonic();
     int rc = kc_watch_run(r->watch, &r->ref, &lo, on_watch_event, r, err);
-    *lasted = inf_clock_monotonic() - t0;
+    *lasted = pv_clock_monotonic() - t0;
     free(rv);
     return rc;
 }
@@ -759,7 +741,7 @@ int refl_new(kc_client *c, store *s, const refl_opts *o, refl **out)
     atomic_init(&r->stopping, false);
     atomic_init(&r->synced, false);
     if (getrandom(&r->rng, sizeof(r->rng), GRND_NONBLOCK) != (ssize_t)sizeof(r->rng))
-        r->rng = (uint64_t)(uintptr_t)r ^ (uint64_t)(inf_clock_monotonic() * 1e9);
+        r->rng = (uint64_t)(uintptr_t)r ^ (uint64_t)(pv_clock_monotonic() * 1e9);
     if (r->rng == 0)
         r->rng = 0x9E3779B97F4A7C15ULL;
     *out = r;
@@ -851,8 +833,7 @@ bool refl_wait_synced(refl *r, double timeout)
 {
     if (r == NULL)
         return false;
-    struct timespec until;
-    timespec_at(timeout, &until);
+    struct timespec until = pv_clock_timespec_in(timeout);
     pthread_mutex_lock(&r->mu);
     while (!atomic_load(&r->synced)) {
         int e = timeout < 0 ? pthread_cond_wait(&r->cond, &r->mu)

@@ -18,6 +18,10 @@
  *     its current object (they are recomputed on every write; the old object
  *     is never asked again, so index functions need not be deterministic).
  *
+ * In debug and sanitizer builds every write checks these before it lets go
+ * of the write lock (store_check_locked; PV_ASSERT); store_check runs the
+ * same check for tests in any build.
+ *
  * Writes prepare everything that can fail (buckets, set and map capacity,
  * the new entry) before touching any membership, then commit with operations
  * that cannot fail; a failed write leaves the store as it was (at most some
@@ -56,12 +60,15 @@
 
 #include "inf_map.h"
 #include "kc_error.h"
+#include "pv_assert.h"
 
 #define ZIP_SAMPLE_OBJECTS 16
 #define ZIP_SAMPLE_EVERY 32 /* one write in 32 is a sample: a mix of the objects' states */
 #define ZIP_SAMPLE_BYTES 8192
 #define ZIP_LEVEL 1
 #define ZIP_TAG 'Z'
+/* Debug builds walk the whole store after each write only up to this many entries. */
+#define CHECK_WALK_MAX 2048
 
 /* ---- reference counting across threads ----------------------------------- */
 
@@ -206,6 +213,17 @@ static void pset_remove(pset *ps, const void *p)
     }
     ps->slots[hole] = NULL;
     ps->len--;
+}
+
+static bool pset_contains(const pset *ps, const void *p)
+{
+    if (ps->len == 0)
+        return false;
+    size_t mask = ps->cap - 1;
+    for (size_t i = pset_home(ps, p); ps->slots[i] != NULL; i = (i + 1) & mask)
+        if (ps->slots[i] == p)
+            return true;
+    return false;
 }
 
 /* ---- types ---------------------------------------------------------------- */
@@ -666,8 +684,10 @@ static void buckets_commit(store_entry *e, bucket_list *l)
 {
     for (uint32_t i = 0; i < e->n_buckets; i++)
         pset_remove(&e->buckets[i]->members, e);
-    for (uint32_t i = 0; i < l->n; i++)
+    for (uint32_t i = 0; i < l->n; i++) {
         pset_add(&l->v[i]->members, e);
+        PV_ASSERT(pset_contains(&l->v[i]->members, e));
+    }
     for (uint32_t i = 0; i < e->n_buckets; i++)
         bucket_free_if_empty(e->buckets[i]);
     free(e->buckets);
@@ -756,6 +776,92 @@ size_t store_data_bytes(store *s)
     size_t n = s->data_bytes;
     pthread_rwlock_unlock(&s->lock);
     return n;
+}
+
+/* ---- invariants ----------------------------------------------------------------- */
+
+static bool entry_has_bucket(const store_entry *e, const idx_bucket *b)
+{
+    for (uint32_t i = 0; i < e->n_buckets; i++)
+        if (e->buckets[i] == b)
+            return true;
+    return false;
+}
+
+/*
+ * NULL when the invariants of the file's top comment hold (as far as they
+ * can be seen without asking the index functions again), else the first
+ * that does not. Under the lock (read or write). Nothing is checked past
+ * walk_max entries.
+ */
+static const char *store_check_locked(store *s, size_t walk_max)
+{
+    if (s->entries.len > walk_max)
+        return NULL;
+    size_t pos = 0, memberships = 0, bytes = 0;
+    void *v;
+    while (inf_map_next(&s->entries, &pos, NULL, &v)) {
+        const store_entry *e = v;
+        if (e->data == NULL)
+            return "every entry holds an object";
+        for (uint32_t i = 0; i < e->n_buckets; i++) {
+            const idx_bucket *b = e->buckets[i];
+            if (!pset_contains(&b->members, e))
+                return "b is in e->buckets => e is in bucket b's members";
+            for (uint32_t j = 0; j < i; j++)
+                if (e->buckets[j] == b)
+                    return "an entry lists each of its buckets once";
+        }
+        memberships += e->n_buckets;
+        if (s->compact)
+            bytes += data_size(e->data);
+    }
+    if (s->compact && bytes != s->data_bytes)
+        return "data_bytes is the size of every stored body";
+    size_t members = 0;
+    for (size_t k = 0; k < s->n_indexes; k++) {
+        store_index *idx = s->indexes[k];
+        size_t bpos = 0;
+        while (inf_map_next(&idx->buckets, &bpos, NULL, &v)) {
+            const idx_bucket *b = v;
+            if (b->members.len == 0)
+                return "no bucket is empty";
+            if (b->idx != idx || inf_map_get(&idx->buckets, b->value) != b)
+                return "a bucket is found in its index under its value";
+            uint32_t seen = 0;
+            for (uint32_t j = 0; j < b->members.cap; j++) {
+                const store_entry *e = b->members.slots[j];
+                if (e == NULL)
+                    continue;
+                seen++;
+                if (inf_map_get(&s->entries, e->key) != e)
+                    return "a bucket's members are stored entries";
+                if (!entry_has_bucket(e, b))
+                    return "e is in bucket b's members => b is in e->buckets";
+            }
+            if (seen != b->members.len)
+                return "a bucket's member count is its number of members";
+            members += seen;
+        }
+    }
+    if (members != memberships)
+        return "memberships seen from entries and from buckets are the same";
+    return NULL;
+}
+
+const char *store_check(store *s)
+{
+    pthread_rwlock_rdlock(&s->lock);
+    const char *bad = store_check_locked(s, SIZE_MAX);
+    pthread_rwlock_unlock(&s->lock);
+    return bad;
+}
+
+/* Every write lets go of the write lock here: debug builds check the store first. */
+static void store_unlock_write(store *s)
+{
+    PV_CHECK(store_check_locked(s, CHECK_WALK_MAX));
+    pthread_rwlock_unlock(&s->lock);
 }
 
 /* ---- public: lifecycle ------------------------------------------------------------ */
@@ -892,7 +998,7 @@ int store_add_index(store *s, const char *name, store_index_fn fn, void *user)
     } else {
         index_detach(s, idx); /* entries indexed before the failure */
     }
-    pthread_rwlock_unlock(&s->lock);
+    store_unlock_write(s);
     if (rc != KC_OK)
         index_free(idx);
     return rc;
@@ -921,7 +1027,7 @@ int store_add(store *s, json_object *obj, json_object **old_out)
     void *old = NULL;
     pthread_rwlock_wrlock(&s->lock);
     rc = upsert_locked(s, key, obj, data, &old);
-    pthread_rwlock_unlock(&s->lock);
+    store_unlock_write(s);
     free(key);
     if (rc != KC_OK) {
         if (s->compact)
@@ -947,7 +1053,7 @@ int store_delete(store *s, const char *key, json_object **old_out)
     pthread_rwlock_wrlock(&s->lock);
     store_entry *e = inf_map_get(&s->entries, key);
     void *old = e != NULL ? remove_locked(s, e) : NULL;
-    pthread_rwlock_unlock(&s->lock);
+    store_unlock_write(s);
     if (e == NULL)
         return KC_ERR_NOT_FOUND;
     if (old_out)
@@ -1090,7 +1196,7 @@ int store_replace(store *s, json_object **objs, size_t n, store_delta *delta)
     } else {
         n_gone = 0;
     }
-    pthread_rwlock_unlock(&s->lock);
+    store_unlock_write(s);
 
     /* Outside the lock: hand old objects to the delta, release the rest. */
     size_t u = 0;

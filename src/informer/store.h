@@ -216,4 +216,13 @@ void store_objs_free(json_object **objs, size_t n);
 /* free each key and the array. keys may be NULL. */
 void store_keys_free(char **keys, size_t n);
 
+/*
+ * Check the store's invariants (store.c's top comment: bucket membership
+ * both ways, no empty bucket, the byte count) under its read lock: NULL when
+ * they hold, else a static text naming the first that does not. Debug and
+ * sanitizer builds run the same check inside every write; this is for
+ * tests, in any build. Any thread.
+ */
+const char *store_check(store *s);
+
 #endif

@@ -21,6 +21,10 @@
  *     entry is created, so moving a key between ring and heap never allocates
  *     and never fails halfway.
  *
+ * In debug and sanitizer builds every public function checks these before
+ * it lets go of `mu` (wq_check_locked; PV_ASSERT); wq_check runs the same
+ * check for tests in any build.
+ *
  * Delays need no thread: a getter with nothing to take sleeps until the
  * earliest deadline (pthread_cond_timedwait on CLOCK_MONOTONIC), and every
  * path that looks at the queue first moves due keys from heap to ring,
@@ -35,12 +39,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
 #include "inf_map.h"
 #include "kc_error.h"
+#include "pv_assert.h"
+#include "pv_clock.h"
 
 #define NOT_DELAYED SIZE_MAX
 #define MAX_DELAY_SECONDS 1e9
+/* Debug builds walk every entry after each operation only up to this many. */
+#define CHECK_WALK_MAX 2048
 
 typedef struct wq_entry {
     double queued_at;  /* when it last became dirty (queue duration) */
@@ -101,6 +108,8 @@ static int ring_reserve(wq *q, size_t need)
 /* Capacity is reserved at entry creation; this never fails. */
 static void ring_push(wq *q, wq_entry *e)
 {
+    PV_ASSERT(q->ring_len < q->ring_cap);
+    PV_ASSERT(e->dirty && !e->processing);
     q->ring[(q->ring_head + q->ring_len) % q->ring_cap] = e;
     q->ring_len++;
 }
@@ -156,6 +165,8 @@ static void heap_down(wq *q, size_t i)
 
 static void heap_push(wq *q, wq_entry *e)
 {
+    PV_ASSERT(q->heap_len < q->heap_cap);
+    PV_ASSERT(e->heap_idx == NOT_DELAYED);
     q->heap[q->heap_len] = e;
     e->heap_idx = q->heap_len++;
     heap_up(q, e->heap_idx);
@@ -261,6 +272,97 @@ static void delay_locked(wq *q, wq_entry *e, double now, double delay)
         pthread_cond_broadcast(&q->cond); /* sleeping getters wake sooner */
 }
 
+/* ---- invariants ---------------------------------------------------------- */
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The ring holds each entry at most once (a sorted copy has no neighbours alike). */
+static bool ring_unique(wq *q)
+{
+    if (q->ring_len < 2)
+        return true;
+    void **v = malloc(q->ring_len * sizeof(*v));
+    if (v == NULL)
+        return true; /* cannot tell; the rest of the check still runs */
+    for (size_t i = 0; i < q->ring_len; i++)
+        v[i] = q->ring[(q->ring_head + i) % q->ring_cap];
+    qsort(v, q->ring_len, sizeof(*v), cmp_ptr);
+    bool ok = true;
+    for (size_t i = 1; i < q->ring_len && ok; i++)
+        ok = v[i] != v[i - 1];
+    free(v);
+    return ok;
+}
+
+/*
+ * NULL when every invariant of the file's top comment holds, else the first
+ * that does not. The checks that walk the entries run only up to walk_max.
+ */
+static const char *wq_check_locked(wq *q, size_t walk_max)
+{
+    size_t n = q->entries.len;
+    if (n > 0 && (q->ring_cap < n || q->heap_cap < n))
+        return "ring and heap capacities are >= the number of entries";
+    if (q->ring_len > q->ring_cap || q->heap_len > q->heap_cap)
+        return "ring and heap lengths are within their capacities";
+    if (q->n_dirty > n || q->n_processing > n || q->ring_len > n || q->heap_len > n)
+        return "counts are bounded by the number of entries";
+    if (q->shutdown && (q->ring_len > 0 || q->heap_len > 0))
+        return "after shutdown nothing waits or is delayed";
+    if (n > walk_max)
+        return NULL;
+    for (size_t i = 0; i < q->ring_len; i++) {
+        const wq_entry *e = q->ring[(q->ring_head + i) % q->ring_cap];
+        if (!e->dirty || e->processing)
+            return "an entry is in the ring only if dirty && !processing";
+    }
+    for (size_t i = 0; i < q->heap_len; i++) {
+        const wq_entry *e = q->heap[i];
+        if (e->heap_idx != i)
+            return "heap_idx is the entry's position in the delay heap";
+        if (i > 0 && q->heap[(i - 1) / 2]->deadline > e->deadline)
+            return "the delay heap is ordered by deadline";
+    }
+    size_t dirty = 0, processing = 0, waiting = 0, pos = 0;
+    void *v;
+    while (inf_map_next(&q->entries, &pos, NULL, &v)) {
+        const wq_entry *e = v;
+        if (!e->dirty && !e->processing && e->heap_idx == NOT_DELAYED && e->failures == 0)
+            return "an entry is freed as soon as none of its flags says anything";
+        if (e->heap_idx != NOT_DELAYED && (e->heap_idx >= q->heap_len || q->heap[e->heap_idx] != e))
+            return "a delayed entry is where its heap_idx says";
+        dirty += e->dirty;
+        processing += e->processing;
+        waiting += e->dirty && !e->processing;
+    }
+    if (dirty != q->n_dirty)
+        return "n_dirty counts the dirty flags";
+    if (processing != q->n_processing)
+        return "n_processing counts the processing flags";
+    if (waiting != q->ring_len || !ring_unique(q))
+        return "the ring holds exactly the dirty entries no worker holds, each once";
+    return NULL;
+}
+
+const char *wq_check(wq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    const char *bad = wq_check_locked(q, SIZE_MAX);
+    pthread_mutex_unlock(&q->mu);
+    return bad;
+}
+
+/* Every public function lets go of the queue here: debug builds check it first. */
+static void wq_unlock(wq *q)
+{
+    PV_CHECK(wq_check_locked(q, CHECK_WALK_MAX));
+    pthread_mutex_unlock(&q->mu);
+}
+
 /* ---- public -------------------------------------------------------------- */
 
 int wq_new(const wq_opts *opts, wq **out)
@@ -297,7 +399,7 @@ int wq_new(const wq_opts *opts, wq **out)
     q->qps = o.bucket_qps > 0 ? o.bucket_qps : 10.0;
     q->burst = o.bucket_burst > 0 ? o.bucket_burst : 100;
     q->tokens = q->burst;
-    q->tokens_at = inf_clock_monotonic();
+    q->tokens_at = pv_clock_monotonic();
     q->observe = o.observe;
     q->observe_user = o.observe_user;
     *out = q;
@@ -327,7 +429,7 @@ static int add_after_locked(wq *q, const char *key, double delay)
     wq_entry *e = entry_find_or_create(q, key);
     if (e == NULL)
         return KC_ERR_NOMEM;
-    delay_locked(q, e, inf_clock_monotonic(), delay);
+    delay_locked(q, e, pv_clock_monotonic(), delay);
     return KC_OK;
 }
 
@@ -342,7 +444,7 @@ static int add_common(wq *q, const char *key, double delay, bool retry)
             q->retries_total++;
         rc = add_after_locked(q, key, delay);
     }
-    pthread_mutex_unlock(&q->mu);
+    wq_unlock(q);
     return rc;
 }
 
@@ -365,15 +467,15 @@ int wq_add_rate_limited(wq *q, const char *key, double *delay_out)
         return KC_ERR_INVALID_ARG;
     pthread_mutex_lock(&q->mu);
     if (q->shutdown) {
-        pthread_mutex_unlock(&q->mu);
+        wq_unlock(q);
         return KC_OK;
     }
     wq_entry *e = entry_find_or_create(q, key);
     if (e == NULL) {
-        pthread_mutex_unlock(&q->mu);
+        wq_unlock(q);
         return KC_ERR_NOMEM;
     }
-    double now = inf_clock_monotonic();
+    double now = pv_clock_monotonic();
     double d = ldexp(q->base_delay, e->failures > 4096 ? 4096 : (int)e->failures);
     if (!(d <= q->max_delay))
         d = q->max_delay; /* also catches inf */
@@ -392,7 +494,7 @@ int wq_add_rate_limited(wq *q, const char *key, double *delay_out)
     }
     q->retries_total++;
     delay_locked(q, e, now, d);
-    pthread_mutex_unlock(&q->mu);
+    wq_unlock(q);
     if (delay_out)
         *delay_out = d;
     return KC_OK;
@@ -408,7 +510,7 @@ void wq_forget(wq *q, const char *key)
         e->failures = 0;
         entry_maybe_release(q, e);
     }
-    pthread_mutex_unlock(&q->mu);
+    wq_unlock(q);
 }
 
 int wq_num_requeues(wq *q, const char *key)
@@ -418,7 +520,7 @@ int wq_num_requeues(wq *q, const char *key)
     pthread_mutex_lock(&q->mu);
     wq_entry *e = inf_map_get(&q->entries, key);
     int n = e != NULL ? (e->failures > INT32_MAX ? INT32_MAX : (int)e->failures) : 0;
-    pthread_mutex_unlock(&q->mu);
+    wq_unlock(q);
     return n;
 }
 
@@ -429,22 +531,15 @@ int wq_get(wq *q, const char **key_out)
     double now;
     for (;;) {
         if (q->shutdown) {
-            pthread_mutex_unlock(&q->mu);
+            wq_unlock(q);
             return KC_ERR_STOPPED;
         }
-        now = inf_clock_monotonic();
+        now = pv_clock_monotonic();
         promote_due(q, now);
         if (q->ring_len > 0)
             break;
         if (q->heap_len > 0) {
-            double dl = q->heap[0]->deadline;
-            struct timespec ts;
-            ts.tv_sec = (time_t)dl;
-            ts.tv_nsec = (long)((dl - (double)ts.tv_sec) * 1e9);
-            if (ts.tv_nsec >= 1000000000L)
-                ts.tv_nsec = 999999999L;
-            if (ts.tv_nsec < 0)
-                ts.tv_nsec = 0;
+            struct timespec ts = pv_clock_timespec(q->heap[0]->deadline);
             pthread_cond_timedwait(&q->cond, &q->mu, &ts);
         } else {
             pthread_cond_wait(&q->cond, &q->mu);
@@ -460,7 +555,7 @@ int wq_get(wq *q, const char **key_out)
     *key_out = e->key;
     wq_observe_fn observe = q->observe;
     void *user = q->observe_user;
-    pthread_mutex_unlock(&q->mu);
+    wq_unlock(q);
     if (observe)
         observe(WQ_METRIC_QUEUE_DURATION, waited > 0 ? waited : 0, user);
     return KC_OK;
@@ -473,10 +568,11 @@ void wq_done(wq *q, const char *key)
     pthread_mutex_lock(&q->mu);
     wq_entry *e = inf_map_get(&q->entries, key);
     if (e == NULL || !e->processing) {
-        pthread_mutex_unlock(&q->mu);
+        wq_unlock(q);
         return;
     }
-    double worked = inf_clock_monotonic() - e->started_at;
+    PV_ASSERT(q->n_processing > 0);
+    double worked = pv_clock_monotonic() - e->started_at;
     e->processing = false;
     q->n_processing--;
     if (e->dirty) {
@@ -493,7 +589,7 @@ void wq_done(wq *q, const char *key)
         pthread_cond_broadcast(&q->drained);
     wq_observe_fn observe = q->observe;
     void *user = q->observe_user;
-    pthread_mutex_unlock(&q->mu);
+    wq_unlock(q);
     if (observe)
         observe(WQ_METRIC_WORK_DURATION, worked > 0 ? worked : 0, user);
 }
@@ -502,9 +598,9 @@ size_t wq_len(wq *q)
 {
     pthread_mutex_lock(&q->mu);
     if (!q->shutdown)
-        promote_due(q, inf_clock_monotonic());
+        promote_due(q, pv_clock_monotonic());
     size_t n = q->ring_len;
-    pthread_mutex_unlock(&q->mu);
+    wq_unlock(q);
     return n;
 }
 
@@ -512,7 +608,7 @@ void wq_stats_get(wq *q, wq_stats *out)
 {
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&q->mu);
-    double now = inf_clock_monotonic();
+    double now = pv_clock_monotonic();
     if (!q->shutdown)
         promote_due(q, now);
     out->depth = q->n_dirty;
@@ -533,7 +629,7 @@ void wq_stats_get(wq *q, wq_stats *out)
                 out->longest_running_processor_seconds = held;
         }
     }
-    pthread_mutex_unlock(&q->mu);
+    wq_unlock(q);
 }
 
 void wq_shutdown(wq *q)
@@ -556,7 +652,7 @@ void wq_shutdown(wq *q)
         if (q->n_processing == 0)
             pthread_cond_broadcast(&q->drained);
     }
-    pthread_mutex_unlock(&q->mu);
+    wq_unlock(q);
 }
 
 void wq_shutdown_drain(wq *q)
@@ -567,13 +663,13 @@ void wq_shutdown_drain(wq *q)
     pthread_mutex_lock(&q->mu);
     while (q->n_processing > 0)
         pthread_cond_wait(&q->drained, &q->mu);
-    pthread_mutex_unlock(&q->mu);
+    wq_unlock(q);
 }
 
 bool wq_shutting_down(wq *q)
 {
     pthread_mutex_lock(&q->mu);
     bool s = q->shutdown;
-    pthread_mutex_unlock(&q->mu);
+    wq_unlock(q);
     return s;
 }

@@ -133,4 +133,12 @@ void wq_shutdown_drain(wq *q);
 /* True once wq_shutdown or wq_shutdown_drain was called. */
 bool wq_shutting_down(wq *q);
 
+/*
+ * Check the queue's invariants (wq.c's top comment) under its lock: NULL
+ * when they all hold, else a static text naming the first that does not.
+ * Debug and sanitizer builds run the same check inside every call; this is
+ * for tests, in any build. Any thread.
+ */
+const char *wq_check(wq *q);
+
 #endif

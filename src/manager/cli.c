@@ -29,6 +29,8 @@
 #include "kc_config.h"
 #include "kc_discovery.h"
 #include "kc_error.h"
+#include "pv_clock.h"
+#include "pv_json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -410,16 +412,6 @@ static const char *string_member(json_object *obj, const char *key)
     return (s && *s) ? s : NULL;
 }
 
-static int add_string(json_object *obj, const char *key, const char *value)
-{
-    json_object *v = json_object_new_string(value);
-    if (!v || json_object_object_add(obj, key, v) != 0) {
-        json_object_put(v);
-        return -1;
-    }
-    return 0;
-}
-
 int cli_with_type_meta(json_object *item, const char *api_version, const char *kind,
                        json_object **out, kc_error *err)
 {
@@ -438,8 +430,8 @@ int cli_with_type_meta(json_object *item, const char *api_version, const char *k
     json_object *obj = json_object_new_object();
     if (!obj)
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
-    if ((api_version && add_string(obj, "apiVersion", api_version) != 0) ||
-        (kind && add_string(obj, "kind", kind) != 0))
+    if ((api_version && !pv_json_add_str(obj, "apiVersion", api_version)) ||
+        (kind && !pv_json_add_str(obj, "kind", kind)))
         goto nomem;
     json_object_object_foreach(item, key, val)
     {
@@ -505,7 +497,7 @@ int cli_print_list(FILE *f, json_object *list, const char *fallback_api_version,
 int cli_print_event(FILE *f, kc_event_type type, json_object *object, kc_error *err)
 {
     json_object *ev = json_object_new_object();
-    if (!ev || add_string(ev, "type", kc_event_type_name(type)) != 0)
+    if (!ev || !pv_json_add_str(ev, "type", kc_event_type_name(type)))
         goto nomem;
     /* A shared reference: the caller keeps its own. */
     if (json_object_object_add(ev, "object", object ? json_object_get(object) : NULL) != 0) {
@@ -535,13 +527,6 @@ void cli_print_error(FILE *f, const kc_error *err)
     else
         fprintf(f, "error: %s\n", message);
     fflush(f);
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* ---- SIGINT/SIGTERM -> kc_watch_stop -------------------------------------- */
@@ -638,8 +623,8 @@ static bool relay_stop(signal_relay *r)
 /* Sleep for seconds, or less when a signal has come (the next watch run then stops). */
 static void relay_pause(signal_relay *r, double seconds)
 {
-    double until = now_seconds() + seconds;
-    while (!atomic_load(&r->signalled) && now_seconds() < until) {
+    double until = pv_clock_monotonic() + seconds;
+    while (!atomic_load(&r->signalled) && pv_clock_monotonic() < until) {
         struct timespec slice = {0, 50 * 1000 * 1000};
         nanosleep(&slice, NULL);
     }
@@ -713,7 +698,7 @@ static int run_watch(kc_client *client, const cli_args *a, const kc_discovery_re
     double delay = 0;
     while (rc == KC_OK) {
         unsigned long before = st.events;
-        double started = now_seconds();
+        double started = pv_clock_monotonic();
         opts.resource_version = resume_rv;
         rc = kc_watch_run(w, &ref, &opts, on_event, &st, err);
         if (a->timeout_seconds > 0 || (rc != KC_OK && !kc_status_is_retryable(rc)))
@@ -731,7 +716,7 @@ static int run_watch(kc_client *client, const cli_args *a, const kc_discovery_re
          * resourceVersion. Never spin on a server that ends at once; back
          * off on repeated failures.
          */
-        bool progressed = st.events != before || now_seconds() - started >= 10.0;
+        bool progressed = st.events != before || pv_clock_monotonic() - started >= 10.0;
         if (rc == KC_OK) {
             delay = progressed ? 0 : 1;
         } else {

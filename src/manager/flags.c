@@ -31,6 +31,7 @@ typedef enum flag_kind {
 
 typedef struct flag_def {
     const char *name;
+    unsigned modes; /* flags_mode bits */
     flag_kind kind;
     size_t off;
     const char *def; /* default as text; NULL: none */
@@ -38,57 +39,56 @@ typedef struct flag_def {
 } flag_def;
 
 #define OFF(f) offsetof(flags_options, f)
+#define OPER FLAGS_OPERATOR
+#define AGENT FLAGS_AGENT
+#define BOTH (FLAGS_OPERATOR | FLAGS_AGENT)
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
 static const flag_def g_flags[] = {
-    {"kubeconfig", FK_OPTIONAL, OFF(kubeconfig), NULL,
+    {"kubeconfig", BOTH, FK_OPTIONAL, OFF(kubeconfig), NULL,
      "Paths to a kubeconfig. Only required if out-of-cluster."},
-    {"context", FK_OPTIONAL, OFF(context), NULL,
+    {"context", BOTH, FK_OPTIONAL, OFF(context), NULL,
      "The kubeconfig context to use (default: its current-context)."},
-    {"namespace", FK_OPTIONAL, OFF(watch_namespace), NULL,
+    {"namespace", OPER, FK_OPTIONAL, OFF(watch_namespace), NULL,
      "Only watch and reconcile objects in this namespace (default: all namespaces)."},
-    {"metrics-bind-address", FK_STRING, OFF(metrics_bind_address),
+    {"metrics-bind-address", BOTH, FK_STRING, OFF(metrics_bind_address),
      FLAGS_DEFAULT_METRICS_BIND_ADDRESS,
      "The address the metric endpoint binds to. Use \"0\" to disable it."},
-    {"health-probe-bind-address", FK_STRING, OFF(health_probe_bind_address),
+    {"health-probe-bind-address", BOTH, FK_STRING, OFF(health_probe_bind_address),
      FLAGS_DEFAULT_HEALTH_PROBE_BIND_ADDRESS,
      "The address the probe endpoint binds to. Use \"0\" to disable it."},
-    {"leader-elect", FK_BOOL, OFF(leader_elect), "false",
+    {"leader-elect", OPER, FK_BOOL, OFF(leader_elect), "false",
      "Enable leader election for controller manager. Enabling this will ensure there is only "
      "one active controller manager."},
-    {"leader-election-id", FK_STRING, OFF(leader_election_id), FLAGS_DEFAULT_LEADER_ELECTION_ID,
-     "Name of the Lease object used for leader election."},
-    {"leader-election-namespace", FK_OPTIONAL, OFF(leader_election_namespace), NULL,
+    {"leader-election-id", OPER, FK_STRING, OFF(leader_election_id),
+     FLAGS_DEFAULT_LEADER_ELECTION_ID, "Name of the Lease object used for leader election."},
+    {"leader-election-namespace", OPER, FK_OPTIONAL, OFF(leader_election_namespace), NULL,
      "Namespace of the leader election Lease (default: the pod's namespace, else \"default\")."},
-    {"leader-elect-lease-duration", FK_DURATION, OFF(lease_duration_ns),
+    {"leader-elect-lease-duration", OPER, FK_DURATION, OFF(lease_duration_ns),
      FLAGS_DEFAULT_LEASE_DURATION,
      "How long non-leaders wait after the last observed renewal before trying to take the "
      "lease."},
-    {"leader-elect-renew-deadline", FK_DURATION, OFF(renew_deadline_ns),
+    {"leader-elect-renew-deadline", OPER, FK_DURATION, OFF(renew_deadline_ns),
      FLAGS_DEFAULT_RENEW_DEADLINE,
      "How long the leader keeps trying to renew before it gives up leadership."},
-    {"leader-elect-retry-period", FK_DURATION, OFF(retry_period_ns), FLAGS_DEFAULT_RETRY_PERIOD,
+    {"leader-elect-retry-period", OPER, FK_DURATION, OFF(retry_period_ns),
+     FLAGS_DEFAULT_RETRY_PERIOD,
      "How long clients wait between attempts to acquire or renew the lease."},
-    {"max-concurrent-reconciles", FK_INT, OFF(max_concurrent_reconciles),
+    {"max-concurrent-reconciles", BOTH, FK_INT, OFF(max_concurrent_reconciles),
      STR(FLAGS_DEFAULT_MAX_CONCURRENT_RECONCILES),
      "Maximum number of concurrent reconciles per controller."},
-    {"zap-log-level", FK_LEVEL, OFF(zap_log_level), FLAGS_DEFAULT_LOG_LEVEL,
+    {"zap-log-level", BOTH, FK_LEVEL, OFF(zap_log_level), FLAGS_DEFAULT_LOG_LEVEL,
      "Log threshold: 'debug', 'info', 'error', 'panic' or an integer >= 0 (1 and more is "
      "debug)."},
-    {"version", FK_BOOL, OFF(version), "false", "Print the version and exit."},
+    {"node-name", AGENT, FK_OPTIONAL, OFF(node_name), NULL,
+     "The name of the Node this agent runs on (required; in a pod: spec.nodeName)."},
+    {"host-root", AGENT, FK_STRING, OFF(host_root), FLAGS_DEFAULT_HOST_ROOT,
+     "Where the node's root filesystem is seen: every node path is prefixed with it."},
+    {"version", BOTH, FK_BOOL, OFF(version), "false", "Print the version and exit."},
 };
 
 #define NFLAGS (sizeof g_flags / sizeof g_flags[0])
-
-static char *xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
-}
 
 /* A malloc'd printf result, or NULL when out of memory. */
 __attribute__((format(printf, 1, 2))) static char *xasprintf(const char *fmt, ...)
@@ -247,7 +247,7 @@ static int set_value(flags_options *o, const flag_def *d, const char *value)
                 return KC_ERR_INVALID_ARG;
             o->log_level = lvl;
         }
-        char *copy = xstrdup(value);
+        char *copy = strdup(value);
         if (!copy)
             return KC_ERR_NOMEM;
         char **slot = (char **)(base + d->off);
@@ -272,10 +272,11 @@ static int set_value(flags_options *o, const flag_def *d, const char *value)
     return KC_ERR_INVALID_ARG;
 }
 
-static const flag_def *find_flag(const char *name, size_t len)
+static const flag_def *find_flag(flags_mode mode, const char *name, size_t len)
 {
     for (size_t i = 0; i < NFLAGS; i++)
-        if (strlen(g_flags[i].name) == len && memcmp(g_flags[i].name, name, len) == 0)
+        if ((g_flags[i].modes & mode) && strlen(g_flags[i].name) == len &&
+            memcmp(g_flags[i].name, name, len) == 0)
             return &g_flags[i];
     return NULL;
 }
@@ -291,6 +292,8 @@ void flags_free(flags_options *o)
     free(o->leader_election_namespace);
     free(o->metrics_bind_address);
     free(o->health_probe_bind_address);
+    free(o->node_name);
+    free(o->host_root);
     free(o->zap_log_level);
     memset(o, 0, sizeof *o);
 }
@@ -308,7 +311,42 @@ static int fail(flags_options *o, char **errmsg, int rc, char *msg)
     return rc;
 }
 
+/* A DNS-1123 subdomain (what a Node's name is): [a-z0-9]([-a-z0-9]*[a-z0-9])? labels, dots. */
+static bool dns_subdomain(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+        bool edge = i == 0 || i == n - 1 || s[i - 1] == '.' || s[i + 1] == '.';
+        if (!alnum && !((ch == '-' || ch == '.') && !edge))
+            return false;
+    }
+    return true;
+}
+
+/* The agent's own rules; a message (malloc'd) or NULL when they hold. */
+static const char *agent_check(const flags_options *o)
+{
+    if (o->node_name == NULL || o->node_name[0] == '\0')
+        return "flag --node-name is required: the name of the Node the agent runs on";
+    if (!dns_subdomain(o->node_name))
+        return "invalid value for flag --node-name: want a node name (lower case letters, "
+               "digits, '-' and '.')";
+    if (o->host_root[0] != '/')
+        return "invalid value for flag --host-root: want an absolute path";
+    return NULL;
+}
+
 int flags_parse(int argc, char *const argv[], flags_options *out, char **errmsg)
+{
+    return flags_parse_mode(FLAGS_OPERATOR, argc, argv, out, errmsg);
+}
+
+int flags_parse_mode(flags_mode mode, int argc, char *const argv[], flags_options *out,
+                     char **errmsg)
 {
     if (errmsg)
         *errmsg = NULL;
@@ -316,7 +354,7 @@ int flags_parse(int argc, char *const argv[], flags_options *out, char **errmsg)
         return KC_ERR_INVALID_ARG;
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < NFLAGS; i++) {
-        if (!g_flags[i].def)
+        if (!g_flags[i].def || !(g_flags[i].modes & mode))
             continue;
         int rc = set_value(out, &g_flags[i], g_flags[i].def);
         if (rc)
@@ -344,7 +382,7 @@ int flags_parse(int argc, char *const argv[], flags_options *out, char **errmsg)
             out->help = true;
             continue;
         }
-        const flag_def *d = find_flag(name, nlen);
+        const flag_def *d = find_flag(mode, name, nlen);
         if (!d)
             return fail(out, errmsg, KC_ERR_INVALID_ARG,
                         xasprintf("unknown flag: --%.*s", (int)nlen, name));
@@ -397,16 +435,28 @@ int flags_parse(int argc, char *const argv[], flags_options *out, char **errmsg)
             bad = "--leader-elect-renew-deadline must be greater than "
                   "1.2 x --leader-elect-retry-period";
         if (bad)
-            return fail(out, errmsg, KC_ERR_INVALID_ARG, xstrdup(bad));
+            return fail(out, errmsg, KC_ERR_INVALID_ARG, strdup(bad));
+    }
+    if (mode == FLAGS_AGENT && !out->help && !out->version) {
+        const char *bad = agent_check(out);
+        if (bad)
+            return fail(out, errmsg, KC_ERR_INVALID_ARG, strdup(bad));
     }
     return 0;
 }
 
 void flags_usage(FILE *f, const char *prog)
 {
+    flags_usage_mode(f, prog, FLAGS_OPERATOR);
+}
+
+void flags_usage_mode(FILE *f, const char *prog, flags_mode mode)
+{
     fprintf(f, "Usage of %s:\n", prog ? prog : "provisio");
     for (size_t i = 0; i < NFLAGS; i++) {
         const flag_def *d = &g_flags[i];
+        if (!(d->modes & mode))
+            continue;
         const char *type = "";
         switch (d->kind) {
         case FK_STRING:

@@ -24,6 +24,14 @@
  * ID "provisio.provisio.dev" (kubebuilder scaffolds "<something>.<domain>";
  * ours is the project name under the API group provisio.dev).
  *
+ * Two modes share the table: the operator (`provisio [flags]`) and the node
+ * agent (`provisio agent --node-name NODE [--host-root DIR] [flags]`, API.md
+ * "The node agent"). The agent takes the operator's client, metrics, probe
+ * and log flags, none of leader election or workers (it runs no election),
+ * and two of its own: --node-name (required, a DNS-1123 subdomain as node
+ * names are) and --host-root (an absolute path, default "/"), which prefixes
+ * every node path. A flag of the other mode is an unknown flag.
+ *
  * Threading: plain functions on caller-owned data; call from main.
  */
 #ifndef PROVISIO_FLAGS_H
@@ -47,6 +55,13 @@
  * key is still never reconciled by two workers at once. */
 #define FLAGS_DEFAULT_MAX_CONCURRENT_RECONCILES 8
 #define FLAGS_DEFAULT_LOG_LEVEL "info"
+#define FLAGS_DEFAULT_HOST_ROOT "/"
+
+/* Which command line: a bit each, so a flag can belong to both. */
+typedef enum flags_mode {
+    FLAGS_OPERATOR = 1, /* provisio [flags] */
+    FLAGS_AGENT = 2,    /* provisio agent [flags] */
+} flags_mode;
 
 #define FLAGS_NS_PER_SECOND INT64_C(1000000000)
 
@@ -72,6 +87,9 @@ typedef struct flags_options {
 
     int max_concurrent_reconciles; /* >= 1 */
 
+    char *node_name; /* agent: --node-name (required); NULL in the operator */
+    char *host_root; /* agent: --host-root (default "/"); NULL in the operator */
+
     char *zap_log_level;  /* as given (default "info") */
     plog_level log_level; /* parsed from zap_log_level */
 
@@ -92,11 +110,23 @@ typedef struct flags_options {
  */
 int flags_parse(int argc, char *const argv[], flags_options *out, char **errmsg);
 
+/*
+ * flags_parse for either mode: only the flags of `mode` are known, and only
+ * their defaults are applied. argv[0] is skipped as always (for the agent,
+ * the caller passes argv from "agent" on). The agent's checks (--node-name
+ * given and a DNS-1123 subdomain, --host-root absolute) fail like a bad value.
+ */
+int flags_parse_mode(flags_mode mode, int argc, char *const argv[], flags_options *out,
+                     char **errmsg);
+
 /* Free the strings of o and zero it. NULL is a no-op. */
 void flags_free(flags_options *o);
 
 /* Print the usage text with every flag, its default and help to f. */
 void flags_usage(FILE *f, const char *prog);
+
+/* flags_usage for either mode: the flags of `mode` only. */
+void flags_usage_mode(FILE *f, const char *prog, flags_mode mode);
 
 /*
  * Go's time.ParseDuration: an optional sign, then one or more decimal

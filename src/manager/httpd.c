@@ -27,7 +27,7 @@
 #include "httpd.h"
 
 #include "kc_error.h"
-#include "kc_strbuf.h"
+#include "pv_strbuf.h"
 #include "log.h"
 
 #include <libwebsockets.h>
@@ -73,15 +73,6 @@ typedef struct session {
     char *body;
     size_t len, off;
 } session;
-
-static char *xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
-}
 
 /* ---- lws logging --------------------------------------------------------- */
 
@@ -131,7 +122,7 @@ static int add_check(httpd_server *s, check_list *l, const char *name, httpd_che
         l->v = nv;
         l->cap = cap;
     }
-    char *copy = xstrdup(name);
+    char *copy = strdup(name);
     if (!copy) {
         rc = KC_ERR_NOMEM;
         goto out;
@@ -168,7 +159,7 @@ typedef struct response {
     unsigned int status;
     const char *content_type;
     bool nosniff;
-    kc_strbuf body;
+    pv_strbuf body;
 } response;
 
 /* The query of the request: "verbose" present, "exclude" values. */
@@ -215,7 +206,7 @@ static void query_read(struct lws *wsi, query *q)
             bool *nu = realloc(q->exclude_used, (q->nexclude + 1) * sizeof *nu);
             if (nu)
                 q->exclude_used = nu;
-            char *v = xstrdup(eq + 1);
+            char *v = strdup(eq + 1);
             if (!ne || !nu || !v) {
                 free(v);
                 free(arg);
@@ -238,11 +229,11 @@ static int cmp_str(const void *a, const void *b)
 /* The aggregated /healthz or /readyz answer (controller-runtime's format). */
 static void serve_aggregate(httpd_server *s, check_list *l, const query *q, response *r)
 {
-    kc_strbuf verbose = {0};
+    pv_strbuf verbose = {0};
     bool failed = false;
     pthread_mutex_lock(&s->mu);
     if (l->n == 0)
-        kc_strbuf_add(&verbose, "[+]ping ok\n");
+        pv_strbuf_add(&verbose, "[+]ping ok\n");
     for (size_t i = 0; i < l->n; i++) {
         const check *c = &l->v[i];
         bool excluded = false;
@@ -252,11 +243,11 @@ static void serve_aggregate(httpd_server *s, check_list *l, const query *q, resp
                 excluded = true;
             }
         }
-        kc_strbuf_add(&verbose, "[");
+        pv_strbuf_add(&verbose, "[");
         if (excluded) {
-            kc_strbuf_add(&verbose, "+]");
-            kc_strbuf_add(&verbose, c->name);
-            kc_strbuf_add(&verbose, " excluded: ok\n");
+            pv_strbuf_add(&verbose, "+]");
+            pv_strbuf_add(&verbose, c->name);
+            pv_strbuf_add(&verbose, " excluded: ok\n");
             continue;
         }
         char *why = NULL;
@@ -267,9 +258,9 @@ static void serve_aggregate(httpd_server *s, check_list *l, const query *q, resp
             failed = true;
         }
         free(why);
-        kc_strbuf_add(&verbose, rc ? "-]" : "+]");
-        kc_strbuf_add(&verbose, c->name);
-        kc_strbuf_add(&verbose, rc ? " failed: reason withheld\n" : " ok\n");
+        pv_strbuf_add(&verbose, rc ? "-]" : "+]");
+        pv_strbuf_add(&verbose, c->name);
+        pv_strbuf_add(&verbose, rc ? " failed: reason withheld\n" : " ok\n");
     }
     pthread_mutex_unlock(&s->mu);
 
@@ -285,30 +276,30 @@ static void serve_aggregate(httpd_server *s, check_list *l, const query *q, resp
     }
     if (nunknown) {
         qsort(unknown, nunknown, sizeof *unknown, cmp_str);
-        kc_strbuf_add(&verbose, "warn: some health checks cannot be excluded: no matches for ");
+        pv_strbuf_add(&verbose, "warn: some health checks cannot be excluded: no matches for ");
         for (size_t k = 0; k < nunknown; k++) {
             if (k)
-                kc_strbuf_add(&verbose, ",");
-            kc_strbuf_add(&verbose, "\"");
-            kc_strbuf_add(&verbose, unknown[k]);
-            kc_strbuf_add(&verbose, "\"");
+                pv_strbuf_add(&verbose, ",");
+            pv_strbuf_add(&verbose, "\"");
+            pv_strbuf_add(&verbose, unknown[k]);
+            pv_strbuf_add(&verbose, "\"");
         }
-        kc_strbuf_add(&verbose, "\n");
+        pv_strbuf_add(&verbose, "\n");
     }
     free(unknown);
 
     r->status = failed ? 500 : 200;
     r->nosniff = true;
     if (!failed && !q->verbose) {
-        kc_strbuf_add(&r->body, "ok");
+        pv_strbuf_add(&r->body, "ok");
     } else {
         if (verbose.p)
-            kc_strbuf_add(&r->body, verbose.p);
-        kc_strbuf_add(&r->body, failed ? "healthz check failed\n" : "healthz check passed\n");
+            pv_strbuf_add(&r->body, verbose.p);
+        pv_strbuf_add(&r->body, failed ? "healthz check failed\n" : "healthz check passed\n");
     }
     if (verbose.oom)
         r->body.oom = true;
-    kc_strbuf_free(&verbose);
+    pv_strbuf_free(&verbose);
 }
 
 /* /healthz/<name>: one check, with its reason. */
@@ -331,15 +322,15 @@ static void serve_single(httpd_server *s, check_list *l, const char *name, respo
     r->nosniff = true;
     if (!found) {
         r->status = 404;
-        kc_strbuf_add(&r->body, "404 page not found\n");
+        pv_strbuf_add(&r->body, "404 page not found\n");
     } else if (rc) {
         r->status = 500;
-        kc_strbuf_add(&r->body, "internal server error: ");
-        kc_strbuf_add(&r->body, why ? why : "check failed");
-        kc_strbuf_add(&r->body, "\n");
+        pv_strbuf_add(&r->body, "internal server error: ");
+        pv_strbuf_add(&r->body, why ? why : "check failed");
+        pv_strbuf_add(&r->body, "\n");
     } else {
         r->status = 200;
-        kc_strbuf_add(&r->body, "ok");
+        pv_strbuf_add(&r->body, "ok");
     }
     free(why);
 }
@@ -389,7 +380,7 @@ static void route(httpd_server *s, struct lws *wsi, const char *path, response *
     }
     r->status = 404;
     r->nosniff = true;
-    kc_strbuf_add(&r->body, "404 page not found\n");
+    pv_strbuf_add(&r->body, "404 page not found\n");
 }
 
 /* ---- lws glue ------------------------------------------------------------ */
@@ -432,21 +423,21 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         response r = {0};
         route(s, wsi, in ? (const char *)in : "/", &r);
         if (r.body.oom) {
-            kc_strbuf_free(&r.body);
+            pv_strbuf_free(&r.body);
             r = (response){.status = 500, .content_type = "text/plain; charset=utf-8"};
-            kc_strbuf_add(&r.body, "out of memory\n");
+            pv_strbuf_add(&r.body, "out of memory\n");
             if (r.body.oom)
                 return -1;
         }
         if (write_headers(wsi, &r, r.body.len)) {
-            kc_strbuf_free(&r.body);
+            pv_strbuf_free(&r.body);
             return -1;
         }
         if (method == LWSHUMETH_HEAD || r.body.len == 0) {
-            kc_strbuf_free(&r.body);
+            pv_strbuf_free(&r.body);
             return lws_http_transaction_completed(wsi) ? -1 : 0;
         }
-        ss->body = kc_strbuf_take(&r.body, &ss->len); /* not oom, so never NULL */
+        ss->body = pv_strbuf_take(&r.body, &ss->len); /* not oom, so never NULL */
         ss->off = 0;
         lws_callback_on_writable(wsi);
         return 0;
@@ -566,7 +557,7 @@ static int resolve_host(const char *host, char **numeric, bool *is_v4)
     freeaddrinfo(res);
     if (!ok)
         return KC_ERR_INVALID_ARG;
-    *numeric = xstrdup(tmp);
+    *numeric = strdup(tmp);
     return *numeric ? 0 : KC_ERR_NOMEM;
 }
 

@@ -42,8 +42,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "pv_clock.h"
 #include "log.h"
+#include "pv_json.h"
 
 #define LOGGER "leaderelection"
 
@@ -379,13 +380,7 @@ int le_record_from_lease(json_object *lease, le_record *out)
 /* Add val under key; val NULL is an allocation failure. Consumes val. */
 static int add_field(json_object *obj, const char *key, json_object *val)
 {
-    if (!val)
-        return KC_ERR_NOMEM;
-    if (json_object_object_add(obj, key, val) != 0) {
-        json_object_put(val);
-        return KC_ERR_NOMEM;
-    }
-    return KC_OK;
+    return pv_json_add(obj, key, val) ? KC_OK : KC_ERR_NOMEM;
 }
 
 static int add_time(json_object *obj, const char *key, int64_t us)
@@ -513,11 +508,6 @@ struct le_elector {
     char *reported; /* last identity passed to on_new_leader */
     uint64_t rng;
 };
-
-static double mono_now(void)
-{
-    return inf_clock_monotonic();
-}
 
 static int64_t wall_now_us(void)
 {
@@ -755,7 +745,7 @@ static int write_record(le_elector *e, const le_record *rec, double now, kc_erro
  */
 static int try_acquire_or_renew(le_elector *e, double deadline, kc_error *err)
 {
-    double now = mono_now();
+    double now = pv_clock_monotonic();
     int64_t wall = wall_now_us();
     long duration = (long)e->lease_duration;
     kc_ref ref = lease_ref(e);
@@ -800,7 +790,7 @@ static int try_acquire_or_renew(le_elector *e, double deadline, kc_error *err)
     if (!le_can_acquire(&e->obs, e->identity, now))
         return TRY_HELD;
 
-    if (deadline > 0 && mono_now() >= deadline)
+    if (deadline > 0 && pv_clock_monotonic() >= deadline)
         return kc_error_set(err, KC_ERR_TIMEOUT, "the renew deadline passed before the update");
     if (le_next_record(&e->obs.record, e->identity, duration, wall, &next) != KC_OK)
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
@@ -818,7 +808,7 @@ static int release_lease(le_elector *e, kc_error *err)
     le_record rel;
     if (le_release_record(&e->obs.record, wall_now_us(), &rel) != KC_OK)
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
-    int rc = write_record(e, &rel, mono_now(), err);
+    int rc = write_record(e, &rel, pv_clock_monotonic(), err);
     le_record_clear(&rel);
     if (rc == KC_OK)
         log_write(PLOG_INFO, LOGGER, "released lease", "lease", e->desc, NULL);
@@ -867,26 +857,12 @@ static void *helper_main(void *arg)
 
 /* ---- the loop (run thread) ----------------------------------------------------------- */
 
-static struct timespec to_timespec(double t)
-{
-    struct timespec ts;
-    if (t < 0)
-        t = 0;
-    ts.tv_sec = (time_t)t;
-    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /* Wait until monotonic time t or le_stop; true when stopped. */
 static bool wait_stop_until(le_elector *e, double t)
 {
-    struct timespec ts = to_timespec(t);
+    struct timespec ts = pv_clock_timespec(t);
     pthread_mutex_lock(&e->mu);
-    while (!e->stop && mono_now() < t)
+    while (!e->stop && pv_clock_monotonic() < t)
         pthread_cond_timedwait(&e->cv, &e->mu, &ts);
     bool stopped = e->stop;
     pthread_mutex_unlock(&e->mu);
@@ -940,14 +916,14 @@ static int run_job(le_elector *e, enum job job, double deadline, bool *missed)
     pthread_cond_signal(&e->io_cv);
     while (!e->job_done) {
         if (missed && !*missed) {
-            if (deadline > 0 && mono_now() >= deadline) {
+            if (deadline > 0 && pv_clock_monotonic() >= deadline) {
                 pthread_mutex_unlock(&e->mu);
                 step_down(e, "renew deadline passed with a request in flight");
                 pthread_mutex_lock(&e->mu);
                 *missed = true;
                 continue;
             }
-            struct timespec ts = to_timespec(deadline);
+            struct timespec ts = pv_clock_timespec(deadline);
             pthread_cond_timedwait(&e->cv, &e->mu, &ts);
         } else {
             pthread_cond_wait(&e->cv, &e->mu);
@@ -993,10 +969,10 @@ static int lead(le_elector *e, double last_renew)
 {
     for (;;) {
         double deadline = last_renew + e->renew_deadline;
-        double next = mono_now() + e->retry_period;
+        double next = pv_clock_monotonic() + e->retry_period;
         if (wait_stop_until(e, next < deadline ? next : deadline))
             return LE_STOPPED;
-        double start = mono_now();
+        double start = pv_clock_monotonic();
         if (le_renew_deadline_passed(last_renew, start, e->renew_deadline)) {
             step_down(e, "failed to renew the lease within the renew deadline");
             return LE_LOST;
@@ -1014,7 +990,7 @@ static int lead(le_elector *e, double last_renew)
             step_down(e, "the lease is held by another");
             return LE_LOST;
         }
-        if (le_renew_deadline_passed(last_renew, mono_now(), e->renew_deadline)) {
+        if (le_renew_deadline_passed(last_renew, pv_clock_monotonic(), e->renew_deadline)) {
             step_down(e, "failed to renew the lease within the renew deadline");
             return LE_LOST;
         }
@@ -1075,7 +1051,7 @@ int le_run(le_elector *e)
 
     int result = LE_STOPPED;
     while (!stop_requested(e)) {
-        double start = mono_now();
+        double start = pv_clock_monotonic();
         /* Acquiring counts as the first renewal: the same deadline applies. */
         int rc = run_job(e, JOB_TRY, start + e->renew_deadline, NULL);
         after_try(e);
@@ -1092,7 +1068,7 @@ int le_run(le_elector *e)
             log_write(PLOG_INFO, LOGGER, "attempting to acquire leader lease", "lease", e->desc,
                       NULL);
         }
-        wait_stop_until(e, candidate_next_try(e, mono_now()));
+        wait_stop_until(e, candidate_next_try(e, pv_clock_monotonic()));
     }
 
     if (atomic_load(&e->leading))

@@ -2,7 +2,7 @@
  * log - structured JSON lines (see log.h for the format and the API).
  *
  * How it works: log_write formats the whole line (fields, escaping, the
- * trailing newline) into a kc_strbuf owned by the call, then takes one
+ * trailing newline) into a pv_strbuf owned by the call, then takes one
  * process-wide mutex only to hand the finished bytes to the output: write(2)
  * on fd 2 by default, or fwrite+fflush on the FILE* a test installed. Holding
  * the mutex across the whole write (including partial-write retries) is what
@@ -20,7 +20,7 @@
 #include "log.h"
 
 #include "kc_error.h"
-#include "kc_strbuf.h"
+#include "pv_strbuf.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -43,9 +43,9 @@ static FILE *g_out; /* NULL: fd 2. Guarded by g_out_mu. */
  */
 #define LOG_LINE_START 256
 
-static void lb_putc(kc_strbuf *b, char c)
+static void lb_putc(pv_strbuf *b, char c)
 {
-    kc_strbuf_addn(b, &c, 1);
+    pv_strbuf_addn(b, &c, 1);
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if invalid. */
@@ -84,7 +84,7 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
 }
 
 /* Append s as a quoted JSON string. */
-static void lb_json_str(kc_strbuf *b, const char *s)
+static void lb_json_str(pv_strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
@@ -97,38 +97,38 @@ static void lb_json_str(kc_strbuf *b, const char *s)
         while (run < n && p[run] >= 0x20 && p[run] < 0x7F && p[run] != '"' && p[run] != '\\')
             run++;
         if (run > i) {
-            kc_strbuf_addn(b, s + i, run - i);
+            pv_strbuf_addn(b, s + i, run - i);
             i = run;
             continue;
         }
         unsigned char c = p[i];
         switch (c) {
         case '"':
-            kc_strbuf_add(b, "\\\"");
+            pv_strbuf_add(b, "\\\"");
             i++;
             continue;
         case '\\':
-            kc_strbuf_add(b, "\\\\");
+            pv_strbuf_add(b, "\\\\");
             i++;
             continue;
         case '\n':
-            kc_strbuf_add(b, "\\n");
+            pv_strbuf_add(b, "\\n");
             i++;
             continue;
         case '\r':
-            kc_strbuf_add(b, "\\r");
+            pv_strbuf_add(b, "\\r");
             i++;
             continue;
         case '\t':
-            kc_strbuf_add(b, "\\t");
+            pv_strbuf_add(b, "\\t");
             i++;
             continue;
         case '\b':
-            kc_strbuf_add(b, "\\b");
+            pv_strbuf_add(b, "\\b");
             i++;
             continue;
         case '\f':
-            kc_strbuf_add(b, "\\f");
+            pv_strbuf_add(b, "\\f");
             i++;
             continue;
         default:
@@ -136,16 +136,16 @@ static void lb_json_str(kc_strbuf *b, const char *s)
         }
         if (c < 0x20 || c == 0x7F) {
             char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
-            kc_strbuf_addn(b, esc, sizeof esc);
+            pv_strbuf_addn(b, esc, sizeof esc);
             i++;
             continue;
         }
         size_t len = utf8_seq_len(p + i, n - i);
         if (len == 0) {
-            kc_strbuf_add(b, "\\ufffd");
+            pv_strbuf_add(b, "\\ufffd");
             i++;
         } else {
-            kc_strbuf_addn(b, s + i, len);
+            pv_strbuf_addn(b, s + i, len);
             i += len;
         }
     }
@@ -153,18 +153,18 @@ static void lb_json_str(kc_strbuf *b, const char *s)
 }
 
 /* Shortest %g form that reads back as the same double. */
-static void lb_json_double(kc_strbuf *b, double v)
+static void lb_json_double(pv_strbuf *b, double v)
 {
     if (v != v) {
-        kc_strbuf_add(b, "\"NaN\"");
+        pv_strbuf_add(b, "\"NaN\"");
         return;
     }
     if (v > 1.7976931348623157e308) {
-        kc_strbuf_add(b, "\"+Inf\"");
+        pv_strbuf_add(b, "\"+Inf\"");
         return;
     }
     if (v < -1.7976931348623157e308) {
-        kc_strbuf_add(b, "\"-Inf\"");
+        pv_strbuf_add(b, "\"-Inf\"");
         return;
     }
     char tmp[40];
@@ -173,10 +173,10 @@ static void lb_json_double(kc_strbuf *b, double v)
         if (strtod(tmp, NULL) == v)
             break;
     }
-    kc_strbuf_add(b, tmp);
+    pv_strbuf_add(b, tmp);
 }
 
-static void lb_timestamp(kc_strbuf *b)
+static void lb_timestamp(pv_strbuf *b)
 {
     struct timespec ts;
     struct tm tm;
@@ -186,7 +186,7 @@ static void lb_timestamp(kc_strbuf *b)
     size_t n = strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(tmp + n, sizeof tmp - n, ".%06ldZ", ts.tv_nsec / 1000);
     lb_putc(b, '"');
-    kc_strbuf_add(b, tmp);
+    pv_strbuf_add(b, tmp);
     lb_putc(b, '"');
 }
 
@@ -290,17 +290,17 @@ void log_write(plog_level level, const char *logger, const char *msg, ...)
     if (!log_enabled(level))
         return;
 
-    kc_strbuf b = {0};
-    (void)kc_strbuf_reserve(&b, LOG_LINE_START - 1); /* failure: b.oom, the notice below */
-    kc_strbuf_add(&b, "{\"level\":");
+    pv_strbuf b = {0};
+    (void)pv_strbuf_reserve(&b, LOG_LINE_START - 1); /* failure: b.oom, the notice below */
+    pv_strbuf_add(&b, "{\"level\":");
     lb_json_str(&b, log_level_name(level));
-    kc_strbuf_add(&b, ",\"ts\":");
+    pv_strbuf_add(&b, ",\"ts\":");
     lb_timestamp(&b);
     if (logger) {
-        kc_strbuf_add(&b, ",\"logger\":");
+        pv_strbuf_add(&b, ",\"logger\":");
         lb_json_str(&b, logger);
     }
-    kc_strbuf_add(&b, ",\"msg\":");
+    pv_strbuf_add(&b, ",\"msg\":");
     lb_json_str(&b, msg ? msg : "");
 
     va_list ap;
@@ -316,21 +316,21 @@ void log_write(plog_level level, const char *logger, const char *msg, ...)
         if (tag == PLOG_TAG_INT[0]) {
             char tmp[32];
             snprintf(tmp, sizeof tmp, "%lld", va_arg(ap, long long));
-            kc_strbuf_add(&b, tmp);
+            pv_strbuf_add(&b, tmp);
         } else if (tag == PLOG_TAG_DBL[0]) {
             lb_json_double(&b, va_arg(ap, double));
         } else if (tag == PLOG_TAG_BOOL[0]) {
-            kc_strbuf_add(&b, va_arg(ap, int) ? "true" : "false");
+            pv_strbuf_add(&b, va_arg(ap, int) ? "true" : "false");
         } else {
             const char *v = va_arg(ap, const char *);
             if (v)
                 lb_json_str(&b, v);
             else
-                kc_strbuf_add(&b, "null");
+                pv_strbuf_add(&b, "null");
         }
     }
     va_end(ap);
-    kc_strbuf_add(&b, "}\n");
+    pv_strbuf_add(&b, "}\n");
 
     if (b.oom) {
         static const char notice[] =
@@ -339,5 +339,5 @@ void log_write(plog_level level, const char *logger, const char *msg, ...)
     } else {
         emit(b.p, b.len);
     }
-    kc_strbuf_free(&b);
+    pv_strbuf_free(&b);
 }

@@ -2,6 +2,7 @@
  * provisio entry point: picks the mode from the first argument.
  *
  *   provisio get ... / provisio watch ...   the client tried by hand (cli.h)
+ *   provisio agent --node-name NODE ...     the node agent (manager.h)
  *   provisio version / provisio --version   prints "provisio <version>"
  *   anything else (no subcommand, flags)    the operator itself (run mode)
  *
@@ -103,7 +104,7 @@ int main(int argc, char **argv)
             return 0;
         }
     }
-    /* run mode: the operator (manager.h). */
+    /* run mode: the operator or the node agent (manager.h). */
     tune_malloc(argv);
     /*
      * glibc gives each thread that contends for malloc an arena of its own,
@@ -116,5 +117,7 @@ int main(int argc, char **argv)
      * MALLOC_ARENA_MAX environment variable still overrides it. */
     if (getenv("MALLOC_ARENA_MAX") == NULL)
         (void)mallopt(M_ARENA_MAX, 1);
+    if (argc > 1 && !strcmp(argv[1], "agent"))
+        return agent_main(argc - 1, argv + 1);
     return manager_main(argc, argv);
 }

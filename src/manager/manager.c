@@ -45,6 +45,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "rec_env.h"
+#include "pv_clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -59,6 +60,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,6 +77,14 @@ typedef struct mgr_domain {
  */
 static const mgr_domain mgr_domains[] = {
     {"ip", ip_setup},
+    {NULL, NULL},
+};
+
+/*
+ * The node agent's domains (`provisio agent`): the node-side halves of
+ * devices and volumes will set up here; none exists yet.
+ */
+static const mgr_domain mgr_agent_domains[] = {
     {NULL, NULL},
 };
 
@@ -112,6 +122,8 @@ typedef struct mgr_cleanup {
 } mgr_cleanup;
 
 typedef struct mgr {
+    flags_mode mode;  /* FLAGS_OPERATOR or FLAGS_AGENT */
+    const char *prog; /* for usage and messages: "provisio" or "provisio agent" */
     flags_options fl;
     kc_config *cfg;
     kc_client *client;    /* shared by reflectors and reconcilers */
@@ -149,13 +161,6 @@ typedef struct mgr {
 } mgr;
 
 /* ---- small helpers ---------------------------------------------------------- */
-
-static double mgr_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void mgr_wake(int fd)
 {
@@ -605,7 +610,7 @@ static void *mgr_watchdog_main(void *arg)
         if (phase >= 2)
             return NULL;
         double deadline = w->start + (phase == 0 ? MGR_WORKER_STOP_BOUND : MGR_SHUTDOWN_BOUND);
-        double left = deadline - mgr_now();
+        double left = deadline - pv_clock_monotonic();
         if (left <= 0) {
             if (phase == 0)
                 MGR_ERROR("reconciles still running after the shutdown bound; exiting without "
@@ -708,8 +713,11 @@ static int mgr_run_setups(mgr *m)
     m->env.add_controller = mgr_env_add_controller;
     m->env.add_cleanup = mgr_env_add_cleanup;
     m->env.log = mgr_env_log;
+    m->env.node_name = m->fl.node_name;
+    m->env.host_root = m->fl.host_root;
     m->env.mgr_ = m;
-    for (const mgr_domain *d = mgr_domains; d->setup != NULL; d++) {
+    const mgr_domain *domains = m->mode == FLAGS_AGENT ? mgr_agent_domains : mgr_domains;
+    for (const mgr_domain *d = domains; d->setup != NULL; d++) {
         int rc = d->setup(&m->env);
         if (rc != 0) {
             MGR_ERROR("domain setup failed", "domain", d->name, "error", kc_strerror(rc), NULL);
@@ -795,6 +803,48 @@ static void mgr_fmt_duration(int64_t ns, char *buf, size_t len)
     snprintf(buf, len, "%.9gs", (double)ns / (double)FLAGS_NS_PER_SECOND);
 }
 
+static void mgr_log_startup_agent(mgr *m)
+{
+    MGR_INFO("starting agent", "version", PROVISIO_VERSION, "nodeName", m->fl.node_name, "hostRoot",
+             m->fl.host_root, "server", kc_config_server(m->cfg), "context",
+             kc_config_context(m->cfg), LOG_BOOL("inCluster", kc_config_is_in_cluster(m->cfg)),
+             "kubeconfig", m->fl.kubeconfig, "identity", m->identity, "metricsBindAddress",
+             m->fl.metrics_bind_address, "healthProbeBindAddress", m->fl.health_probe_bind_address,
+             "logLevel", log_level_name(m->fl.log_level), NULL);
+}
+
+/*
+ * The agent's start-up checks: --host-root is a directory it can see, and
+ * --node-name names an existing Node (one GET; a DaemonSet pod always runs
+ * on one, so a miss is a wrong flag, and failing is the loud answer).
+ */
+static int mgr_agent_check(mgr *m)
+{
+    struct stat st;
+    if (stat(m->fl.host_root, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        MGR_ERROR("--host-root is not a directory", "hostRoot", m->fl.host_root, "error",
+                  strerror(errno), NULL);
+        return KC_ERR_INVALID_ARG;
+    }
+    kc_ref ref = {.version = "v1", .resource = "nodes", .name = m->fl.node_name};
+    json_object *node = NULL;
+    kc_error err = KC_ERROR_INIT;
+    int rc = kc_get(m->client, &ref, &node, &err);
+    if (rc != KC_OK) {
+        MGR_ERROR(rc == KC_ERR_NOT_FOUND ? "node not found" : "unable to read the node", "nodeName",
+                  m->fl.node_name, "error", err.message != NULL ? err.message : kc_strerror(rc),
+                  NULL);
+        kc_error_clear(&err);
+        return rc;
+    }
+    json_object *md = NULL, *uid = NULL;
+    json_object_object_get_ex(node, "metadata", &md);
+    json_object_object_get_ex(md, "uid", &uid);
+    MGR_INFO("node found", "nodeName", m->fl.node_name, "uid", json_object_get_string(uid), NULL);
+    json_object_put(node);
+    return KC_OK;
+}
+
 static void mgr_log_startup(mgr *m)
 {
     char lease[32], renew[32], retry[32];
@@ -853,7 +903,10 @@ static int mgr_start(mgr *m)
         MGR_ERROR("startup failed", "error", kc_strerror(rc), NULL);
         return rc;
     }
-    mgr_log_startup(m);
+    if (m->mode == FLAGS_AGENT)
+        mgr_log_startup_agent(m);
+    else
+        mgr_log_startup(m);
 
     m->reg = met_default();
     if (m->reg == NULL)
@@ -889,6 +942,8 @@ static int mgr_start(mgr *m)
         return rc;
     }
     if (m->fl.leader_elect && (rc = mgr_setup_elector(m)) != 0)
+        return rc;
+    if (m->mode == FLAGS_AGENT && (rc = mgr_agent_check(m)) != 0)
         return rc;
     if ((rc = mgr_run_setups(m)) != 0)
         return rc;
@@ -941,29 +996,32 @@ static void mgr_shutdown(mgr *m, mgr_watchdog *wd)
         httpd_stop(m->probe_srv);
 }
 
-int manager_main(int argc, char **argv)
+/* The run of either mode: the operator or the node agent (manager.h). */
+static int mgr_main(flags_mode mode, const char *prog, int argc, char **argv)
 {
     mgr *m = calloc(1, sizeof *m);
     if (m == NULL) {
         fputs("provisio: out of memory\n", stderr);
         return 1;
     }
+    m->mode = mode;
+    m->prog = prog;
     m->sigfd = -1;
     m->evfd = -1;
     pthread_mutex_init(&m->wk_mu, NULL);
 
     char *errmsg = NULL;
-    int rc = flags_parse(argc, argv, &m->fl, &errmsg);
+    int rc = flags_parse_mode(mode, argc, argv, &m->fl, &errmsg);
     if (rc != 0) {
         fprintf(stderr, "%s\n", errmsg != NULL ? errmsg : kc_strerror(rc));
         free(errmsg);
-        flags_usage(stderr, "provisio");
+        flags_usage_mode(stderr, prog, mode);
         mgr_free_all(m);
         free(m);
         return 2;
     }
     if (m->fl.help) {
-        flags_usage(stdout, "provisio");
+        flags_usage_mode(stdout, prog, mode);
         mgr_free_all(m);
         free(m);
         return 0;
@@ -975,8 +1033,8 @@ int manager_main(int argc, char **argv)
         return 0;
     }
     if (m->fl.argi < argc) {
-        fprintf(stderr, "provisio: unexpected argument %s\n", argv[m->fl.argi]);
-        flags_usage(stderr, "provisio");
+        fprintf(stderr, "%s: unexpected argument %s\n", prog, argv[m->fl.argi]);
+        flags_usage_mode(stderr, prog, mode);
         mgr_free_all(m);
         free(m);
         return 2;
@@ -1009,7 +1067,7 @@ int manager_main(int argc, char **argv)
     }
 
     int sig = mgr_loop(m);
-    mgr_watchdog wd = {.sigfd = m->sigfd, .start = mgr_now()};
+    mgr_watchdog wd = {.sigfd = m->sigfd, .start = pv_clock_monotonic()};
     atomic_init(&wd.phase, 0);
     wd.evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     bool wd_started = wd.evfd >= 0 && pthread_create(&wd.th, NULL, mgr_watchdog_main, &wd) == 0;
@@ -1041,4 +1099,14 @@ int manager_main(int argc, char **argv)
     if (status == 0)
         MGR_INFO("shutdown complete", NULL);
     return status;
+}
+
+int manager_main(int argc, char **argv)
+{
+    return mgr_main(FLAGS_OPERATOR, "provisio", argc, argv);
+}
+
+int agent_main(int argc, char **argv)
+{
+    return mgr_main(FLAGS_AGENT, "provisio agent", argc, argv);
 }

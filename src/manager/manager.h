@@ -2,7 +2,8 @@
  * manager - the operator's run mode: controller-runtime's Manager in C.
  *
  * manager_main is what `provisio [flags]` runs (main.c routes every command
- * line without a subcommand here). In order it:
+ * line without a subcommand here); agent_main, below, the node agent. In
+ * order it:
  *
  *   1. parses the kubebuilder flags (flags.h) and sets the log level;
  *   2. loads the client config (--kubeconfig / --context, KUBECONFIG,
@@ -61,6 +62,20 @@
  * bad command line.
  */
 int manager_main(int argc, char **argv);
+
+/*
+ * Run the node agent (`provisio agent ...`, API.md "The node agent") with
+ * argv from "agent" on (argv[0] == "agent", then flags). The same run as
+ * manager_main with these differences: the agent's flags (flags.h: no
+ * leader election, --node-name required, --host-root), no leader election
+ * (every agent works at once, on its own node), the agent's own domain
+ * setups (none yet), and two start-up checks before them: --host-root is a
+ * directory and --node-name names an existing Node (one GET nodes/NODE),
+ * else exit status 1. It serves /healthz, /readyz and /metrics and stops on
+ * SIGTERM / SIGINT with exit status 0, as the operator does. Same return
+ * values and threading rules as manager_main.
+ */
+int agent_main(int argc, char **argv);
 
 /*
  * The namespace of the leader-election Lease (and of the operator):

@@ -27,7 +27,7 @@
 #include "metrics.h"
 
 #include "kc_error.h"
-#include "kc_strbuf.h"
+#include "pv_strbuf.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -108,15 +108,6 @@ static void atomic_add_double(_Atomic uint64_t *a, double delta)
     }
 }
 
-static char *xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
-}
-
 static bool valid_metric_name(const char *s)
 {
     if (!s || !*s)
@@ -157,33 +148,33 @@ static uint64_t hash_values(const char *const *values, size_t n)
     return h;
 }
 
-/* ---- text exposition escaping (on kc_strbuf, oom sticky) ------------------ */
+/* ---- text exposition escaping (on pv_strbuf, oom sticky) ------------------ */
 
 /* HELP text: backslash and newline escaped. */
-static void tb_help(kc_strbuf *b, const char *s)
+static void tb_help(pv_strbuf *b, const char *s)
 {
     for (const char *p = s; *p; p++) {
         if (*p == '\\')
-            kc_strbuf_add(b, "\\\\");
+            pv_strbuf_add(b, "\\\\");
         else if (*p == '\n')
-            kc_strbuf_add(b, "\\n");
+            pv_strbuf_add(b, "\\n");
         else
-            kc_strbuf_addn(b, p, 1);
+            pv_strbuf_addn(b, p, 1);
     }
 }
 
 /* Label value: backslash, double quote and newline escaped. */
-static void tb_label_value(kc_strbuf *b, const char *s)
+static void tb_label_value(pv_strbuf *b, const char *s)
 {
     for (const char *p = s; *p; p++) {
         if (*p == '\\')
-            kc_strbuf_add(b, "\\\\");
+            pv_strbuf_add(b, "\\\\");
         else if (*p == '"')
-            kc_strbuf_add(b, "\\\"");
+            pv_strbuf_add(b, "\\\"");
         else if (*p == '\n')
-            kc_strbuf_add(b, "\\n");
+            pv_strbuf_add(b, "\\n");
         else
-            kc_strbuf_addn(b, p, 1);
+            pv_strbuf_addn(b, p, 1);
     }
 }
 
@@ -233,11 +224,11 @@ static void fmt_go_float(double v, char *buf, size_t size)
     snprintf(buf, size, "%.*f", decimals, v);
 }
 
-static void tb_float(kc_strbuf *b, double v)
+static void tb_float(pv_strbuf *b, double v)
 {
     char tmp[48];
     fmt_go_float(v, tmp, sizeof tmp);
-    kc_strbuf_add(b, tmp);
+    pv_strbuf_add(b, tmp);
 }
 
 /* ---- registry -------------------------------------------------------------- */
@@ -436,14 +427,14 @@ static int vec_register(met_registry *r, met_type type, const char *name, const 
         goto nomem;
     pthread_rwlock_init(&v->lock, NULL);
     v->type = type;
-    v->name = xstrdup(name);
-    v->help = xstrdup(help ? help : "");
+    v->name = strdup(name);
+    v->help = strdup(help ? help : "");
     v->labels = calloc(nlabels + 1, sizeof *v->labels);
     v->order = calloc(nlabels + 1, sizeof *v->order);
     if (!v->name || !v->help || !v->labels || !v->order)
         goto nomem;
     for (size_t i = 0; i < nlabels; i++) {
-        v->labels[v->nlabels] = xstrdup(labels[i]);
+        v->labels[v->nlabels] = strdup(labels[i]);
         if (!v->labels[v->nlabels])
             goto nomem;
         v->order[i] = i;
@@ -568,7 +559,7 @@ static met_child *child_new(const met_vec *v, uint64_t h, const char *const *val
         return NULL;
     }
     for (size_t i = 0; i < v->nlabels; i++) {
-        c->values[i] = xstrdup(values[i]);
+        c->values[i] = strdup(values[i]);
         if (!c->values[i]) {
             for (size_t j = 0; j < i; j++)
                 free(c->values[j]);
@@ -766,40 +757,40 @@ static int cmp_children(const void *a, const void *b, void *arg)
 }
 
 /* {a="x",b="y"} with an optional trailing le pair; nothing when empty. */
-static void tb_labels(kc_strbuf *b, const met_vec *v, const met_child *c, const char *le)
+static void tb_labels(pv_strbuf *b, const met_vec *v, const met_child *c, const char *le)
 {
     if (v->nlabels == 0 && !le)
         return;
-    kc_strbuf_add(b, "{");
+    pv_strbuf_add(b, "{");
     for (size_t i = 0; i < v->nlabels; i++) {
         size_t k = v->order[i];
         if (i)
-            kc_strbuf_add(b, ",");
-        kc_strbuf_add(b, v->labels[k]);
-        kc_strbuf_add(b, "=\"");
+            pv_strbuf_add(b, ",");
+        pv_strbuf_add(b, v->labels[k]);
+        pv_strbuf_add(b, "=\"");
         tb_label_value(b, c->values[k]);
-        kc_strbuf_add(b, "\"");
+        pv_strbuf_add(b, "\"");
     }
     if (le) {
         if (v->nlabels)
-            kc_strbuf_add(b, ",");
-        kc_strbuf_add(b, "le=\"");
-        kc_strbuf_add(b, le);
-        kc_strbuf_add(b, "\"");
+            pv_strbuf_add(b, ",");
+        pv_strbuf_add(b, "le=\"");
+        pv_strbuf_add(b, le);
+        pv_strbuf_add(b, "\"");
     }
-    kc_strbuf_add(b, "}");
+    pv_strbuf_add(b, "}");
 }
 
-static void tb_sample(kc_strbuf *b, const met_vec *v, const char *suffix, const met_child *c,
+static void tb_sample(pv_strbuf *b, const met_vec *v, const char *suffix, const met_child *c,
                       const char *le, double value)
 {
-    kc_strbuf_add(b, v->name);
+    pv_strbuf_add(b, v->name);
     if (suffix)
-        kc_strbuf_add(b, suffix);
+        pv_strbuf_add(b, suffix);
     tb_labels(b, v, c, le);
-    kc_strbuf_add(b, " ");
+    pv_strbuf_add(b, " ");
     tb_float(b, value);
-    kc_strbuf_add(b, "\n");
+    pv_strbuf_add(b, "\n");
 }
 
 static const char *type_name(met_type t)
@@ -815,7 +806,7 @@ static const char *type_name(met_type t)
     return "untyped";
 }
 
-static void render_family(kc_strbuf *b, met_vec *v)
+static void render_family(pv_strbuf *b, met_vec *v)
 {
     pthread_rwlock_rdlock(&v->lock);
     size_t n = v->nchildren;
@@ -831,15 +822,15 @@ static void render_family(kc_strbuf *b, met_vec *v)
     }
     qsort_r(kids, n, sizeof *kids, cmp_children, v);
 
-    kc_strbuf_add(b, "# HELP ");
-    kc_strbuf_add(b, v->name);
-    kc_strbuf_add(b, " ");
+    pv_strbuf_add(b, "# HELP ");
+    pv_strbuf_add(b, v->name);
+    pv_strbuf_add(b, " ");
     tb_help(b, v->help);
-    kc_strbuf_add(b, "\n# TYPE ");
-    kc_strbuf_add(b, v->name);
-    kc_strbuf_add(b, " ");
-    kc_strbuf_add(b, type_name(v->type));
-    kc_strbuf_add(b, "\n");
+    pv_strbuf_add(b, "\n# TYPE ");
+    pv_strbuf_add(b, v->name);
+    pv_strbuf_add(b, " ");
+    pv_strbuf_add(b, type_name(v->type));
+    pv_strbuf_add(b, "\n");
 
     for (size_t i = 0; i < n; i++) {
         met_child *c = kids[i];
@@ -871,7 +862,7 @@ int met_render(met_registry *r, char **out, size_t *out_len)
     *out = NULL;
     if (out_len)
         *out_len = 0;
-    kc_strbuf b = {0};
+    pv_strbuf b = {0};
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; i < r->ncollectors; i++)
         r->collectors[i].fn(r->collectors[i].ud);
@@ -879,7 +870,7 @@ int met_render(met_registry *r, char **out, size_t *out_len)
         render_family(&b, r->fams[i]);
     pthread_mutex_unlock(&r->mu);
     size_t len;
-    char *text = kc_strbuf_take(&b, &len); /* "" for an empty registry */
+    char *text = pv_strbuf_take(&b, &len); /* "" for an empty registry */
     if (!text)
         return KC_ERR_NOMEM;
     *out = text;
@@ -902,17 +893,17 @@ static char *read_proc_file(const char *path)
     FILE *f = fopen(path, "re");
     if (!f)
         return NULL;
-    kc_strbuf b = {0};
+    pv_strbuf b = {0};
     char chunk[512];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        kc_strbuf_addn(&b, chunk, n);
+        pv_strbuf_addn(&b, chunk, n);
     fclose(f);
     if (!b.p) { /* an empty file, or no memory for the first chunk */
-        kc_strbuf_free(&b);
+        pv_strbuf_free(&b);
         return NULL;
     }
-    return kc_strbuf_take(&b, NULL); /* NULL on oom */
+    return pv_strbuf_take(&b, NULL); /* NULL on oom */
 }
 
 /* Boot time in seconds since the epoch, from /proc/stat's btime line. */

@@ -152,6 +152,8 @@
 #include "rec_reserve.h"
 #include "rec_util.h"
 #include "store.h"
+#include "pv_clock.h"
+#include "pv_json.h"
 
 #define IPR_ATTEMPTS 8              /* addresses tried per reconcile when others win them */
 #define IPR_INFLIGHT_TTL 30.0       /* s: our Reservation the cache has not shown */
@@ -332,26 +334,6 @@ const char *ipr_check_reason(ipam_check_result r)
 
 /* ---- small JSON helpers ------------------------------------------------------ */
 
-static bool put_str(json_object *o, const char *key, const char *value)
-{
-    json_object *v = json_object_new_string(value);
-    if (!v || json_object_object_add(o, key, v) != 0) {
-        json_object_put(v);
-        return false;
-    }
-    return true;
-}
-
-static bool put_i64(json_object *o, const char *key, int64_t value)
-{
-    json_object *v = json_object_new_int64(value);
-    if (!v || json_object_object_add(o, key, v) != 0) {
-        json_object_put(v);
-        return false;
-    }
-    return true;
-}
-
 /* Put a deep copy of src (borrowed, may be a store object) under key. */
 static bool put_copy(json_object *o, const char *key, json_object *src)
 {
@@ -524,12 +506,12 @@ int ipr_claim_status_ready(json_object *cached_status, const char *pool_name, js
             address = buf;
         }
     }
-    bool ok = put_str(st, "pool", pool_name) && put_str(st, "address", address);
+    bool ok = pv_json_add_str(st, "pool", pool_name) && pv_json_add_str(st, "address", address);
     /* Gateway and routes follow the pool; without one, what was written stays. */
     json_object *src = pool_obj ? rec_obj_at(pool_obj, "spec") : cached_status;
     const char *gw = src ? status_str(src, "gateway") : NULL;
     if (ok && gw)
-        ok = put_str(st, "gateway", gw);
+        ok = pv_json_add_str(st, "gateway", gw);
     json_object *routes = NULL;
     if (ok && src && json_object_object_get_ex(src, "routes", &routes) &&
         json_object_is_type(routes, json_type_array))
@@ -580,8 +562,9 @@ int ipr_pool_status(json_object *cached_status, const ipr_pool_counts *counts,
     int rc = status_base(cached_status, &st);
     if (rc != KC_OK)
         return rc;
-    if (!put_i64(st, "total", counts->total) || !put_i64(st, "allocated", counts->allocated) ||
-        !put_i64(st, "available", counts->available))
+    if (!pv_json_add_i64(st, "total", counts->total) ||
+        !pv_json_add_i64(st, "allocated", counts->allocated) ||
+        !pv_json_add_i64(st, "available", counts->available))
         rc = KC_ERR_NOMEM;
     else
         rc = rec_set_condition(st, REC_COND_READY, cond_status, reason, message, generation, now,
@@ -644,13 +627,6 @@ typedef struct ipr_app {
     inf_map stale;       /* object uid -> ipr_stale */
     double last_prune;
 } ipr_app;
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void ipr_log(ipr_app *app, rec_log_level level, const char *logger, const char *message,
                     const char *const *kv)
@@ -801,7 +777,7 @@ static void stale_note(ipr_app *app, const char *uid, const char *rv)
 {
     if (!uid || !rv || !*uid || !*rv)
         return;
-    double now = mono_now();
+    double now = pv_clock_monotonic();
     pthread_mutex_lock(&app->mu);
     stale_prune_locked(app, now);
     ipr_stale *e = inf_map_get(&app->stale, uid);
@@ -847,7 +823,7 @@ static bool stale_check(ipr_app *app, const char *uid, const char *rv)
     pthread_mutex_lock(&app->mu);
     ipr_stale *e = inf_map_get(&app->stale, uid);
     if (e) {
-        if (mono_now() - e->at <= IPR_STALE_TTL)
+        if (pv_clock_monotonic() - e->at <= IPR_STALE_TTL)
             for (size_t i = 0; i < e->n && !stale; i++)
                 stale = !strcmp(e->rvs[i], rv);
         if (!stale) {
@@ -1186,7 +1162,7 @@ static int load_held(claim_run *r)
     pthread_mutex_lock(&app->mu);
     ipr_pool_state *ps = pool_state(app, r->pool_name, false);
     if (ps) {
-        inflight_prune(ps, mono_now());
+        inflight_prune(ps, pv_clock_monotonic());
         for (size_t i = 0; i < ps->n_inflight && rc == KC_OK; i++)
             if (!strcmp(ps->inflight[i].claim_uid, r->uid) &&
                 !held_add(r, ps->inflight[i].name, ps->inflight[i].addr))
@@ -1224,7 +1200,7 @@ static void inflight_add(claim_run *r, const char *name, ipam_addr addr)
         if (ps->n_inflight < ps->cap_inflight) {
             ipr_inflight *e = &ps->inflight[ps->n_inflight];
             e->addr = addr;
-            e->at = mono_now();
+            e->at = pv_clock_monotonic();
             e->claim_uid = strdup(r->uid);
             e->name = strdup(name);
             if (e->claim_uid && e->name) {
@@ -1547,7 +1523,7 @@ static bool pick_locked(claim_run *r, ipam_u128 hint, const ipam_addr *tried, si
     if (!ps) {
         *nomem = true;
     } else {
-        inflight_prune(ps, mono_now());
+        inflight_prune(ps, pv_clock_monotonic());
         size_t n_skip = n_tried + ps->n_inflight;
         ipam_addr *skip = n_skip ? malloc(n_skip * sizeof *skip) : NULL;
         if (n_skip && !skip) {
@@ -1818,7 +1794,7 @@ static ctl_result pool_write_status(ipr_app *app, const kc_ref *ref, json_object
 {
     json_object *cached_status = rec_obj_at(cur, "status");
     const char *uid = rec_obj_str(cur, "metadata.uid");
-    if (!put_i64(new_status, "observedGeneration", rec_obj_generation(cur))) {
+    if (!pv_json_add_i64(new_status, "observedGeneration", rec_obj_generation(cur))) {
         json_object_put(new_status);
         return ctl_error(KC_ERR_NOMEM, "out of memory");
     }
@@ -1831,7 +1807,7 @@ static ctl_result pool_write_status(ipr_app *app, const kc_ref *ref, json_object
     bool same_ready = old_ready && new_ready && json_object_equal(old_ready, new_ready);
 
     /* Only the counts changed: space the writes out. */
-    double now = mono_now();
+    double now = pv_clock_monotonic();
     if (throttle && same_ready) {
         double wait = 0;
         pthread_mutex_lock(&app->mu);

@@ -91,6 +91,9 @@ struct rec_env {
     const char *watch_namespace;    /* --namespace: restrict namespaced watches
                                      * to it; NULL = all namespaces */
     int max_concurrent_reconciles;  /* --max-concurrent-reconciles (>= 1) */
+    const char *node_name;          /* the node agent: --node-name; NULL in the operator */
+    const char *host_root;          /* the node agent: --host-root, the prefix of every
+                                     * node path; NULL in the operator */
 
     /*
      * Options to pass to ctl_new: max_concurrent_reconciles and the

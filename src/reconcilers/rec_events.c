@@ -53,7 +53,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "pv_clock.h"
 #include "rec_util.h"
+#include "pv_json.h"
 
 #define EVENT_NAME_MAX 253
 #define EVENT_SUFFIX_LEN 17 /* '.' and 16 hex digits */
@@ -118,7 +120,7 @@ struct rec_events {
     bool overflow;     /* dropping since the queue was last empty */
     size_t overflow_dropped;
     bool stopping;
-    struct timespec deadline; /* CLOCK_MONOTONIC, valid once stopping */
+    double deadline; /* pv_clock_monotonic seconds, valid once stopping */
     pthread_t senders[MAX_SENDERS];
     int n_senders; /* started */
 };
@@ -143,16 +145,6 @@ const char *rec_events_strerror(int code)
 }
 
 static void *sender_main(void *arg);
-
-static void add_ms(struct timespec *ts, int ms)
-{
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
 
 int rec_events_new(kc_client *c, const rec_events_opts *opts, rec_events **out)
 {
@@ -212,7 +204,7 @@ int rec_events_new(kc_client *c, const rec_events_opts *opts, rec_events **out)
         /* Stop the senders that did start (the queue is empty). */
         pthread_mutex_lock(&e->qmu);
         e->stopping = true;
-        clock_gettime(CLOCK_MONOTONIC, &e->deadline);
+        e->deadline = pv_clock_monotonic();
         pthread_cond_broadcast(&e->work);
         pthread_mutex_unlock(&e->qmu);
         for (int i = 0; i < e->n_senders; i++)
@@ -242,9 +234,7 @@ void rec_events_free(rec_events *e)
         return;
     pthread_mutex_lock(&e->qmu);
     e->stopping = true;
-    clock_gettime(CLOCK_MONOTONIC, &e->deadline);
-    if (e->drain_ms > 0)
-        add_ms(&e->deadline, e->drain_ms);
+    e->deadline = pv_clock_monotonic() + (e->drain_ms > 0 ? e->drain_ms / 1000.0 : 0);
     pthread_cond_broadcast(&e->work);
     pthread_mutex_unlock(&e->qmu);
     /* The senders empty the queue (writing or dropping) before they return. */
@@ -285,10 +275,7 @@ int rec_events_flush(rec_events *e, int timeout_ms)
 {
     if (!e)
         return KC_ERR_INVALID_ARG;
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    if (timeout_ms > 0)
-        add_ms(&dl, timeout_ms);
+    struct timespec dl = pv_clock_timespec_in(timeout_ms > 0 ? timeout_ms / 1000.0 : 0);
     int rc = KC_OK;
     pthread_mutex_lock(&e->qmu);
     uint64_t target = e->enq_seq;
@@ -349,27 +336,6 @@ static char *event_name(rec_events *e, const char *obj_name)
     return name;
 }
 
-static bool add_str(json_object *o, const char *key, const char *value)
-{
-    if (!value)
-        return true;
-    json_object *v = json_object_new_string(value);
-    if (!v || json_object_object_add(o, key, v) != 0) {
-        json_object_put(v);
-        return false;
-    }
-    return true;
-}
-
-static bool add_obj(json_object *o, const char *key, json_object *v)
-{
-    if (!v || json_object_object_add(o, key, v) != 0) {
-        json_object_put(v);
-        return false;
-    }
-    return true;
-}
-
 /* The namespace an Event about ref lives in. */
 static const char *event_namespace(const rec_object_ref *ref)
 {
@@ -384,23 +350,27 @@ static json_object *event_body(rec_events *e, const rec_object_ref *ref, const c
     if (!ev)
         return NULL;
     /* add_obj consumes its value even on failure, so each piece is attached first. */
-    bool ok = add_str(ev, "apiVersion", "v1") && add_str(ev, "kind", "Event");
+    bool ok = pv_json_add_str(ev, "apiVersion", "v1") && pv_json_add_str(ev, "kind", "Event");
     json_object *meta = ok ? json_object_new_object() : NULL;
-    ok = ok && add_obj(ev, "metadata", meta) && add_str(meta, "name", name) &&
-         add_str(meta, "namespace", event_namespace(ref));
+    ok = ok && pv_json_add(ev, "metadata", meta) && pv_json_add_str(meta, "name", name) &&
+         pv_json_add_str(meta, "namespace", event_namespace(ref));
     json_object *inv = ok ? json_object_new_object() : NULL;
-    ok = ok && add_obj(ev, "involvedObject", inv) && add_str(inv, "apiVersion", ref->api_version) &&
-         add_str(inv, "kind", ref->kind) && add_str(inv, "name", ref->name) &&
-         add_str(inv, "namespace", ref->namespace_ && *ref->namespace_ ? ref->namespace_ : NULL) &&
-         add_str(inv, "uid", ref->uid) && add_str(inv, "resourceVersion", ref->resource_version);
+    ok = ok && pv_json_add(ev, "involvedObject", inv) &&
+         pv_json_add_str(inv, "apiVersion", ref->api_version) &&
+         pv_json_add_str(inv, "kind", ref->kind) && pv_json_add_str(inv, "name", ref->name) &&
+         pv_json_add_str(inv, "namespace",
+                         ref->namespace_ && *ref->namespace_ ? ref->namespace_ : NULL) &&
+         pv_json_add_str(inv, "uid", ref->uid) &&
+         pv_json_add_str(inv, "resourceVersion", ref->resource_version);
     json_object *src = ok ? json_object_new_object() : NULL;
-    ok = ok && add_obj(ev, "source", src) && add_str(src, "component", REC_EVENT_SOURCE);
-    ok = ok && add_str(ev, "reason", reason) && add_str(ev, "message", message) &&
-         add_str(ev, "type", type) && add_str(ev, "firstTimestamp", first_ts) &&
-         add_str(ev, "lastTimestamp", last_ts) &&
-         add_obj(ev, "count", json_object_new_int64(count)) &&
-         add_str(ev, "reportingComponent", REC_EVENT_REPORTING_COMPONENT) &&
-         add_str(ev, "reportingInstance", e->instance);
+    ok =
+        ok && pv_json_add(ev, "source", src) && pv_json_add_str(src, "component", REC_EVENT_SOURCE);
+    ok = ok && pv_json_add_str(ev, "reason", reason) && pv_json_add_str(ev, "message", message) &&
+         pv_json_add_str(ev, "type", type) && pv_json_add_str(ev, "firstTimestamp", first_ts) &&
+         pv_json_add_str(ev, "lastTimestamp", last_ts) &&
+         pv_json_add(ev, "count", json_object_new_int64(count)) &&
+         pv_json_add_str(ev, "reportingComponent", REC_EVENT_REPORTING_COMPONENT) &&
+         pv_json_add_str(ev, "reportingInstance", e->instance);
     if (!ok) {
         json_object_put(ev);
         return NULL;
@@ -570,10 +540,7 @@ static bool give_up_locked(rec_events *e)
 {
     if (!e->stopping)
         return false;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > e->deadline.tv_sec ||
-           (now.tv_sec == e->deadline.tv_sec && now.tv_nsec >= e->deadline.tv_nsec);
+    return pv_clock_monotonic() >= e->deadline;
 }
 
 static bool give_up(rec_events *e)
@@ -624,8 +591,8 @@ static int send_item(rec_events *e, const ev_item *it)
     if (count > 0) {
         char ts[REC_TIME_STRLEN];
         json_object *patch = rec_format_time(now, ts) ? json_object_new_object() : NULL;
-        bool ok = patch && add_obj(patch, "count", json_object_new_int64(count)) &&
-                  add_str(patch, "lastTimestamp", ts);
+        bool ok = patch && pv_json_add(patch, "count", json_object_new_int64(count)) &&
+                  pv_json_add_str(patch, "lastTimestamp", ts);
         if (!ok) {
             rc = KC_ERR_NOMEM;
             report(e, rc, false, ref, reason, "patch", NULL);

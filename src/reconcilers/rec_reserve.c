@@ -51,6 +51,7 @@
 
 #include "ipam.h"
 #include "rec_util.h"
+#include "pv_json.h"
 
 /* How often acquire/release go round when the slot changes hands under them. */
 #define REC_RESERVE_ATTEMPTS 3
@@ -215,27 +216,6 @@ int rec_claim_resource(const char *claim_kind, kc_ref *out)
 
 /* ---- acquire -------------------------------------------------------------- */
 
-static bool add_str(json_object *o, const char *key, const char *value)
-{
-    json_object *v = json_object_new_string(value);
-    if (!v || json_object_object_add(o, key, v) != 0) {
-        json_object_put(v);
-        return false;
-    }
-    return true;
-}
-
-/* Attach a new empty object under key; NULL on failure (nothing leaks). */
-static json_object *add_child(json_object *o, const char *key)
-{
-    json_object *v = json_object_new_object();
-    if (!v || json_object_object_add(o, key, v) != 0) {
-        json_object_put(v);
-        return NULL;
-    }
-    return v;
-}
-
 static json_object *reservation_body(const char *name, const char *pool_kind, const char *pool_name,
                                      const char *slot, const rec_claim_ref *claim, int64_t bytes)
 {
@@ -243,16 +223,18 @@ static json_object *reservation_body(const char *name, const char *pool_kind, co
     if (!r)
         return NULL;
     json_object *meta = NULL, *labels = NULL, *spec = NULL, *pool = NULL, *cl = NULL;
-    bool ok = add_str(r, "apiVersion", "provisio.dev/v1alpha1") &&
-              add_str(r, "kind", "Reservation") && (meta = add_child(r, "metadata")) &&
-              add_str(meta, "name", name) && (labels = add_child(meta, "labels")) &&
-              add_str(labels, REC_LABEL_POOL_KIND, pool_kind) &&
-              add_str(labels, REC_LABEL_POOL, pool_name) && (spec = add_child(r, "spec")) &&
-              (pool = add_child(spec, "pool")) && add_str(pool, "kind", pool_kind) &&
-              add_str(pool, "name", pool_name) && add_str(spec, "slot", slot) &&
-              (cl = add_child(spec, "claim")) && add_str(cl, "kind", claim->kind) &&
-              add_str(cl, "namespace", claim->namespace_) && add_str(cl, "name", claim->name) &&
-              add_str(cl, "uid", claim->uid);
+    bool ok = pv_json_add_str(r, "apiVersion", "provisio.dev/v1alpha1") &&
+              pv_json_add_str(r, "kind", "Reservation") &&
+              (meta = pv_json_add_child(r, "metadata")) && pv_json_add_str(meta, "name", name) &&
+              (labels = pv_json_add_child(meta, "labels")) &&
+              pv_json_add_str(labels, REC_LABEL_POOL_KIND, pool_kind) &&
+              pv_json_add_str(labels, REC_LABEL_POOL, pool_name) &&
+              (spec = pv_json_add_child(r, "spec")) && (pool = pv_json_add_child(spec, "pool")) &&
+              pv_json_add_str(pool, "kind", pool_kind) &&
+              pv_json_add_str(pool, "name", pool_name) && pv_json_add_str(spec, "slot", slot) &&
+              (cl = pv_json_add_child(spec, "claim")) && pv_json_add_str(cl, "kind", claim->kind) &&
+              pv_json_add_str(cl, "namespace", claim->namespace_) &&
+              pv_json_add_str(cl, "name", claim->name) && pv_json_add_str(cl, "uid", claim->uid);
     if (ok && bytes > 0) {
         json_object *b = json_object_new_int64(bytes);
         ok = b && json_object_object_add(spec, "bytes", b) == 0;

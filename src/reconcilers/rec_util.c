@@ -22,6 +22,7 @@
  * taken, no serialisation, json_object_get_string on strings only.
  */
 #include "rec_util.h"
+#include "pv_json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,22 +98,7 @@ static bool str_eq(const char *a, const char *b)
 /* Add a new string member (replacing). false on allocation failure. */
 static bool set_str(json_object *obj, const char *key, const char *value)
 {
-    json_object *v = json_object_new_string(value ? value : "");
-    if (!v || json_object_object_add(obj, key, v) != 0) {
-        json_object_put(v);
-        return false;
-    }
-    return true;
-}
-
-static bool set_int64(json_object *obj, const char *key, int64_t value)
-{
-    json_object *v = json_object_new_int64(value);
-    if (!v || json_object_object_add(obj, key, v) != 0) {
-        json_object_put(v);
-        return false;
-    }
-    return true;
+    return pv_json_add_str(obj, key, value ? value : "");
 }
 
 /* The member key of a private obj as an object, created when missing; NULL if not an object. */
@@ -245,8 +231,9 @@ static json_object *new_condition(const char *type, const char *cond_status, con
     if (!c)
         return NULL;
     if (!set_str(c, "type", type) || !set_str(c, "status", cond_status) ||
-        !set_int64(c, "observedGeneration", generation) || !set_str(c, "lastTransitionTime", ts) ||
-        !set_str(c, "reason", reason) || !set_str(c, "message", message)) {
+        !pv_json_add_i64(c, "observedGeneration", generation) ||
+        !set_str(c, "lastTransitionTime", ts) || !set_str(c, "reason", reason) ||
+        !set_str(c, "message", message)) {
         json_object_put(c);
         return NULL;
     }
@@ -303,7 +290,8 @@ int rec_set_condition(json_object *status, const char *type, const char *cond_st
                 !str_eq(str_member(c, "message"), message);
     if (!diff)
         return KC_OK;
-    if (!set_str(c, "status", cond_status) || !set_int64(c, "observedGeneration", generation) ||
+    if (!set_str(c, "status", cond_status) ||
+        !pv_json_add_i64(c, "observedGeneration", generation) ||
         ((flipped || !has_time) && !set_str(c, "lastTransitionTime", ts)) ||
         !set_str(c, "reason", reason) || !set_str(c, "message", message))
         return KC_ERR_NOMEM;
@@ -623,7 +611,7 @@ int rec_update_status(kc_client *c, const kc_ref *ref, json_object *cached, json
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
     json_object *gen = rec_obj_at(cached, "metadata.generation");
     if (gen && json_object_is_type(gen, json_type_int) &&
-        !set_int64(status, "observedGeneration", json_object_get_int64(gen))) {
+        !pv_json_add_i64(status, "observedGeneration", json_object_get_int64(gen))) {
         json_object_put(status);
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
     }

@@ -16,6 +16,7 @@
  * control plane and leftovers of a crashed run never collide.
  */
 #include "e2e.h"
+#include "pv_clock.h"
 
 #include <criterion/criterion.h>
 
@@ -58,9 +59,7 @@ const char *e2e_kube_dir(void)
 
 double e2e_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return pv_clock_monotonic();
 }
 
 void e2e_sleep(double seconds)

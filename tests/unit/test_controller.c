@@ -20,6 +20,7 @@
 #include "informer.h"
 #include "kc_client.h"
 #include "replay_server.h"
+#include "pv_clock.h"
 
 /* ---- fixture ------------------------------------------------------------- */
 
@@ -28,13 +29,6 @@ static kc_config *cfg;
 static kc_client *cli;
 static inf_factory *fac;
 static ctl *ctrl;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sleep_ms(int ms)
 {
@@ -198,7 +192,7 @@ static ctl_result reconcile(const ctl_ctx *ctx, const char *ns, const char *name
         snprintf(r->keys[i], 64, "%s", ctx->key);
         snprintf(r->ns[i], 32, "%s|%s", ns, name);
         snprintf(r->ids[i], 24, "%s", ctx->reconcile_id);
-        r->at[i] = now_s();
+        r->at[i] = pv_clock_monotonic();
     }
     int slot = -1;
     for (int k = 0; k < 16; k++) {
@@ -298,9 +292,9 @@ static int rec_n(void)
 
 static bool wait_n(int n, int timeout_ms)
 {
-    double until = now_s() + timeout_ms / 1000.0;
+    double until = pv_clock_monotonic() + timeout_ms / 1000.0;
     while (rec_n() < n) {
-        if (now_s() > until)
+        if (pv_clock_monotonic() > until)
             return false;
         sleep_ms(5);
     }
@@ -608,9 +602,10 @@ Test(controller, stop_is_immediate_and_restart_reenqueues_the_whole_cache)
     cr_assert_eq(ctl_start(ctrl), KC_OK);
     cr_assert(ctl_running(ctrl));
     cr_assert(wait_n(1, 5000));
-    double t0 = now_s();
+    double t0 = pv_clock_monotonic();
     ctl_stop(ctrl);
-    cr_assert_lt(now_s() - t0, 0.5, "stop waits only for the running reconcile to notice");
+    cr_assert_lt(pv_clock_monotonic() - t0, 0.5,
+                 "stop waits only for the running reconcile to notice");
     cr_assert_not(ctl_running(ctrl));
     int before = rec_n();
     cr_assert_eq(before, 1);
@@ -656,8 +651,8 @@ Test(controller, reconcile_that_always_fails_keeps_other_keys_going)
     cr_assert_eq(ctl_enqueue(ctrl, "ns", "bad"), KC_OK);
     sleep_ms(200);
     cr_assert_eq(ctl_enqueue(ctrl, "ns", "good"), KC_OK);
-    double until = now_s() + 5;
-    while (count_key("ns/good", 0) < 1 && now_s() < until)
+    double until = pv_clock_monotonic() + 5;
+    while (count_key("ns/good", 0) < 1 && pv_clock_monotonic() < until)
         sleep_ms(5);
     sleep_ms(200);
     cr_assert_eq(count_key("ns/good", 0), 1);

@@ -231,3 +231,130 @@ Test(flags, go_duration_parser_rejects_bad_input)
         cr_expect_eq(v, 42, "\"%s\" changed the output", bad[i]);
     }
 }
+
+/* ---- the node agent's command line (provisio agent ...) ------------------- */
+
+#define AGENT_ARGV(...) ((char *const[]){"agent", __VA_ARGS__, NULL})
+#define AGENT_ARGC(...) ((int)(sizeof((char *const[]){"agent", __VA_ARGS__}) / sizeof(char *)))
+#define PARSE_AGENT(o, err, ...)                                                                   \
+    flags_parse_mode(FLAGS_AGENT, AGENT_ARGC(__VA_ARGS__), AGENT_ARGV(__VA_ARGS__), (o), (err))
+
+Test(flags_agent, takes_the_operator_client_metrics_probe_and_log_flags)
+{
+    flags_options o;
+    char *err = NULL;
+    cr_assert_eq(PARSE_AGENT(&o, &err, "--node-name", "node-a", "--kubeconfig=/tmp/kc", "--context",
+                             "kind", "--metrics-bind-address=127.0.0.1:9090",
+                             "-health-probe-bind-address", "0", "--zap-log-level=debug",
+                             "--host-root=/tmp/node-a"),
+                 0, "%s", err ? err : "");
+    cr_assert_str_eq(o.node_name, "node-a");
+    cr_assert_str_eq(o.host_root, "/tmp/node-a");
+    cr_assert_str_eq(o.kubeconfig, "/tmp/kc");
+    cr_assert_str_eq(o.context, "kind");
+    cr_assert_str_eq(o.metrics_bind_address, "127.0.0.1:9090");
+    cr_assert_str_eq(o.health_probe_bind_address, "0");
+    cr_assert_eq(o.log_level, PLOG_DEBUG);
+    cr_assert_eq(o.leader_elect, false, "the agent never elects");
+    cr_assert_null(o.leader_election_id, "no leader-election defaults in the agent");
+    cr_assert_eq(o.argi,
+                 AGENT_ARGC("--node-name", "node-a", "--kubeconfig=/tmp/kc", "--context", "kind",
+                            "--metrics-bind-address=127.0.0.1:9090", "-health-probe-bind-address",
+                            "0", "--zap-log-level=debug", "--host-root=/tmp/node-a"));
+    flags_free(&o);
+}
+
+Test(flags_agent, defaults_are_the_operators_ports_and_the_real_root)
+{
+    flags_options o;
+    cr_assert_eq(PARSE_AGENT(&o, NULL, "--node-name=node-b"), 0);
+    cr_assert_str_eq(o.host_root, "/");
+    cr_assert_str_eq(o.metrics_bind_address, ":8080");
+    cr_assert_str_eq(o.health_probe_bind_address, ":8081");
+    cr_assert_str_eq(o.zap_log_level, "info");
+    cr_assert_null(o.kubeconfig);
+    flags_free(&o);
+}
+
+Test(flags_agent, node_name_is_required_and_must_be_a_node_name)
+{
+    flags_options o;
+    char *err = NULL;
+    char *const bare[] = {"agent", NULL};
+    cr_assert_eq(flags_parse_mode(FLAGS_AGENT, 1, bare, &o, &err), KC_ERR_INVALID_ARG);
+    cr_assert_not_null(strstr(err, "--node-name is required"), "%s", err);
+    free(err);
+    const char *bad[] = {"", "Node-A", "-node", "node-", "a..b", "node_a", "a b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err = NULL;
+        char *const argv[] = {"agent", "--node-name", (char *)bad[i], NULL};
+        cr_assert_eq(flags_parse_mode(FLAGS_AGENT, 3, argv, &o, &err), KC_ERR_INVALID_ARG,
+                     "node name \"%s\" accepted", bad[i]);
+        cr_assert_not_null(strstr(err, "--node-name"), "%s", err);
+        free(err);
+    }
+    const char *good[] = {"node-a", "n", "ip-10-0-0-1.ec2.internal", "0node9"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char *const argv[] = {"agent", "--node-name", (char *)good[i], NULL};
+        cr_assert_eq(flags_parse_mode(FLAGS_AGENT, 3, argv, &o, NULL), 0, "%s refused", good[i]);
+        flags_free(&o);
+    }
+    cr_assert_eq(o.node_name, NULL, "freed and zeroed");
+}
+
+Test(flags_agent, host_root_must_be_absolute)
+{
+    flags_options o;
+    char *err = NULL;
+    cr_assert_eq(PARSE_AGENT(&o, &err, "--node-name=node-a", "--host-root", "relative/dir"),
+                 KC_ERR_INVALID_ARG);
+    cr_assert_not_null(strstr(err, "--host-root"), "%s", err);
+    free(err);
+}
+
+Test(flags_agent, operator_only_flags_are_unknown_and_agent_flags_unknown_to_the_operator)
+{
+    const char *operator_only[] = {"--leader-elect", "--leader-election-id=x",
+                                   "--leader-elect-lease-duration=15s", "--namespace=ns"};
+    for (size_t i = 0; i < sizeof operator_only / sizeof operator_only[0]; i++) {
+        flags_options o;
+        char *err = NULL;
+        char *const argv[] = {"agent", "--node-name=node-a", (char *)operator_only[i], NULL};
+        cr_assert_eq(flags_parse_mode(FLAGS_AGENT, 3, argv, &o, &err), KC_ERR_INVALID_ARG,
+                     "%s accepted by the agent", operator_only[i]);
+        cr_assert_not_null(strstr(err, "unknown flag"), "%s", err);
+        free(err);
+    }
+    flags_options o;
+    char *err = NULL;
+    cr_assert_eq(PARSE(&o, &err, "--node-name=node-a"), KC_ERR_INVALID_ARG);
+    cr_assert_str_eq(err, "unknown flag: --node-name");
+    free(err);
+}
+
+Test(flags_agent, help_skips_the_required_check_and_usage_lists_only_agent_flags)
+{
+    flags_options o;
+    cr_assert_eq(PARSE_AGENT(&o, NULL, "--help"), 0, "--help without --node-name is fine");
+    cr_assert(o.help);
+    flags_free(&o);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    flags_usage_mode(f, "provisio agent", FLAGS_AGENT);
+    fclose(f);
+    cr_assert_not_null(strstr(text, "Usage of provisio agent:"));
+    cr_assert_not_null(strstr(text, "--node-name string"));
+    cr_assert_not_null(strstr(text, "--host-root string"));
+    cr_assert_not_null(strstr(text, "(default \"/\")"));
+    cr_assert_not_null(strstr(text, "--kubeconfig string"));
+    cr_assert_not_null(strstr(text, "--health-probe-bind-address string"));
+    cr_assert_null(strstr(text, "leader-elect"), "no election flags in the agent's usage");
+    free(text);
+    text = NULL;
+    f = open_memstream(&text, &len);
+    flags_usage(f, "provisio");
+    fclose(f);
+    cr_assert_null(strstr(text, "--node-name"), "the operator's usage has no agent flags");
+    free(text);
+}

@@ -21,6 +21,7 @@
 #include "kc_client.h"
 #include "replay_server.h"
 #include "testenv.h"
+#include "pv_clock.h"
 
 /* ---- fixture ------------------------------------------------------------- */
 
@@ -52,13 +53,6 @@ static void record_hook(const char *verb, long status, void *user)
     if (status == 401 && h->rotate_path)
         testenv_write_file(h->rotate_path, h->rotate_token, strlen(h->rotate_token));
     pthread_mutex_unlock(&h->mu);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* A client for kubeconfig text yaml (freed). */
@@ -470,9 +464,9 @@ Test(kc_client, too_many_requests_waits_for_retry_after)
     rs_push(srv, &r);
     rs_push_simple(srv, 200, "{\"metadata\":{\"name\":\"a\"}}");
     kc_error err = KC_ERROR_INIT;
-    double t0 = now_s();
+    double t0 = pv_clock_monotonic();
     cr_assert_eq(kc_get(cli, &POD_A, NULL, &err), KC_OK, "%s", err.message);
-    double elapsed = now_s() - t0;
+    double elapsed = pv_clock_monotonic() - t0;
     cr_assert_geq(elapsed, 0.9, "waited only %.3f s", elapsed);
     cr_assert_eq(rs_request_count(srv), 2);
     kc_error_clear(&err);
@@ -597,10 +591,10 @@ Test(kc_client, rate_limiter_paces_requests)
     rs_response r = {.status = 200, .body = "{}", .times = -1};
     rs_push(srv, &r);
     kc_error err = KC_ERROR_INIT;
-    double t0 = now_s();
+    double t0 = pv_clock_monotonic();
     for (int i = 0; i < 11; i++)
         cr_assert_eq(kc_get(cli, &POD_A, NULL, &err), KC_OK, "%s", err.message);
-    double elapsed = now_s() - t0;
+    double elapsed = pv_clock_monotonic() - t0;
     cr_assert_geq(elapsed, 0.45, "11 requests at 20 qps took only %.3f s", elapsed);
     kc_error_clear(&err);
 }
@@ -662,9 +656,9 @@ Test(kc_client, connect_to_a_closed_port_fails_fast_as_transport)
     make_client(rs_kubeconfig(srv, &ko), &o);
     free(url);
     kc_error err = KC_ERROR_INIT;
-    double t0 = now_s();
+    double t0 = pv_clock_monotonic();
     cr_assert_eq(kc_get(cli, &POD_A, NULL, &err), KC_ERR_TRANSPORT);
-    double elapsed = now_s() - t0;
+    double elapsed = pv_clock_monotonic() - t0;
     cr_assert_lt(elapsed, 2.0, "took %.3f s", elapsed);
     cr_assert_eq(hooks.n, 3, "connect failures are retried (nothing was sent)");
     cr_assert_eq(hooks.status[0], 0);
@@ -1112,7 +1106,7 @@ static void *watch_main(void *arg)
     watch_thread *t = arg;
     kc_error err = KC_ERROR_INIT;
     t->rc = kc_watch_run(t->w, &CLAIMS, NULL, on_event, &t->s, &err);
-    t->ended = now_s();
+    t->ended = pv_clock_monotonic();
     kc_error_clear(&err);
     return NULL;
 }
@@ -1128,7 +1122,7 @@ Test(kc_client, watch_stop_from_another_thread_returns_stopped_promptly)
     cr_assert(rs_wait_requests(srv, 1, 5000));
     struct timespec settle = {0, 200 * 1000000L};
     nanosleep(&settle, NULL);
-    double stop_at = now_s();
+    double stop_at = pv_clock_monotonic();
     kc_watch_stop(t.w);
     pthread_join(th, NULL);
     cr_assert_eq(t.rc, KC_ERR_STOPPED);
@@ -1180,10 +1174,10 @@ static double bare_curl_rate(int n)
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &got);
-    double t0 = now_s();
+    double t0 = pv_clock_monotonic();
     for (int i = 0; i < n; i++)
         cr_assert_eq(curl_easy_perform(h), CURLE_OK);
-    double elapsed = now_s() - t0;
+    double elapsed = pv_clock_monotonic() - t0;
     curl_easy_cleanup(h);
     free(url);
     cr_assert_gt(got, 0);
@@ -1200,13 +1194,13 @@ Test(kc_client, sequential_get_throughput_on_one_connection)
     rs_push(srv, &r);
     kc_error err = KC_ERROR_INIT;
     int n = 2000;
-    double t0 = now_s();
+    double t0 = pv_clock_monotonic();
     for (int i = 0; i < n; i++) {
         json_object *obj = NULL;
         cr_assert_eq(kc_get(cli, &POD_A, &obj, &err), KC_OK, "%s", err.message);
         json_object_put(obj);
     }
-    double rate = n / (now_s() - t0);
+    double rate = n / (pv_clock_monotonic() - t0);
     cr_assert_eq(rs_connections(srv), 1);
     double bare = bare_curl_rate(n);
     cr_assert_eq(rs_connections(srv), 2);

@@ -7,7 +7,7 @@
 
 #include "kc_client.h"
 #include "kc_client_internal.h"
-#include "kc_strbuf.h"
+#include "pv_strbuf.h"
 
 /* kc_path must succeed and give exactly want. */
 static void assert_path(const kc_ref *ref, const kc_list_opts *opts, bool watch, const char *want)
@@ -193,8 +193,8 @@ Test(path, add_escaped_passes_exactly_the_unreserved_bytes)
     want[w] = '\0';
     cr_assert_eq(w, 3 + 66 + 3 * (255 - 66), "66 unreserved bytes");
 
-    kc_strbuf b = {0};
-    kc_strbuf_add(&b, "a?=");
+    pv_strbuf b = {0};
+    pv_strbuf_add(&b, "a?=");
     kc_path_add_escaped(&b, all);
     cr_assert_not(b.oom);
     cr_assert_eq(b.len, w);
@@ -202,17 +202,17 @@ Test(path, add_escaped_passes_exactly_the_unreserved_bytes)
     kc_path_add_escaped(&b, "");
     cr_assert_eq(b.len, w, "an empty string adds nothing");
     cr_assert_str_eq(b.p, want);
-    kc_strbuf_free(&b);
+    pv_strbuf_free(&b);
 
     /* Sticky oom: nothing is appended, the buffer is left as it was. */
-    kc_strbuf o = {0};
-    kc_strbuf_add(&o, "/x");
+    pv_strbuf o = {0};
+    pv_strbuf_add(&o, "/x");
     o.oom = true;
     kc_path_add_escaped(&o, "a b");
     cr_assert(o.oom);
     cr_assert_eq(o.len, 2);
     cr_assert_str_eq(o.p, "/x");
-    cr_assert_null(kc_strbuf_take(&o, NULL));
+    cr_assert_null(pv_strbuf_take(&o, NULL));
 }
 
 Test(path, missing_version_or_resource_is_refused)

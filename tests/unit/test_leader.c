@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "replay_server.h"
+#include "pv_clock.h"
 
 #define LEASE 1.0
 #define RENEW 0.6
@@ -28,13 +29,6 @@
 #define ID "me_0000"
 #define LEASES_PATH "/apis/coordination.k8s.io/v1/namespaces/ns/leases"
 #define LEASE_PATH LEASES_PATH "/lock"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sleep_ms(int ms)
 {
@@ -435,7 +429,7 @@ static void on_started(void *user)
     (void)user;
     pthread_mutex_lock(&cb.mu);
     cb.started++;
-    cb.t_started = now_s();
+    cb.t_started = pv_clock_monotonic();
     pthread_mutex_unlock(&cb.mu);
     if (cb.stop_on_start)
         le_stop(cb.e);
@@ -448,7 +442,7 @@ static void on_stopped(void *user)
     if (le_is_leader(cb.e))
         cb.leader_in_stop = true;
     cb.stopped++;
-    cb.t_stopped = now_s();
+    cb.t_stopped = pv_clock_monotonic();
     cb.requests_at_stop = rs_request_count(srv);
     pthread_mutex_unlock(&cb.mu);
 }
@@ -472,9 +466,9 @@ static int cb_get(int *field)
 
 static bool wait_count(int *field, int n, double timeout)
 {
-    double end = now_s() + timeout;
+    double end = pv_clock_monotonic() + timeout;
     while (cb_get(field) < n) {
-        if (now_s() > end)
+        if (pv_clock_monotonic() > end)
             return false;
         sleep_ms(5);
     }
@@ -574,9 +568,9 @@ static runner *start(const le_config *c)
 
 static bool wait_done(runner *r, double timeout)
 {
-    double end = now_s() + timeout;
+    double end = pv_clock_monotonic() + timeout;
     while (!__atomic_load_n(&r->done, __ATOMIC_SEQ_CST)) {
-        if (now_s() > end)
+        if (pv_clock_monotonic() > end)
             return false;
         sleep_ms(5);
     }
@@ -746,8 +740,8 @@ Test(le_loop, renews_with_put_at_the_observed_resource_version)
     c.release_on_cancel = false;
     runner *r = start(&c);
     cr_assert(wait_count(&cb.started, 1, 5.0));
-    double end = now_s() + 5.0;
-    while (count_method("PUT") < 3 && now_s() < end)
+    double end = pv_clock_monotonic() + 5.0;
+    while (count_method("PUT") < 3 && pv_clock_monotonic() < end)
         sleep_ms(10);
     cr_assert_eq(finish(r), LE_STOPPED);
     cr_assert_geq(count_method("PUT"), 3);
@@ -781,7 +775,7 @@ static void takeover_after_lease_duration(const char *renew_time)
     le_config c = loop_config(cli);
     c.release_on_cancel = false;
     cb.stop_on_start = true;
-    double t0 = now_s();
+    double t0 = pv_clock_monotonic();
     runner *r = start(&c);
     cr_assert(wait_count(&cb.started, 1, 6.0), "never took over the stale lease");
     double waited = cb.t_started - t0;
@@ -913,10 +907,10 @@ Test(le_loop, releases_the_lease_on_stop_after_stopping_work)
     push_lease("PUT", 200, "", "2", NULL, 0, -1);
     le_config c = loop_config(cli);
     cb.stop_on_start = true; /* le_stop from the callback, as a SIGTERM right then */
-    double t0 = now_s();
+    double t0 = pv_clock_monotonic();
     runner *r = start(&c);
     cr_assert(wait_done(r, 5.0));
-    cr_assert_lt(now_s() - t0, 2.0);
+    cr_assert_lt(pv_clock_monotonic() - t0, 2.0);
     cr_assert_eq(cb_get(&cb.started), 1);
     cr_assert_eq(cb_get(&cb.stopped), 1);
     cr_assert_eq(rs_request_count(srv), 3);
@@ -948,10 +942,10 @@ Test(le_loop, stop_wakes_a_waiting_candidate_at_once)
     runner *r = start(&c);
     cr_assert(rs_wait_requests(srv, 1, 5000));
     sleep_ms(100);
-    double t0 = now_s();
+    double t0 = pv_clock_monotonic();
     le_stop(r->e);
     cr_assert(wait_done(r, 3.0));
-    double took = now_s() - t0;
+    double took = pv_clock_monotonic() - t0;
     cr_assert_lt(took, 0.3, "le_stop took %.3f s to end a waiting candidate", took);
     cr_assert_eq(finish(r), LE_STOPPED);
     cr_assert_eq(count_method("PUT"), 0);

@@ -20,6 +20,7 @@
 #include "reflector.h"
 #include "replay_server.h"
 #include "store.h"
+#include "pv_clock.h"
 
 /* ---- fixture ------------------------------------------------------------- */
 
@@ -53,13 +54,6 @@ static void stop_server(void)
     cli = NULL;
     cfg = NULL;
     srv = NULL;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void sleep_ms(int ms)
@@ -175,9 +169,9 @@ static const rs_request *nth_request(const char *prefix, size_t i)
 
 static bool wait_requests_with(const char *prefix, size_t n, int timeout_ms)
 {
-    double until = now_s() + timeout_ms / 1000.0;
+    double until = pv_clock_monotonic() + timeout_ms / 1000.0;
     while (count_requests(prefix) < n) {
-        if (now_s() > until)
+        if (pv_clock_monotonic() > until)
             return false;
         sleep_ms(5);
     }
@@ -284,9 +278,9 @@ static int rec_count(void)
 
 static bool rec_wait(int n, int timeout_ms)
 {
-    double until = now_s() + timeout_ms / 1000.0;
+    double until = pv_clock_monotonic() + timeout_ms / 1000.0;
     while (rec_count() < n) {
-        if (now_s() > until)
+        if (pv_clock_monotonic() > until)
             return false;
         sleep_ms(5);
     }
@@ -662,9 +656,9 @@ Test(reflector, stop_is_prompt_while_watching)
     start_refl(&o);
     cr_assert(wait_requests_with(WATCH_PATH, 1, 5000));
     sleep_ms(100);
-    double t0 = now_s();
+    double t0 = pv_clock_monotonic();
     refl_stop(rf);
-    double took = now_s() - t0;
+    double took = pv_clock_monotonic() - t0;
     cr_assert_lt(took, 0.5, "stop took %.3f s", took);
 }
 
@@ -676,9 +670,9 @@ Test(reflector, stop_is_prompt_while_backing_off)
     start_refl(&o);
     cr_assert(rs_wait_requests(srv, 1, 5000));
     sleep_ms(100);
-    double t0 = now_s();
+    double t0 = pv_clock_monotonic();
     refl_stop(rf);
-    cr_assert_lt(now_s() - t0, 0.5);
+    cr_assert_lt(pv_clock_monotonic() - t0, 0.5);
     cr_assert_eq(rs_request_count(srv), 1);
 }
 
@@ -922,9 +916,9 @@ static int hrec_get(hrec *h, int *field)
 
 static bool hrec_wait(hrec *h, int *field, int n, int timeout_ms)
 {
-    double until = now_s() + timeout_ms / 1000.0;
+    double until = pv_clock_monotonic() + timeout_ms / 1000.0;
     while (hrec_get(h, field) < n) {
-        if (now_s() > until)
+        if (pv_clock_monotonic() > until)
             return false;
         sleep_ms(5);
     }
@@ -1152,8 +1146,8 @@ Test(informer, slow_handler_does_not_stall_the_watch)
     cr_assert_eq(inf_add_handler(inf, &f, NULL), KC_OK);
     cr_assert_eq(inf_factory_start(fac), KC_OK);
     /* The store has all 11 objects long before the handler (1.1 s of work) is done. */
-    double until = now_s() + 5;
-    while (store_len(inf_store(inf)) < 11 && now_s() < until)
+    double until = pv_clock_monotonic() + 5;
+    while (store_len(inf_store(inf)) < 11 && pv_clock_monotonic() < until)
         sleep_ms(5);
     cr_assert_eq(store_len(inf_store(inf)), 11);
     cr_assert_lt(hrec_get(&h, &h.adds), 8, "adds so far: %d", hrec_get(&h, &h.adds));
@@ -1241,9 +1235,9 @@ Test(informer, stop_is_prompt_and_final)
     cr_assert_eq(inf_factory_start(fac), KC_OK);
     cr_assert(inf_factory_wait_for_sync(fac, 5));
     cr_assert(wait_requests_with(WATCH_PATH, 1, 5000));
-    double t0 = now_s();
+    double t0 = pv_clock_monotonic();
     inf_factory_stop(fac);
-    cr_assert_lt(now_s() - t0, 0.5);
+    cr_assert_lt(pv_clock_monotonic() - t0, 0.5);
     cr_assert_eq(inf_factory_start(fac), KC_ERR_STOPPED);
     /* The cache stays readable after stop. */
     cr_assert_eq(store_len(inf_store(inf)), 1);
@@ -1271,8 +1265,8 @@ static void pl_transform(json_object *o, void *user)
                                                  __ATOMIC_SEQ_CST))
         ;
     if (__atomic_add_fetch(&pl_calls, 1, __ATOMIC_SEQ_CST) == 1) {
-        double t0 = now_s();
-        while (count_requests(LIST_PATH) < 2 && now_s() - t0 < pl_wait_ms / 1000.0)
+        double t0 = pv_clock_monotonic();
+        while (count_requests(LIST_PATH) < 2 && pv_clock_monotonic() - t0 < pl_wait_ms / 1000.0)
             sleep_ms(5);
         __atomic_store_n(&pl_second_list_seen, count_requests(LIST_PATH) >= 2, __ATOMIC_SEQ_CST);
     }
@@ -1310,8 +1304,8 @@ static void run_two_reflectors(pthread_mutex_t *page_lock, int wait_ms)
     cr_assert_eq(refl_new(cli, st2, &o, &rf2), KC_OK);
     cr_assert_eq(refl_start(rf), KC_OK);
     cr_assert_eq(refl_start(rf2), KC_OK);
-    double t0 = now_s();
-    while (!(refl_has_synced(rf) && refl_has_synced(rf2)) && now_s() - t0 < 10)
+    double t0 = pv_clock_monotonic();
+    while (!(refl_has_synced(rf) && refl_has_synced(rf2)) && pv_clock_monotonic() - t0 < 10)
         sleep_ms(5);
     cr_assert(refl_has_synced(rf) && refl_has_synced(rf2), "both lists done");
     cr_assert_eq(store_len(st), 20);

@@ -852,3 +852,79 @@ Test(store_compact, objects_unlike_the_dictionary_round_trip)
     json_object_put(want);
     store_free(s);
 }
+
+/* ---- invariants (store.c's top comment), checked by store_check ------------ */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Not deterministic on purpose: the store must never ask an old object again. */
+static int flaky_index(json_object *obj, store_values *out, void *user)
+{
+    (void)obj;
+    uint64_t *rng = user;
+    char v[8];
+    for (uint64_t i = rng_next(rng) % 3; i > 0; i--) {
+        snprintf(v, sizeof v, "f%u", (unsigned)(rng_next(rng) % 4));
+        int rc = store_values_add(out, v);
+        if (rc != KC_OK)
+            return rc;
+    }
+    return KC_OK;
+}
+
+static void random_run_keeps_invariants(store_mode mode)
+{
+    store *s = new_store(mode);
+    uint64_t rng = 0x2545F4914F6CDD1Dull, idx_rng = 7;
+    cr_assert_eq(store_add_index(s, "by-pool", store_index_field, (void *)"spec.pool"), KC_OK);
+    char name[16], rv[16], pool[16], owner[16];
+    for (int step = 0; step < 3000; step++) {
+        snprintf(name, sizeof name, "c%u", (unsigned)(rng_next(&rng) % 40));
+        snprintf(rv, sizeof rv, "%d", step + 1);
+        snprintf(pool, sizeof pool, "p%u", (unsigned)(rng_next(&rng) % 5));
+        snprintf(owner, sizeof owner, "u%u", (unsigned)(rng_next(&rng) % 6));
+        uint64_t op = rng_next(&rng) % 10;
+        if (step == 500) /* an index added to a populated store indexes what is there */
+            cr_assert_eq(store_add_index(s, "by-owner", store_index_owner_uid, NULL), KC_OK);
+        if (step == 1000)
+            cr_assert_eq(store_add_index(s, "flaky", flaky_index, &idx_rng), KC_OK);
+        if (op < 6) {
+            add(s, claim("ns", name, rv, rng_next(&rng) % 4 ? pool : NULL,
+                         rng_next(&rng) % 2 ? owner : NULL, NULL));
+        } else if (op < 9) {
+            char key[32];
+            snprintf(key, sizeof key, "ns/%s", name);
+            int rc = store_delete(s, key, NULL);
+            cr_assert(rc == KC_OK || rc == KC_ERR_NOT_FOUND);
+        } else { /* a relist of a few objects, some the same, some gone */
+            json_object *objs[4];
+            size_t n = rng_next(&rng) % 4;
+            for (size_t i = 0; i < n; i++) {
+                snprintf(name, sizeof name, "c%u", (unsigned)(rng_next(&rng) % 40));
+                objs[i] = claim("ns", name, rv, pool, owner, NULL);
+            }
+            store_delta d;
+            cr_assert_eq(store_replace(s, objs, n, &d), KC_OK);
+            store_delta_free(&d);
+        }
+        const char *bad = store_check(s);
+        cr_assert_null(bad, "step %d: %s", step, bad ? bad : "");
+    }
+    store_free(s);
+}
+
+Test(store_shared, invariants_hold_through_a_random_run_of_writes)
+{
+    random_run_keeps_invariants(STORE_SHARED);
+}
+
+Test(store_compact, invariants_hold_through_a_random_run_of_writes)
+{
+    random_run_keeps_invariants(STORE_COMPACT);
+}

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "pv_clock.h"
 #include "kc_error.h"
 #include "wq.h"
 
@@ -125,11 +125,11 @@ Test(wq, done_accepts_an_equal_string_and_ignores_unknown_keys)
 Test(wq, delayed_add_fires_after_not_before_its_delay)
 {
     wq *q = new_queue();
-    double t0 = inf_clock_monotonic();
+    double t0 = pv_clock_monotonic();
     cr_assert_eq(wq_add_after(q, "a", 0.2), KC_OK);
     cr_assert_eq(wq_len(q), 0);
     const char *k = must_get(q);
-    double waited = inf_clock_monotonic() - t0;
+    double waited = pv_clock_monotonic() - t0;
     cr_assert_str_eq(k, "a");
     cr_assert_geq(waited, 0.2, "fired after %f s", waited);
     cr_assert_lt(waited, 10.0);
@@ -140,11 +140,11 @@ Test(wq, delayed_add_fires_after_not_before_its_delay)
 Test(wq, earlier_delayed_readd_wins)
 {
     wq *q = new_queue();
-    double t0 = inf_clock_monotonic();
+    double t0 = pv_clock_monotonic();
     wq_add_after(q, "a", 30);
     wq_add_after(q, "a", 0.1);
     const char *k = must_get(q); /* would hang ~30 s (test timeout) if the later deadline won */
-    double waited = inf_clock_monotonic() - t0;
+    double waited = pv_clock_monotonic() - t0;
     cr_assert_geq(waited, 0.1);
     cr_assert_lt(waited, 20.0);
     wq_stats st;
@@ -157,11 +157,11 @@ Test(wq, earlier_delayed_readd_wins)
 Test(wq, later_delayed_readd_does_not_postpone)
 {
     wq *q = new_queue();
-    double t0 = inf_clock_monotonic();
+    double t0 = pv_clock_monotonic();
     wq_add_after(q, "a", 0.1);
     wq_add_after(q, "a", 30);
     const char *k = must_get(q);
-    double waited = inf_clock_monotonic() - t0;
+    double waited = pv_clock_monotonic() - t0;
     cr_assert_geq(waited, 0.1);
     cr_assert_lt(waited, 20.0);
     wq_done(q, k);
@@ -211,12 +211,12 @@ Test(wq, sleeping_getter_wakes_for_a_new_earlier_deadline)
     pthread_t t;
     pthread_create(&t, NULL, getter_main, &g);
     sleep_s(0.05); /* let it sleep until the 60 s deadline */
-    double t0 = inf_clock_monotonic();
+    double t0 = pv_clock_monotonic();
     wq_add_after(q, "soon", 0.05);
     pthread_join(t, NULL);
     cr_assert_eq(g.rc, KC_OK);
     cr_assert_str_eq(g.key, "soon");
-    cr_assert_lt(inf_clock_monotonic() - t0, 20.0);
+    cr_assert_lt(pv_clock_monotonic() - t0, 20.0);
     wq_free(q);
 }
 
@@ -280,11 +280,11 @@ Test(wq, keys_back_off_independently)
 Test(wq, rate_limited_key_is_processed_after_its_backoff)
 {
     wq *q = new_queue();
-    double t0 = inf_clock_monotonic(), d;
+    double t0 = pv_clock_monotonic(), d;
     wq_add_rate_limited(q, "k", &d);
     wq_add_rate_limited(q, "k", &d); /* 5 ms then 10 ms: the earlier deadline stays */
     const char *k = must_get(q);
-    cr_assert_geq(inf_clock_monotonic() - t0, 0.005);
+    cr_assert_geq(pv_clock_monotonic() - t0, 0.005);
     wq_done(q, k);
     cr_assert_eq(wq_num_requeues(q, "k"), 2); /* failures stay until forget */
     wq_free(q);
@@ -582,13 +582,13 @@ static void run_stress(bool delayed)
     for (int i = 0; i < S_PRODUCERS; i++)
         pthread_join(prod[i], NULL);
     /* Wait until the queue is idle: nothing waiting, delayed or held. */
-    double deadline = inf_clock_monotonic() + 60;
+    double deadline = pv_clock_monotonic() + 60;
     for (;;) {
         wq_stats st;
         wq_stats_get(s.q, &st);
         if (st.depth == 0 && st.processing == 0 && st.delayed == 0)
             break;
-        cr_assert_lt(inf_clock_monotonic(), deadline, "queue never went idle");
+        cr_assert_lt(pv_clock_monotonic(), deadline, "queue never went idle");
         sleep_s(0.002);
     }
     wq_shutdown_drain(s.q);
@@ -623,4 +623,67 @@ Test(wq_stress, eight_producers_eight_workers_no_double_processing_no_lost_key, 
 Test(wq_stress, delayed_adds_mixed_in_are_never_lost, .timeout = 120)
 {
     run_stress(true);
+}
+
+/* ---- invariants (wq.c's top comment), checked by wq_check ------------------ */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+Test(wq, invariants_hold_through_a_random_run_of_every_operation)
+{
+    wq *q = new_queue();
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    char held[8][16];
+    size_t n_held = 0;
+    char key[16];
+    for (int step = 0; step < 20000; step++) {
+        snprintf(key, sizeof key, "k%u", (unsigned)(rng_next(&rng) % 24));
+        switch (rng_next(&rng) % 7) {
+        case 0:
+            cr_assert_eq(wq_add(q, key), KC_OK);
+            break;
+        case 1: /* due at once or much later: both heap paths */
+            cr_assert_eq(wq_add_after(q, key, rng_next(&rng) % 2 ? 0.0005 : 60), KC_OK);
+            break;
+        case 2:
+            cr_assert_eq(wq_add_rate_limited(q, key, NULL), KC_OK);
+            break;
+        case 3:
+            wq_forget(q, key);
+            break;
+        case 4:
+            if (n_held < 8 && wq_len(q) > 0) {
+                const char *k = must_get(q);
+                snprintf(held[n_held++], sizeof held[0], "%s", k);
+            }
+            break;
+        default:
+            if (n_held > 0) {
+                size_t i = rng_next(&rng) % n_held;
+                wq_done(q, held[i]);
+                memmove(held[i], held[--n_held], sizeof held[0]);
+            }
+            break;
+        }
+        const char *bad = wq_check(q);
+        cr_assert_null(bad, "step %d: %s", step, bad ? bad : "");
+    }
+    wq_shutdown(q);
+    cr_assert_null(wq_check(q), "after shutdown with %zu keys held", n_held);
+    while (n_held > 0) {
+        wq_done(q, held[--n_held]);
+        const char *bad = wq_check(q);
+        cr_assert_null(bad, "done after shutdown: %s", bad ? bad : "");
+    }
+    wq_stats st;
+    wq_stats_get(q, &st);
+    cr_assert_eq(st.processing, 0);
+    cr_assert_eq(st.depth, 0, "nothing is dirty once shut down and drained");
+    wq_free(q);
 }
