@@ -9,7 +9,9 @@
 #     pods Running on the real node as the provisio-controller-manager
 #     ServiceAccount, and exactly one holds the Lease (its holderIdentity
 #     names one of the pods);
-#  3. the network samples become Ready (reconciled in-cluster: the pods reach
+#  3. the node agent DaemonSet of config/agent (in config/default) is ready
+#     on the real node as its ServiceAccount, with no request refused;
+#     the network samples become Ready (reconciled in-cluster: the pods reach
 #     the API server at the kubernetes Service address with TLS verified);
 #  4. the leader's process is SIGKILLed (through containerd; no Lease
 #     release): another identity holds the Lease within lease duration +
@@ -103,6 +105,31 @@ test_config_default_runs_two_replicas_one_leading() {
   e2e_diag "leader: $leader"
 }
 
+agent_ready() {
+  local got
+  got=$(k -n "$SYS" get daemonset provisio-agent -o jsonpath='{.status.numberReady}/{.status.desiredNumberScheduled}')
+  [ "$got" = 1/1 ] || {
+    echo "ready/desired: $got"
+    k -n "$SYS" get pods -l app.kubernetes.io/component=agent -o wide
+    return 1
+  }
+}
+
+test_agent_daemonset_runs() {
+  local pod metrics logs bad
+  e2e_wait_for 120 "DaemonSet provisio-agent ready on the real node" agent_ready
+  pod=$(k -n "$SYS" get pods -l app.kubernetes.io/component=agent -o jsonpath='{.items[0].metadata.name}')
+  [ "$(k -n "$SYS" get pod "$pod" -o jsonpath='{.spec.nodeName} {.spec.serviceAccountName} {.status.phase}')" = \
+    "real-node provisio-agent Running" ] || e2e_fail "agent pod $pod is not Running on real-node as provisio-agent"
+  metrics=$(k get --raw "/api/v1/namespaces/$SYS/pods/$pod:8080/proxy/metrics") ||
+    e2e_fail "no metrics from the agent pod $pod"
+  bad=$(grep -E '^rest_client_requests_total\{.*code="(401|403)"' <<<"$metrics" || true)
+  [ -z "$bad" ] || e2e_fail "the agent was refused requests:" "$bad"
+  logs=$(k -n "$SYS" logs "$pod") || e2e_fail "no logs of the agent pod $pod"
+  ! grep -qi forbidden <<<"$logs" || e2e_fail "the agent logged a forbidden request"
+  k -n "$SYS" get daemonset provisio-agent -o wide | sed 's/^/# /'
+}
+
 test_samples_become_ready() {
   k create namespace "$sample_ns" --dry-run=client -o yaml | k apply -f - >/dev/null
   k apply -f "$SRC/config/samples/provisio_v1alpha1_ippool.yaml" >/dev/null
@@ -191,6 +218,7 @@ e2e_test "the real node is Ready on containerd and provisio's image is loaded" t
 e2e_last_ok || e2e_bail "no real node"
 e2e_test "config/default runs two replicas on the real node, one leading" test_config_default_runs_two_replicas_one_leading
 e2e_last_ok || e2e_bail "the Deployment did not come up"
+e2e_test "the node agent DaemonSet (config/agent) runs on the real node" test_agent_daemonset_runs
 e2e_test "the network samples become Ready, reconciled in-cluster" test_samples_become_ready
 e2e_test "SIGKILL of the leader's process: another takes the Lease and reconciling goes on" \
   test_sigkill_of_the_leader_moves_the_lease
