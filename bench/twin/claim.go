@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -151,7 +151,6 @@ func (s *shared) inflightOf(poolName string) map[string]inflight {
 	}
 	return out
 }
-
 
 // ---- the reconciler ----
 
@@ -656,4 +655,3 @@ func (r *ClaimReconciler) readopt(ctx context.Context, claim *IPClaim, poolObj *
 	}
 	return ctrl.Result{}, true, fmt.Errorf("reserving the address: %w", err)
 }
-
