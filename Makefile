@@ -43,9 +43,12 @@ image:
 down:
 	@hack/run-local down
 
+# provisio and its controller-runtime twin (bench/twin, Go) on one control
+# plane, alternating; bench/run-ip-bench alone sweeps workers and light load.
 bench:
 	@$(MAKE) build BUILD=build-release CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release"
-	@bench/run-ip-bench build-release
+	@cd bench/twin && GOTOOLCHAIN=local $${GO:-go} build -o ../../build-release/provisio-twin .
+	@bench/run-twin-bench build-release
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
