@@ -6,7 +6,7 @@
  * same bytes must accept too (an object with nothing but whitespace after
  * it), with the same items in the same order and the same other members.
  * The reverse need not hold (json-c alone takes comments, single quotes and
- * a second items array). Every rejection must carry a message. Anything
+ * a second items member). Every rejection must carry a message. Anything
  * else, or any crash, sanitizer report or leak, is a finding.
  *
  * libFuzzer provides main; the replay build links fuzz/replay_main.c.
