@@ -31,9 +31,14 @@ static int fail(kc_error *err, const char *text, size_t len, const char *why)
                         (int)(len < SHOWN ? len : SHOWN), text, len > SHOWN ? "..." : "", why);
 }
 
-/* Base and exponent of a suffix, as resource's suffixer interprets it. */
-static bool interpret_suffix(const char *s, size_t n, int64_t *e10, int *e2)
+/*
+ * Base and exponent of a suffix, as resource's suffixer interprets it.
+ * *raw is the exponent of an e/E suffix as written (else 0), for the one
+ * place where Kubernetes looks at it cut to 32 bits.
+ */
+static bool interpret_suffix(const char *s, size_t n, int64_t *e10, int *e2, int64_t *raw)
 {
+    *raw = 0;
     static const struct {
         const char *name;
         int e10, e2;
@@ -67,6 +72,7 @@ static bool interpret_suffix(const char *s, size_t n, int64_t *e10, int *e2)
             return false; /* ParseInt's range error: Kubernetes refuses the suffix too */
         v = v * 10 + d;
     }
+    *raw = neg ? (int64_t)(0 - v) : (int64_t)v;
     /* Clamped: past EXP_CLAMP every non-zero value is out of range or not whole. */
     int64_t e = v > (uint64_t)EXP_CLAMP ? EXP_CLAMP : (int64_t)v;
     *e10 = neg ? -e : e;
@@ -163,10 +169,23 @@ int kc_quantity_parse(const char *text, size_t len, int scale, int64_t *out, kc_
         pos++;
     if (pos < len)
         return fail(err, text, len, "is not a quantity ([+-]digits[.digits][suffix])");
-    int64_t e10 = 0;
+    int64_t e10 = 0, raw = 0;
     int e2 = 0;
-    if (!interpret_suffix(text + suffix_start, len - suffix_start, &e10, &e2))
+    if (!interpret_suffix(text + suffix_start, len - suffix_start, &e10, &e2, &raw))
         return fail(err, text, len, "has an unknown suffix");
+    /*
+     * No digit at all ("e-10", "-.e-10"): Kubernetes takes it as zero, except
+     * with an exponent below -9 after cutting it to 32 bits, where it parses
+     * the number part on its own and refuses it (found by comparing the
+     * fuzz_quantity corpus with resource.ParseQuantity).
+     */
+    if ((int32_t)(uint32_t)(uint64_t)raw < -9) {
+        bool digit = false;
+        for (size_t i = 0; i < suffix_start && !digit; i++)
+            digit = is_digit(text[i]);
+        if (!digit)
+            return fail(err, text, len, "is not a quantity (no digits before the exponent)");
+    }
 
     /* The digits of integer and fraction, without leading or trailing zeros. */
     const char *ip = text + int_start, *fp = text + frac_start;

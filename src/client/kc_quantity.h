@@ -8,7 +8,8 @@
  * the decimal SI n u m "" k M G T P E (powers of 1000), or a decimal exponent
  * e/E with an optionally signed integer ("1e9", "5E-3"). As there, leading
  * zeros, an empty integer or fraction part ("1.G", ".5") and a number with
- * no digits at all ("+", ".", "Ki": zero) are taken.
+ * no digits at all ("+", ".", "Ki": zero) are taken, the last one not before
+ * an exponent below -9 ("e-10" is refused there, so here too).
  *
  * Where Kubernetes rounds, these functions refuse: a value that is not a
  * whole number of the unit asked for ("100m" as bytes, "1.5" as bytes) is an

@@ -116,10 +116,23 @@ static const struct {
     {"1.5mi", SYNTAX, 0, SYNTAX, 0},                      /* k8s: ErrSuffix */
     {"12Mi3", SYNTAX, 0, SYNTAX, 0},                      /* k8s: ErrSuffix */
     {"123456789012345678901234567890", RANGE, 0, RANGE,
-     0},                                  /* k8s: 123456789012345678901234567890.000000000 */
-    {"0.1", FRAC, 0, OK, 100LL},          /* k8s: 0.1 */
-    {"0.75Ki", OK, 768LL, OK, 768000LL},  /* k8s: 768.000000000 */
-    {"1.1Mi", FRAC, 0, OK, 1153433600LL}, /* k8s: 1153433.600000000 */
+     0},                         /* k8s: 123456789012345678901234567890.000000000 */
+    {"0.1", FRAC, 0, OK, 100LL}, /* k8s: 0.1 */
+    /* Found by comparing the fuzz_quantity corpus with ParseQuantity: no digit
+     * and an exponent below -9 (cut to 32 bits) is refused there. */
+    {"e-10", SYNTAX, 0, SYNTAX, 0},           /* k8s: ErrNumeric */
+    {".e-10", SYNTAX, 0, SYNTAX, 0},          /* k8s: ErrNumeric */
+    {"-.e-10", SYNTAX, 0, SYNTAX, 0},         /* k8s: ErrNumeric */
+    {"e4294967286", SYNTAX, 0, SYNTAX, 0},    /* k8s: ErrNumeric (-10 in 32 bits) */
+    {"e-4294967306", SYNTAX, 0, SYNTAX, 0},   /* k8s: ErrNumeric (-10 in 32 bits) */
+    {"e9116211628291", SYNTAX, 0, SYNTAX, 0}, /* k8s: ErrNumeric (the corpus' input) */
+    {"e4294967296", OK, 0LL, OK, 0LL},        /* k8s: 0 */
+    {"e-9", OK, 0LL, OK, 0LL},                /* k8s: 0 */
+    {"0e-10", OK, 0LL, OK, 0LL},              /* k8s: 0 */
+    {"0.e-10", OK, 0LL, OK, 0LL},             /* k8s: 0 */
+    {"5.e-10", FRAC, 0, FRAC, 0},             /* k8s: 0.000000001 (rounded up) */
+    {"0.75Ki", OK, 768LL, OK, 768000LL},      /* k8s: 768.000000000 */
+    {"1.1Mi", FRAC, 0, OK, 1153433600LL},     /* k8s: 1153433.600000000 */
 };
 
 static const char *want_name(want w)
