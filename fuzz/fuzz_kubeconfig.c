@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -54,7 +55,7 @@ static char *load(const char *text, size_t len)
         const char *server = kc_config_server(cfg), *ns = kc_config_namespace(cfg),
                    *ctx = kc_config_context(cfg);
         size_t sl = server ? strlen(server) : 0;
-        if (!server || (strncmp(server, "https://", 8) && strncmp(server, "http://", 7)) ||
+        if (!server || (strncasecmp(server, "https://", 8) && strncasecmp(server, "http://", 7)) ||
             (sl > 0 && server[sl - 1] == '/') || !ns || !*ns || !ctx)
             abort();
         kc_tls tls;
