@@ -7,7 +7,9 @@ BUILD ?= build
 CMAKE_FLAGS ?= -DPROVISIO_SANITIZE=ON -DPROVISIO_WERROR=ON
 CTEST_FLAGS ?= --output-on-failure --verbose
 
-.PHONY: all deps build test unit e2e run down image bench format clean
+FUZZ_BUILD ?= build-fuzz
+
+.PHONY: all deps build test unit e2e run down image bench fuzz format clean
 
 all: build
 
@@ -47,11 +49,19 @@ down:
 # plane, alternating; bench/run-ip-bench alone sweeps workers and light load.
 bench:
 	@$(MAKE) build BUILD=build-release CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release"
-	@cd bench/twin && GOTOOLCHAIN=local $${GO:-go} build -o ../../build-release/provisio-twin .
+	@cd bench/twin && GOTOOLCHAIN=local $${GO:-$$(command -v go || echo /usr/local/go/bin/go)} build -o ../../build-release/provisio-twin .
 	@bench/run-twin-bench build-release
+
+# libFuzzer harnesses (fuzz/README.md), built with clang into $(FUZZ_BUILD),
+# each run for FUZZ_SECONDS (default 60), one after another at nice 19.
+fuzz:
+	@fuzz/install-deps
+	@cmake -S fuzz -B $(FUZZ_BUILD) -G Ninja -DCMAKE_C_COMPILER=clang >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j2
+	@fuzz/run $(FUZZ_BUILD)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-release
+	rm -rf $(BUILD) build-release $(FUZZ_BUILD)

@@ -6,7 +6,7 @@
  * same bytes must accept too (an object with nothing but whitespace after
  * it), with the same items in the same order and the same other members.
  * The reverse need not hold (json-c alone takes comments, single quotes and
- * a second items array). Every rejection must carry a message. Anything
+ * a second items member). Every rejection must carry a message. Anything
  * else, or any crash, sanitizer report or leak, is a finding.
  *
  * libFuzzer provides main; the replay build links fuzz/replay_main.c.
@@ -36,6 +36,14 @@ static bool only_ws(const char *p, size_t n)
     return true;
 }
 
+/* Equal as text: json_object_equal says NaN (which json-c takes) differs from itself. */
+static bool same(json_object *a, json_object *b)
+{
+    const char *sa = json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN);
+    const char *sb = json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN);
+    return sa && sb && strcmp(sa, sb) == 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > (1u << 20))
@@ -60,13 +68,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_object *wi = NULL;
         if (json_object_object_get_ex(whole, "items", &wi) &&
             json_object_is_type(wi, json_type_array)) {
-            if (!json_object_equal(wi, items))
+            if (!same(wi, items))
                 abort();
             json_object_object_del(whole, "items");
         } else if (json_object_array_length(items) != 0) {
             abort();
         }
-        if (!json_object_equal(whole, list))
+        if (!same(whole, list))
             abort();
         json_object_put(whole);
         json_tokener_free(tok);

@@ -56,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -776,6 +777,17 @@ static int get_blob(const where *w, int map, const char *key_data, const char *k
     return rc;
 }
 
+/*
+ * True when s is http:// or https:// (any case, as URL schemes are) and
+ * something after it. Anything else is refused when loading: client-go fails
+ * on it at the first request, and curl (limited to http,https) would too.
+ */
+static bool http_url(const char *s)
+{
+    size_t n = !strncasecmp(s, "https://", 8) ? 8 : !strncasecmp(s, "http://", 7) ? 7 : 0;
+    return n > 0 && s[n] != '\0';
+}
+
 /* "https://host:port[/path]" without trailing '/'; a bare host:port gets https://. */
 static int normalize_server(const char *server, char **out)
 {
@@ -808,10 +820,13 @@ static int parse_cluster(kc_config *cfg, const where *w, int body, kc_error *err
     if (!server || !*server)
         return kc_error_set(err, KC_ERR_CONFIG, "kubeconfig %s: cluster \"%s\" has no server",
                             w->src->name, w->name);
-    if (normalize_server(server, &cfg->server) || !strcmp(cfg->server, "https:"))
-        return kc_error_set(err, cfg->server ? KC_ERR_CONFIG : KC_ERR_NOMEM,
-                            "kubeconfig %s: cluster \"%s\": unusable server", w->src->name,
-                            w->name);
+    if (normalize_server(server, &cfg->server))
+        return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+    if (!http_url(cfg->server))
+        return kc_error_set(err, KC_ERR_CONFIG,
+                            "kubeconfig %s: cluster \"%s\": unusable server \"%.200s\" (not an "
+                            "http or https URL)",
+                            w->src->name, w->name, server);
     if (tsn && *tsn && (rc = dup_str(tsn, &cfg->tls_server_name, err)))
         return rc;
     if (proxy && *proxy && (rc = dup_str(proxy, &cfg->proxy_url, err)))

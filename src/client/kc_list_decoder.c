@@ -230,14 +230,17 @@ int kc_list_body_decode(const char *data, size_t len, kc_item_fn fn, void *user,
             goto out;
         }
         const char *name = json_object_get_string(key);
-        if (json_object_get_string_len(key) == 5 && memcmp(name, "items", 5) == 0 &&
-            w.p[w.i] == '[') {
+        bool is_items = json_object_get_string_len(key) == 5 && memcmp(name, "items", 5) == 0;
+        /* A second "items" of any kind: a whole parse keeps the last one, but
+         * items already handed over cannot be taken back. Refused. */
+        if (is_items && seen_items) {
             json_object_put(key);
-            if (seen_items) {
-                rc = bad(&w, "a second items array");
-                goto out;
-            }
-            seen_items = true;
+            rc = bad(&w, "a second items member");
+            goto out;
+        }
+        seen_items = seen_items || is_items;
+        if (is_items && w.p[w.i] == '[') {
+            json_object_put(key);
             if ((rc = walk_items(&w, item_tok, fn, user, &count)) != KC_OK)
                 goto out;
         } else {

@@ -15,6 +15,14 @@
  *    the first byte of an object ('{') is fed, cleared when the object
  *    completes. Whitespace between events is skipped here and never buffered,
  *    so a stream of blank lines costs no memory.
+ *  - Each event is fed to json-c only up to its closing brace, found by a
+ *    small scan (strings, escapes, a bracket count) that keeps its state
+ *    across chunks. Fed more, json-c reads on past the object within the
+ *    same call (whitespace, and '/' as the start of a comment): a bad comment
+ *    after a complete event then lost that event when the chunk held both, and
+ *    the outcome depended on where the transport cut the stream (found by
+ *    fuzz_watch_decoder). An event json-c ends elsewhere than the scan (it
+ *    takes single quotes and comments, the scan does not) is an error.
  *  - event_bytes counts the bytes of the event in progress. We never feed the
  *    tokener more than max_event_bytes for one event: if the object is not
  *    complete by then the event is too large and we stop before json-c has
@@ -57,6 +65,9 @@ struct kc_watch_decoder {
     json_tokener *tok;
     size_t max_event_bytes;
     size_t event_bytes; /* bytes of the event in progress fed to tok */
+    size_t depth;       /* scan: open brackets of the event in progress */
+    bool in_string;     /* scan: inside a string */
+    bool escaped;       /* scan: the previous byte was a backslash in a string */
     bool in_event;
     bool failed;
 };
@@ -127,6 +138,34 @@ void kc_watch_decoder_reset(kc_watch_decoder *d)
     d->event_bytes = 0;
     d->in_event = false;
     d->failed = false;
+}
+
+/*
+ * Scan at most n bytes of the event in progress; returns how many belong to
+ * it, setting *ends when the last of them is its closing brace.
+ */
+static size_t scan_event(kc_watch_decoder *d, const char *buf, size_t n, bool *ends)
+{
+    *ends = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = buf[i];
+        if (d->in_string) {
+            if (d->escaped)
+                d->escaped = false;
+            else if (c == '\\')
+                d->escaped = true;
+            else if (c == '"')
+                d->in_string = false;
+        } else if (c == '"') {
+            d->in_string = true;
+        } else if (c == '{' || c == '[') {
+            d->depth++;
+        } else if ((c == '}' || c == ']') && --d->depth == 0) {
+            *ends = true;
+            return i + 1;
+        }
+    }
+    return n;
 }
 
 bool kc_watch_decoder_pending(const kc_watch_decoder *d)
@@ -205,6 +244,8 @@ int kc_watch_decoder_feed(kc_watch_decoder *d, const char *buf, size_t len, kc_e
             }
             d->in_event = true;
             d->event_bytes = 0;
+            d->depth = 0;
+            d->in_string = d->escaped = false;
         }
 
         size_t room = d->max_event_bytes - d->event_bytes;
@@ -218,13 +259,21 @@ int kc_watch_decoder_feed(kc_watch_decoder *d, const char *buf, size_t len, kc_e
         size_t n = len < room ? len : room;
         if (n > INT_MAX)
             n = INT_MAX;
+        bool ends = false;
+        n = scan_event(d, buf, n, &ends);
 
         json_object *ev = json_tokener_parse_ex(d->tok, buf, (int)n);
         enum json_tokener_error jerr = json_tokener_get_error(d->tok);
-        if (ev) {
+        if (ev || (ends && jerr == json_tokener_continue)) {
             size_t used = json_tokener_get_parse_end(d->tok);
-            if (used == 0 || used > n) /* defensive: never loop without progress */
-                used = n;
+            if (!ev || !ends || used != n) {
+                json_object_put(ev);
+                mark_failed(d);
+                return kc_error_set(err, KC_ERR_DECODE,
+                                    "watch event is not valid JSON: its object does not end at "
+                                    "its closing brace (byte %zu of the event)",
+                                    d->event_bytes + n);
+            }
             d->event_bytes += used;
             d->in_event = false;
             buf += used;

@@ -475,6 +475,42 @@ Test(kc_config, server_without_scheme_gets_https)
     kc_config_free(cfg);
 }
 
+/*
+ * Found by fuzz_kubeconfig (2026-12-04): any text with "://" was taken as the
+ * server ("http*s://x", "ftp://x", "://x", "http://"), to fail only at the
+ * first request. Only http and https URLs with something after the scheme
+ * are taken.
+ */
+Test(kc_config, server_that_is_not_an_http_url_is_refused)
+{
+    const char *bad[] = {"http*s://derived.example.test",
+                         "ftp://x",
+                         "://x",
+                         "http://",
+                         "https:///",
+                         "file:///etc/passwd"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *y = NULL;
+        cr_assert(asprintf(&y,
+                           "current-context: a\nclusters:\n- {name: c, cluster: {server: '%s'}}\n"
+                           "contexts:\n- {name: a, context: {cluster: c}}\n",
+                           bad[i]) > 0);
+        kc_config *cfg = NULL;
+        kc_error err = KC_ERROR_INIT;
+        cr_assert_eq(kc_config_from_yaml(y, strlen(y), NULL, &cfg, &err), KC_ERR_CONFIG,
+                     "accepted %s", bad[i]);
+        cr_assert_null(cfg);
+        cr_assert(strstr(err.message, "not an http or https URL"), "%s: %s", bad[i], err.message);
+        kc_error_clear(&err);
+        free(y);
+    }
+    kc_config *cfg = from_yaml("current-context: a\nclusters:\n"
+                               "- {name: c, cluster: {server: 'HTTP://x.example.test/'}}\n"
+                               "contexts:\n- {name: a, context: {cluster: c}}\n");
+    cr_assert_str_eq(kc_config_server(cfg), "HTTP://x.example.test");
+    kc_config_free(cfg);
+}
+
 /* ---- KUBECONFIG merging ------------------------------------------------------ */
 
 static void set_kubeconfig_env(const char *const *names, size_t n)

@@ -121,6 +121,31 @@ Test(kc_list_decoder, malformed_bodies_are_decode_errors)
     }
 }
 
+/*
+ * Found by fuzz_list_decoder (2026-12-04): "items" given twice, once as a
+ * string and once as an array, was accepted with the array's elements handed
+ * over and the string kept in the list, where a whole parse keeps only the
+ * last member. Any second "items" is now refused, whatever its kind or order.
+ */
+Test(kc_list_decoder, items_given_twice_in_any_kinds_is_refused)
+{
+    const char *bodies[] = {"{\"items\":\"v1\",\"items\":[{\"a\":1}]}",
+                            "{\"items\":[{\"a\":1}],\"items\":\"v1\"}",
+                            "{\"items\":null,\"kind\":\"L\",\"items\":[]}",
+                            "{\"items\":[],\"items\":null}", "{\"items\":1,\"items\":{}}"};
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        got g = {0};
+        json_object *list = (json_object *)1;
+        kc_error err = KC_ERROR_INIT;
+        cr_assert_eq(decode(bodies[i], &g, &list, NULL, &err), KC_ERR_DECODE, "accepted: %s",
+                     bodies[i]);
+        cr_assert_null(list, "%s", bodies[i]);
+        cr_assert(strstr(err.message, "second items member"), "%s: %s", bodies[i], err.message);
+        kc_error_clear(&err);
+        json_object_put(g.items);
+    }
+}
+
 Test(kc_list_decoder, nesting_is_limited_as_in_a_whole_parse)
 {
     /* items[0] holds arrays nested `levels` deep. */
@@ -175,7 +200,7 @@ static uint64_t next_rand(void)
 /*
  * Whatever the decoder accepts, a whole parse accepts too and agrees with:
  * same items, same other members. (The reverse need not hold: json-c alone
- * also takes comments and a second items array.)
+ * also takes comments and a second items member.)
  */
 static void check_against_whole_parse(const char *text, size_t len, size_t *accepted)
 {

@@ -386,6 +386,42 @@ Test(watch_decoder, text_that_is_not_json_is_a_decode_error)
     assert_decode_error("{\"type\" \"ADDED\"}", "not valid JSON");
 }
 
+/*
+ * Found by fuzz_watch_decoder (2026-12-04): json-c, fed a chunk holding a
+ * complete event and then '/', read on past the event as the start of a
+ * comment; a bad comment lost the event when the chunk held both, while a cut
+ * right after the event delivered it. Now the event is delivered and the '/'
+ * refused, however the stream is cut; a well-formed comment is refused too.
+ */
+Test(watch_decoder, event_followed_by_a_slash_is_delivered_then_refused_however_cut)
+{
+    const char *inputs[] = {
+        "{\"type\":\"BOOKMARK\",\"object\":{\"k\":{}}}\n\n  / 38 }}\n",
+        "{\"type\":\"ADDED\",\"object\":{}}/* c */{\"type\":\"ADDED\",\"object\":{}}"};
+    for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+        size_t len = strlen(inputs[i]);
+        for (size_t piece = 1; piece <= len; piece++) {
+            events got = {0};
+            kc_error err = KC_ERROR_INIT;
+            int rc = feed_in_pieces(inputs[i], len, &piece, 1, 0, &got, &err);
+            cr_assert_eq(rc, KC_ERR_DECODE, "input %zu, pieces of %zu: rc %d", i, piece, rc);
+            cr_assert(strstr(err.message, "expected '{'"), "input %zu, pieces of %zu: %s", i, piece,
+                      err.message);
+            cr_assert_eq(got.n, 1, "input %zu, pieces of %zu: %zu events", i, piece, got.n);
+            kc_error_clear(&err);
+            events_free(&got);
+        }
+    }
+}
+
+/* json-c takes single quotes and comments; an event it ends elsewhere than at
+ * its closing brace is an error, never a different event by the cut. */
+Test(watch_decoder, event_json_c_ends_elsewhere_than_its_brace_is_an_error)
+{
+    assert_decode_error("{\"type\":\"ADDED\",\"object\":{'a':'}'}}", "not valid JSON");
+    assert_decode_error("{\"type\":\"ADDED\",\"object\":{/*}*/}}", "not valid JSON");
+}
+
 Test(watch_decoder, json_array_or_number_is_a_decode_error)
 {
     assert_decode_error("[{\"type\":\"ADDED\",\"object\":{}}]", "expected '{'");
