@@ -45,6 +45,9 @@ p() { "$PROVISIO_BINARY" "$@"; }
 cleanup() {
   set +e
   k delete namespace "$ns" --wait=false >/dev/null 2>&1
+  # Sanitizer reports of the processes it started, before their logs go
+  # (tests/e2e/sanitized fails the test on the printed lines).
+  "${BASH_SOURCE[0]%/*}/scan-sanitizer-reports" "$tmp"
   rm -rf "$tmp"
 }
 trap cleanup EXIT

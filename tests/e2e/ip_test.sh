@@ -161,6 +161,9 @@ cleanup() {
     k patch -n "$ns" "$c" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1
   done
   [ -z "${IP_TEST_LOG_DIR:-}" ] || cp "$tmp"/operator-*.log "$IP_TEST_LOG_DIR"/ 2>/dev/null
+  # Sanitizer reports of the processes it started, before their logs go
+  # (tests/e2e/sanitized fails the test on the printed lines).
+  "${BASH_SOURCE[0]%/*}/scan-sanitizer-reports" "$tmp"
   rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -74,17 +74,13 @@ e2e__exit() {
 # lost with them (tests/e2e/sanitized also fails the test on the printed
 # lines).
 e2e_no_sanitizer_reports() {
-  local n log found=0
+  local n log logs=()
   for n in $(e2e_bg_names); do
     log=$(e2e_bg_log "$n")
-    [ -s "$log" ] || continue
-    if grep -Eq 'runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)' "$log"; then
-      echo "not ok - sanitizer report in the log of $n ($log):"
-      grep -E -m 10 -A 5 'runtime error:|ERROR: (AddressSanitizer|LeakSanitizer)' "$log" | sed 's/^/#   /'
-      found=1
-    fi
+    [ -s "$log" ] && logs+=("$log")
   done
-  ((found == 0))
+  ((${#logs[@]})) || return 0
+  "${BASH_SOURCE[0]%/*}/scan-sanitizer-reports" "${logs[@]}"
 }
 
 # e2e_require_env VAR...: bail out unless every VAR is set and non-empty.

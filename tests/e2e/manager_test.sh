@@ -84,6 +84,9 @@ cleanup() {
   for name in "${POOLS[@]}"; do
     k delete ippool "$name" --wait=false --ignore-not-found >/dev/null 2>&1
   done
+  # Sanitizer reports of the processes it started, before their logs go
+  # (tests/e2e/sanitized fails the test on the printed lines).
+  "${BASH_SOURCE[0]%/*}/scan-sanitizer-reports" "$tmp"
   rm -rf "$tmp"
 }
 trap cleanup EXIT
