@@ -237,23 +237,14 @@ spec:
     attributes:
       model:
         string: w1
----
+EOF
+  local claim
+  for claim in widget widget-again; do
+    k apply -f - >/dev/null <<EOF
 apiVersion: resource.k8s.io/v1
 kind: ResourceClaim
 metadata:
-  name: widget
-  namespace: $ns
-spec:
-  devices:
-    requests:
-    - name: widget
-      exactly:
-        deviceClassName: $class
----
-apiVersion: resource.k8s.io/v1
-kind: ResourceClaim
-metadata:
-  name: widget-again
+  name: $claim
   namespace: $ns
 spec:
   devices:
@@ -262,6 +253,7 @@ spec:
       exactly:
         deviceClassName: $class
 EOF
+  done
   k get resourceslices "$slice" | sed 's/^/# /'
   pod dra '{}' '{"claims": [{"name": "widget"}], "resourceClaims": [{"name": "widget", "resourceClaimName": "widget"}]}'
   e2e_wait_for 60 "pod dra on node-c (the slice's node)" bound_to dra node-c
