@@ -1,5 +1,5 @@
 /*
- * bench_ipam - cost of picking a free address with ipam (src/reconcilers/ipam.c).
+ * bench_ipam - cost of picking a free address with ipam (src/reconcilers/ip/ipam.c).
  *
  * Scenarios, each allocating N addresses one after another into an
  * initially empty pool (hint -> ipam_next_free -> ipam_used_add, what the

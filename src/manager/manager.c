@@ -37,7 +37,7 @@
 #include "flags.h"
 #include "httpd.h"
 #include "informer.h"
-#include "ip_reconciler.h"
+#include "ip.h"
 #include "kc_client.h"
 #include "kc_config.h"
 #include "kc_error.h"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end test of the network domain (src/reconcilers/ip_reconciler.c):
+# End-to-end test of the network domain (src/reconcilers/ip/ and core/):
 # IPPool and IPClaim against the real control plane, with the real operator
 # binary running in the background (admin kubeconfig, ephemeral metrics and
 # probe ports). Contract: API.md "Network: IPPool / IPClaim" and invariants.

@@ -130,19 +130,11 @@ static const char DELETED[] = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"stat
 Test(rec_reserve_name, names_follow_the_crd_rule_for_every_pool_kind)
 {
     char *name = NULL, *canon = NULL;
-    cr_assert_eq(rec_reserve_name("IPPool", "demo-v4", "10.20.0.5", &name, &canon), 0);
-    cr_assert_str_eq(name, "ippool.demo-v4.10-20-0-5");
-    cr_assert_str_eq(canon, "10.20.0.5");
-    free(name);
-    free(canon);
-    cr_assert_eq(rec_reserve_name("IPPool", "demo-v6", "FD00:10:0::5", &name, &canon), 0);
-    cr_assert_str_eq(name, "ippool.demo-v6.fd00-10-0-0-0-0-0-5");
-    cr_assert_str_eq(canon, "fd00:10::5");
-    free(name);
-    free(canon);
-    cr_assert_eq(rec_reserve_name("DevicePool", "demo-fpga", "fpga0", &name, NULL), 0);
+    cr_assert_eq(rec_reserve_name("DevicePool", "demo-fpga", "fpga0", &name, &canon), 0);
     cr_assert_str_eq(name, "devicepool.demo-fpga.fpga0");
+    cr_assert_str_eq(canon, "fpga0");
     free(name);
+    free(canon);
     cr_assert_eq(rec_reserve_name("StoragePool", "local", "6f1c1b9e-0d7a-4c39-9f7e-2a1b3c4d5e6f",
                                   &name, NULL),
                  0);
@@ -154,11 +146,24 @@ Test(rec_reserve_name, bad_kinds_pools_and_slots_are_refused)
 {
     char *name = NULL;
     cr_assert_eq(rec_reserve_name("Pool", "p", "x", &name, NULL), KC_ERR_INVALID_ARG);
-    cr_assert_eq(rec_reserve_name("IPPool", "a.b", "10.0.0.1", &name, NULL), KC_ERR_INVALID_ARG);
-    cr_assert_eq(rec_reserve_name("IPPool", "p", "10.0.0.300", &name, NULL), KC_ERR_INVALID_ARG);
+    cr_assert_eq(rec_reserve_name("DevicePool", "a.b", "fpga0", &name, NULL), KC_ERR_INVALID_ARG);
+    /* Addresses are the network domain's to name (ip_names_slot). */
+    cr_assert_eq(rec_reserve_name("IPPool", "p", "10.0.0.1", &name, NULL), KC_ERR_INVALID_ARG);
     cr_assert_eq(rec_reserve_name("DevicePool", "p", "FPGA0", &name, NULL), KC_ERR_INVALID_ARG);
     cr_assert_eq(rec_reserve_name("DevicePool", "p", "-x", &name, NULL), KC_ERR_INVALID_ARG);
     cr_assert_null(name);
+}
+
+Test(rec_reserve, acquire_refuses_names_and_slots_the_crd_would_refuse)
+{
+    start();
+    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "Not_A_Name", "10.20.0.5", &CLAIM, 0,
+                                     NULL, NULL),
+                 KC_ERR_INVALID_ARG);
+    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "ippool.demo-v4.10-20-0-5", "",
+                                     &CLAIM, 0, NULL, NULL),
+                 KC_ERR_INVALID_ARG);
+    cr_assert_eq(rs_request_count(srv), 0);
 }
 
 Test(rec_reserve_name, parse_reads_a_reservation_and_requires_its_key_fields)
@@ -191,9 +196,9 @@ Test(rec_reserve, acquire_posts_the_reservation_and_201_is_acquired)
     push_owned(201, reservation("ippool.demo-v4.10-20-0-5", "r-1", "5", "IPClaim", "a", "uid-a"));
     rec_reservation holder;
     kc_error err = KC_ERROR_INIT;
-    cr_assert_eq(
-        rec_reserve_acquire(cli, "IPPool", "demo-v4", "10.20.0.5", &CLAIM, 0, &holder, &err), 0,
-        "%s", err.message);
+    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "ippool.demo-v4.10-20-0-5",
+                                     "10.20.0.5", &CLAIM, 0, &holder, &err),
+                 0, "%s", err.message);
     cr_assert_str_eq(holder.uid, "r-1");
     rec_reservation_clear(&holder);
     cr_assert_eq(rs_request_count(srv), 1);
@@ -215,11 +220,13 @@ Test(rec_reserve, storage_reservation_carries_bytes_and_requires_them)
     start();
     push(201, "{\"metadata\":{\"name\":\"storagepool.local.v-1\"}}");
     rec_claim_ref vol = {.kind = "Volume", .namespace_ = "ns", .name = "data", .uid = "v-1"};
-    cr_assert_eq(rec_reserve_acquire(cli, "StoragePool", "local", "v-1", &vol, 0, NULL, NULL),
+    cr_assert_eq(rec_reserve_acquire(cli, "StoragePool", "local", "storagepool.local.v-1", "v-1",
+                                     &vol, 0, NULL, NULL),
                  KC_ERR_INVALID_ARG);
     cr_assert_eq(rs_request_count(srv), 0);
-    cr_assert_eq(
-        rec_reserve_acquire(cli, "StoragePool", "local", "v-1", &vol, 1073741824, NULL, NULL), 0);
+    cr_assert_eq(rec_reserve_acquire(cli, "StoragePool", "local", "storagepool.local.v-1", "v-1",
+                                     &vol, 1073741824, NULL, NULL),
+                 0);
     json_object *b = body_json(rs_request_at(srv, 0));
     cr_assert_str_eq(str_at(b, "metadata.name"), "storagepool.local.v-1");
     cr_assert_eq(json_object_get_int64(rec_obj_at(b, "spec.bytes")), 1073741824);
@@ -234,9 +241,9 @@ Test(rec_reserve, acquire_after_a_crash_finds_its_own_reservation)
     push_owned(200, reservation("ippool.demo-v4.10-20-0-5", "r-1", "5", "IPClaim", "a", "uid-a"));
     rec_reservation holder;
     kc_error err = KC_ERROR_INIT;
-    cr_assert_eq(
-        rec_reserve_acquire(cli, "IPPool", "demo-v4", "10.20.0.5", &CLAIM, 0, &holder, &err), 0,
-        "%s", err.message);
+    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "ippool.demo-v4.10-20-0-5",
+                                     "10.20.0.5", &CLAIM, 0, &holder, &err),
+                 0, "%s", err.message);
     cr_assert_str_eq(holder.claim_uid, "uid-a");
     cr_assert_null(err.message);
     rec_reservation_clear(&holder);
@@ -250,9 +257,9 @@ Test(rec_reserve, acquire_of_a_slot_held_by_another_claim_is_taken)
     push(409, ALREADY_EXISTS);
     push_owned(200, reservation("ippool.demo-v4.10-20-0-5", "r-9", "5", "IPClaim", "b", "uid-b"));
     rec_reservation holder;
-    cr_assert_eq(
-        rec_reserve_acquire(cli, "IPPool", "demo-v4", "10.20.0.5", &CLAIM, 0, &holder, NULL),
-        REC_TAKEN);
+    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "ippool.demo-v4.10-20-0-5",
+                                     "10.20.0.5", &CLAIM, 0, &holder, NULL),
+                 REC_TAKEN);
     cr_assert_str_eq(holder.claim_name, "b");
     cr_assert_str_eq(holder.claim_uid, "uid-b");
     rec_reservation_clear(&holder);
@@ -265,7 +272,8 @@ Test(rec_reserve, same_name_recreated_claim_is_another_holder)
     push(409, ALREADY_EXISTS);
     /* the claim "a" of a previous life (another uid) still holds the slot */
     push_owned(200, reservation("ippool.demo-v4.10-20-0-5", "r-1", "5", "IPClaim", "a", "uid-old"));
-    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "10.20.0.5", &CLAIM, 0, NULL, NULL),
+    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "ippool.demo-v4.10-20-0-5",
+                                     "10.20.0.5", &CLAIM, 0, NULL, NULL),
                  REC_TAKEN);
 }
 
@@ -275,7 +283,8 @@ Test(rec_reserve, acquire_retries_when_the_holder_let_go_in_between)
     push(409, ALREADY_EXISTS);
     push(404, NOT_FOUND);
     push_owned(201, reservation("ippool.demo-v4.10-20-0-5", "r-2", "6", "IPClaim", "a", "uid-a"));
-    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "10.20.0.5", &CLAIM, 0, NULL, NULL),
+    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "ippool.demo-v4.10-20-0-5",
+                                     "10.20.0.5", &CLAIM, 0, NULL, NULL),
                  0);
     cr_assert_eq(rs_request_count(srv), 3);
     assert_request(2, "POST", RESV);
@@ -289,7 +298,8 @@ Test(rec_reserve, acquire_of_own_reservation_being_deleted_asks_for_a_requeue)
               "\"resourceVersion\":\"5\",\"deletionTimestamp\":\"2025-01-02T15:04:05Z\"},"
               "\"spec\":{\"slot\":\"10.20.0.5\",\"claim\":{\"uid\":\"uid-a\"}}}");
     kc_error err = KC_ERROR_INIT;
-    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "10.20.0.5", &CLAIM, 0, NULL, &err),
+    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "ippool.demo-v4.10-20-0-5",
+                                     "10.20.0.5", &CLAIM, 0, NULL, &err),
                  KC_ERR_CONFLICT);
     cr_assert_not_null(err.message);
     kc_error_clear(&err);
@@ -302,7 +312,8 @@ Test(rec_reserve, acquire_passes_other_errors_through)
               "\"Invalid\",\"message\":\"metadata.name of a Reservation must be ...\","
               "\"code\":422}");
     kc_error err = KC_ERROR_INIT;
-    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "10.20.0.5", &CLAIM, 0, NULL, &err),
+    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "ippool.demo-v4.10-20-0-5",
+                                     "10.20.0.5", &CLAIM, 0, NULL, &err),
                  KC_ERR_INVALID);
     cr_assert_eq(err.http_status, 422);
     cr_assert_eq(rs_request_count(srv), 1);
@@ -314,11 +325,12 @@ Test(rec_reserve, acquire_needs_a_complete_claim)
     start();
     rec_claim_ref no_uid = {.kind = "IPClaim", .namespace_ = "ns", .name = "a"};
     rec_claim_ref no_kind = {.namespace_ = "ns", .name = "a", .uid = "u"};
-    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "10.20.0.5", &no_uid, 0, NULL, NULL),
+    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "ippool.demo-v4.10-20-0-5",
+                                     "10.20.0.5", &no_uid, 0, NULL, NULL),
                  KC_ERR_INVALID_ARG);
-    cr_assert_eq(
-        rec_reserve_acquire(cli, "IPPool", "demo-v4", "10.20.0.5", &no_kind, 0, NULL, NULL),
-        KC_ERR_INVALID_ARG);
+    cr_assert_eq(rec_reserve_acquire(cli, "IPPool", "demo-v4", "ippool.demo-v4.10-20-0-5",
+                                     "10.20.0.5", &no_kind, 0, NULL, NULL),
+                 KC_ERR_INVALID_ARG);
     cr_assert_eq(rs_request_count(srv), 0);
 }
 

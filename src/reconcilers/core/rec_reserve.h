@@ -2,7 +2,7 @@
  * rec_reserve - the allocation lock: one Reservation object
  * (provisio.dev/v1alpha1, cluster-scoped, crds/provisio.dev_reservations.yaml)
  * per held slot of a pool, named deterministically from (pool kind, pool,
- * slot) and created with POST, so the API server decides who holds a slot.
+ * slot) by the domain and created with POST, so the API server decides who holds a slot.
  * rec_reserve.c explains why every function is safe to retry at any point,
  * from any replica, after a crash anywhere.
  *
@@ -79,22 +79,22 @@ int rec_reservation_parse(json_object *obj, rec_reservation *out);
 void rec_reservation_clear(rec_reservation *r);
 
 /*
- * The Reservation name of a slot: "<lowercase pool kind>.<pool>.<slot>",
- * where an IPPool slot (an IPv4 or IPv6 address in any form ipam_addr_parse
- * takes) is encoded as ipam_reservation_name does (10-20-0-5,
- * fd00-10-0-0-0-0-0-5). pool_name must be a DNS label; a DevicePool or
- * StoragePool slot must match ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$ (<= 63), as
- * the CRD requires. *out malloc'd, caller frees. When canonical_slot is
- * non-NULL it gets the slot as spec.slot must hold it (malloc'd; for an
- * address its canonical text, "fd00:10::5"). 0, KC_ERR_INVALID_ARG,
- * KC_ERR_NOMEM.
+ * The Reservation name of a DevicePool or StoragePool slot:
+ * "<lowercase pool kind>.<pool>.<slot>". pool_name must be a DNS label and
+ * slot match ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$ (<= 63), as the CRD requires.
+ * An IPPool slot is an address, named by the network domain (ip/ip_names.h):
+ * KC_ERR_INVALID_ARG here. *out malloc'd, caller frees; canonical_slot (may
+ * be NULL) gets a copy of slot. 0, KC_ERR_INVALID_ARG, KC_ERR_NOMEM.
  */
 int rec_reserve_name(const char *pool_kind, const char *pool_name, const char *slot, char **out,
                      char **canonical_slot);
 
 /*
- * Take slot of the pool for claim (all borrowed). bytes > 0 is written as
- * spec.bytes (required for StoragePool). POST the Reservation:
+ * Take slot of the pool for claim (all borrowed): the Reservation `name` (the
+ * lock: each domain names its slots so that two claims of one slot always
+ * make the same name; a DNS subdomain) with spec.slot = slot (canonical).
+ * bytes > 0 is written as spec.bytes (required for StoragePool). POST the
+ * Reservation:
  *   201                -> 0: acquired;
  *   409 AlreadyExists  -> GET it: held by claim->uid -> 0 (a retry of an
  *                         acquire that already happened, e.g. before a crash);
@@ -108,8 +108,8 @@ int rec_reserve_name(const char *pool_kind, const char *pool_name, const char *s
  * NULL) holds the failed request's error on a negative return.
  */
 int rec_reserve_acquire(kc_client *c, const char *pool_kind, const char *pool_name,
-                        const char *slot, const rec_claim_ref *claim, int64_t bytes,
-                        rec_reservation *holder, kc_error *err);
+                        const char *name, const char *slot, const rec_claim_ref *claim,
+                        int64_t bytes, rec_reservation *holder, kc_error *err);
 
 /*
  * Free the Reservation `name` if, and only if, claim_uid holds it: GET it,

@@ -645,3 +645,52 @@ int rec_update_status(kc_client *c, const kc_ref *ref, json_object *cached, json
         *written = true;
     return rc;
 }
+
+/* ---- status -------------------------------------------------------------- */
+
+bool rec_put_copy(json_object *o, const char *key, json_object *src)
+{
+    json_object *copy = NULL;
+    if (json_object_deep_copy(src, &copy, NULL) != 0)
+        return false;
+    if (json_object_object_add(o, key, copy) != 0) {
+        json_object_put(copy);
+        return false;
+    }
+    return true;
+}
+
+int rec_status_base(json_object *cached_status, json_object **out)
+{
+    *out = NULL;
+    json_object *st = json_object_new_object();
+    if (!st)
+        return KC_ERR_NOMEM;
+    json_object *conds = NULL;
+    if (cached_status && json_object_object_get_ex(cached_status, "conditions", &conds) &&
+        json_object_is_type(conds, json_type_array) && !rec_put_copy(st, "conditions", conds)) {
+        json_object_put(st);
+        return KC_ERR_NOMEM;
+    }
+    *out = st;
+    return KC_OK;
+}
+
+int rec_status_not_ready(json_object *cached_status, const char *reason, const char *message,
+                         int64_t generation, time_t now, json_object **out)
+{
+    if (!out)
+        return KC_ERR_INVALID_ARG;
+    json_object *st = NULL;
+    int rc = rec_status_base(cached_status, &st);
+    if (rc != KC_OK)
+        return rc;
+    rc = rec_set_condition(st, REC_COND_READY, REC_COND_FALSE, reason, message, generation, now,
+                           NULL);
+    if (rc != KC_OK) {
+        json_object_put(st);
+        return rc;
+    }
+    *out = st;
+    return KC_OK;
+}

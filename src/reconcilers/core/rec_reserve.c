@@ -49,7 +49,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ipam.h"
 #include "rec_util.h"
 #include "pv_json.h"
 
@@ -154,31 +153,15 @@ int rec_reserve_name(const char *pool_kind, const char *pool_name, const char *s
     if (!is_pool_kind(pool_kind) || !valid_label(pool_name, 63, false) || !slot)
         return KC_ERR_INVALID_ARG;
 
+    /* An IPPool slot is an address: the network domain names those (ip/). */
+    if (!strcmp(pool_kind, REC_POOL_KIND_IP) || !valid_label(slot, 63, true))
+        return KC_ERR_INVALID_ARG;
     char *name = NULL;
-    char *canon = NULL;
-    if (!strcmp(pool_kind, REC_POOL_KIND_IP)) {
-        ipam_addr a;
-        if (ipam_addr_parse(slot, &a) != 0)
-            return KC_ERR_INVALID_ARG;
-        char *tail = NULL;
-        int rc = ipam_reservation_name(pool_name, a, &tail);
-        if (rc != 0)
-            return rc;
-        char buf[IPAM_ADDR_STRLEN];
-        canon = strdup(ipam_addr_format(a, buf));
-        if (!canon || asprintf(&name, "ippool.%s", tail) < 0)
-            name = NULL;
-        free(tail);
-    } else {
-        if (!valid_label(slot, 63, true))
-            return KC_ERR_INVALID_ARG;
-        canon = strdup(slot);
-        /* The kinds are ASCII CamelCase: lower-casing is byte-wise. */
-        const char *prefix =
-            !strcmp(pool_kind, REC_POOL_KIND_DEVICE) ? "devicepool" : "storagepool";
-        if (!canon || asprintf(&name, "%s.%s.%s", prefix, pool_name, slot) < 0)
-            name = NULL;
-    }
+    char *canon = strdup(slot);
+    /* The kinds are ASCII CamelCase: lower-casing is byte-wise. */
+    const char *prefix = !strcmp(pool_kind, REC_POOL_KIND_DEVICE) ? "devicepool" : "storagepool";
+    if (!canon || asprintf(&name, "%s.%s.%s", prefix, pool_name, slot) < 0)
+        name = NULL;
     if (!name) {
         free(canon);
         return KC_ERR_NOMEM;
@@ -266,8 +249,8 @@ static int fill_holder(json_object *obj, rec_reservation *holder, kc_error *err)
 }
 
 int rec_reserve_acquire(kc_client *c, const char *pool_kind, const char *pool_name,
-                        const char *slot, const rec_claim_ref *claim, int64_t bytes,
-                        rec_reservation *holder, kc_error *err)
+                        const char *name, const char *slot, const rec_claim_ref *claim,
+                        int64_t bytes, rec_reservation *holder, kc_error *err)
 {
     if (holder)
         memset(holder, 0, sizeof(*holder));
@@ -280,18 +263,16 @@ int rec_reserve_acquire(kc_client *c, const char *pool_kind, const char *pool_na
     if (pool_kind && !strcmp(pool_kind, REC_POOL_KIND_STORAGE) && bytes <= 0)
         return kc_error_set(err, KC_ERR_INVALID_ARG,
                             "rec_reserve_acquire: a StoragePool reservation needs bytes");
-    char *name = NULL, *canon = NULL;
-    int rc = rec_reserve_name(pool_kind, pool_name, slot, &name, &canon);
-    if (rc != KC_OK)
-        return kc_error_set(err, rc, "rec_reserve_acquire: bad slot %s/%s/%s: %s",
+    if (!is_pool_kind(pool_kind) || !valid_label(pool_name, 63, false) ||
+        !valid_label(name, 253, true) || !nonempty(slot))
+        return kc_error_set(err, KC_ERR_INVALID_ARG,
+                            "rec_reserve_acquire: bad slot %s/%s/%s (reservation %s)",
                             pool_kind ? pool_kind : "", pool_name ? pool_name : "",
-                            slot ? slot : "", kc_strerror(rc));
-    json_object *body = reservation_body(name, pool_kind, pool_name, canon, claim, bytes);
-    if (!body) {
-        free(name);
-        free(canon);
+                            slot ? slot : "", name ? name : "");
+    json_object *body = reservation_body(name, pool_kind, pool_name, slot, claim, bytes);
+    if (!body)
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
-    }
+    int rc;
 
     kc_ref ref = rec_reservations_ref;
     ref.name = name;
@@ -331,8 +312,6 @@ int rec_reserve_acquire(kc_client *c, const char *pool_kind, const char *pool_na
         rc = kc_error_set(err, KC_ERR_CONFLICT, "reservation %s changed hands repeatedly; retry",
                           name);
     json_object_put(body);
-    free(name);
-    free(canon);
     return rc;
 }
 

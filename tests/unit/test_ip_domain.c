@@ -1,5 +1,5 @@
 /*
- * Unit tests of the pure parts of the IP reconcilers (ip_reconciler.h):
+ * Unit tests of the pure parts of the IP reconcilers (ip_internal.h):
  * Reservation names, pools from IPPool objects, status counts, address
  * choice with skipped addresses, which of several held addresses to keep,
  * condition reasons and messages, and the status objects (idempotent, so an
@@ -14,7 +14,7 @@
 
 #include <json-c/json.h>
 
-#include "ip_reconciler.h"
+#include "ip_internal.h"
 #include "rec_reserve.h"
 #include "rec_util.h"
 
@@ -37,7 +37,7 @@ static ipam_pool *pool_of(const char *json)
     json_object *obj = parse(json);
     ipam_pool *p = NULL;
     ipam_error err = IPAM_ERROR_INIT;
-    int rc = ipr_pool_from_obj(obj, &p, &err);
+    int rc = ip_pool_from_obj(obj, &p, &err);
     cr_assert_eq(rc, 0, "pool %s: %s", json, err.message ? err.message : "?");
     ipam_error_clear(&err);
     json_object_put(obj);
@@ -54,13 +54,13 @@ static const char *str_at(json_object *o, const char *path)
 Test(ipr_names, reservation_names_follow_the_crd_rule)
 {
     char *n = NULL;
-    cr_assert_eq(ipr_reservation_name("demo-v4", addr("10.20.0.5"), &n), 0);
+    cr_assert_eq(ip_names_reservation("demo-v4", addr("10.20.0.5"), &n), 0);
     cr_assert_str_eq(n, "ippool.demo-v4.10-20-0-5");
     free(n);
-    cr_assert_eq(ipr_reservation_name("demo-v6", addr("fd00:10::100"), &n), 0);
+    cr_assert_eq(ip_names_reservation("demo-v6", addr("fd00:10::100"), &n), 0);
     cr_assert_str_eq(n, "ippool.demo-v6.fd00-10-0-0-0-0-0-100");
     free(n);
-    cr_assert_eq(ipr_reservation_name("a", addr("::"), &n), 0);
+    cr_assert_eq(ip_names_reservation("a", addr("::"), &n), 0);
     cr_assert_str_eq(n, "ippool.a.0-0-0-0-0-0-0-0");
     free(n);
 }
@@ -68,20 +68,20 @@ Test(ipr_names, reservation_names_follow_the_crd_rule)
 Test(ipr_names, pool_names_that_are_not_dns_labels_are_refused)
 {
     char *n = (char *)"untouched";
-    cr_assert_eq(ipr_reservation_name("Demo", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
-    cr_assert_eq(ipr_reservation_name("a.b", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
-    cr_assert_eq(ipr_reservation_name("", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
+    cr_assert_eq(ip_names_reservation("Demo", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
+    cr_assert_eq(ip_names_reservation("a.b", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
+    cr_assert_eq(ip_names_reservation("", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
 }
 
 Test(ipr_names, parse_is_the_reverse_and_only_takes_ip_pool_names)
 {
     char *pool = NULL;
     ipam_addr a;
-    cr_assert_eq(ipr_reservation_name_parse("ippool.demo-v4.10-20-0-5", &pool, &a), 0);
+    cr_assert_eq(ip_names_parse("ippool.demo-v4.10-20-0-5", &pool, &a), 0);
     cr_assert_str_eq(pool, "demo-v4");
     cr_assert_eq(ipam_addr_cmp(a, addr("10.20.0.5")), 0);
     free(pool);
-    cr_assert_eq(ipr_reservation_name_parse("ippool.p.fd00-10-0-0-0-0-0-100", NULL, &a), 0);
+    cr_assert_eq(ip_names_parse("ippool.p.fd00-10-0-0-0-0-0-100", NULL, &a), 0);
     cr_assert_eq(ipam_addr_cmp(a, addr("fd00:10::100")), 0);
 
     const char *bad[] = {
@@ -94,9 +94,8 @@ Test(ipr_names, parse_is_the_reverse_and_only_takes_ip_pool_names)
         "",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        cr_assert_eq(ipr_reservation_name_parse(bad[i], NULL, &a), KC_ERR_INVALID_ARG, "%s",
-                     bad[i]);
-    cr_assert_eq(ipr_reservation_name_parse(NULL, NULL, &a), KC_ERR_INVALID_ARG);
+        cr_assert_eq(ip_names_parse(bad[i], NULL, &a), KC_ERR_INVALID_ARG, "%s", bad[i]);
+    cr_assert_eq(ip_names_parse(NULL, NULL, &a), KC_ERR_INVALID_ARG);
 }
 
 Test(ipr_names, every_address_round_trips)
@@ -111,8 +110,8 @@ Test(ipr_names, every_address_round_trips)
     for (size_t i = 0; i < sizeof addrs / sizeof addrs[0]; i++) {
         char *n = NULL, *pool = NULL;
         ipam_addr a;
-        cr_assert_eq(ipr_reservation_name("pool-1", addr(addrs[i]), &n), 0);
-        cr_assert_eq(ipr_reservation_name_parse(n, &pool, &a), 0, "%s", n);
+        cr_assert_eq(ip_names_reservation("pool-1", addr(addrs[i]), &n), 0);
+        cr_assert_eq(ip_names_parse(n, &pool, &a), 0, "%s", n);
         cr_assert_str_eq(pool, "pool-1");
         cr_assert_eq(ipam_addr_cmp(a, addr(addrs[i])), 0, "%s", addrs[i]);
         free(n);
@@ -154,7 +153,7 @@ Test(ipr_pool, an_unusable_spec_says_why)
         json_object *obj = parse(cases[i].json);
         ipam_pool *p = NULL;
         ipam_error err = IPAM_ERROR_INIT;
-        cr_assert_eq(ipr_pool_from_obj(obj, &p, &err), KC_ERR_INVALID_ARG, "%s", cases[i].json);
+        cr_assert_eq(ip_pool_from_obj(obj, &p, &err), KC_ERR_INVALID_ARG, "%s", cases[i].json);
         cr_assert_null(p);
         cr_assert_eq(err.problem, cases[i].problem, "%s: problem %d", cases[i].json,
                      (int)err.problem);
@@ -188,9 +187,9 @@ Test(ipr_pool, counts_kept_per_change_equal_a_full_count)
         cr_assert_eq(add ? ipam_used_add(u, a) : ipam_used_remove(u, a), 0);
         if (ipam_used_count(u) != before && ipam_contains(p, a))
             kept = add ? kept + 1 : kept - 1;
-        ipr_pool_counts full, inc;
-        ipr_pool_counts_of(p, u, &full);
-        ipr_pool_counts_from(p, ipam_used_count(u), kept, &inc);
+        rec_pool_counts full, inc;
+        ip_pool_counts_of(p, u, &full);
+        ip_pool_counts_from(p, ipam_used_count(u), kept, &inc);
         cr_assert_eq(inc.total, full.total);
         cr_assert_eq(inc.allocated, full.allocated);
         cr_assert_eq(inc.available, full.available, "step %d (%s): %lld != %lld", step, s,
@@ -205,29 +204,29 @@ Test(ipr_pool, counts_come_from_the_used_set)
     ipam_pool *p = pool_of("{\"spec\":{\"cidr\":\"10.41.0.0/30\"}}");
     ipam_used *u = NULL;
     cr_assert_eq(ipam_used_new(&u), 0);
-    ipr_pool_counts c;
-    ipr_pool_counts_of(p, u, &c);
+    rec_pool_counts c;
+    ip_pool_counts_of(p, u, &c);
     cr_assert_eq(c.total, 2);
     cr_assert_eq(c.allocated, 0);
     cr_assert_eq(c.available, 2);
 
     cr_assert_eq(ipam_used_add(u, addr("10.41.0.1")), 0);
-    ipr_pool_counts_of(p, u, &c);
+    ip_pool_counts_of(p, u, &c);
     cr_assert_eq(c.allocated, 1);
     cr_assert_eq(c.available, 1);
 
     /* Held before the range was narrowed: still held, but takes nothing from available. */
     cr_assert_eq(ipam_used_add(u, addr("10.41.0.9")), 0);
-    ipr_pool_counts_of(p, u, &c);
+    ip_pool_counts_of(p, u, &c);
     cr_assert_eq(c.allocated, 2);
     cr_assert_eq(c.available, 1);
 
     /* An invalid spec: nothing is available, what is held is still counted. */
-    ipr_pool_counts_of(NULL, u, &c);
+    ip_pool_counts_of(NULL, u, &c);
     cr_assert_eq(c.total, 0);
     cr_assert_eq(c.allocated, 2);
     cr_assert_eq(c.available, 0);
-    ipr_pool_counts_of(p, NULL, &c);
+    ip_pool_counts_of(p, NULL, &c);
     cr_assert_eq(c.available, 2);
     ipam_used_free(u);
     ipam_pool_free(p);
@@ -236,19 +235,19 @@ Test(ipr_pool, counts_come_from_the_used_set)
 Test(ipr_pool, counts_of_a_huge_ipv6_pool_saturate)
 {
     ipam_pool *p = pool_of("{\"spec\":{\"cidr\":\"fd00::/64\"}}");
-    ipr_pool_counts c;
-    ipr_pool_counts_of(p, NULL, &c);
+    rec_pool_counts c;
+    ip_pool_counts_of(p, NULL, &c);
     cr_assert_eq(c.total, INT64_MAX);
     cr_assert_eq(c.available, INT64_MAX);
     char *m = NULL;
-    cr_assert_eq(ipr_msg_pool_valid(p, &m), 0);
+    cr_assert_eq(ip_msg_pool_valid(p, &m), 0);
     cr_assert(strstr(m, "capped at 9223372036854775807"), "%s", m);
     cr_assert(strstr(m, "18446744073709551615 addresses"), "%s", m);
     free(m);
     ipam_pool_free(p);
 
     p = pool_of("{\"spec\":{\"cidr\":\"10.0.0.0/24\"}}");
-    cr_assert_eq(ipr_msg_pool_valid(p, &m), 0);
+    cr_assert_eq(ip_msg_pool_valid(p, &m), 0);
     cr_assert_str_eq(m, "the spec is valid");
     free(m);
     ipam_pool_free(p);
@@ -262,17 +261,17 @@ Test(ipr_pick, starts_at_the_hint_and_steps_over_used_and_skipped_addresses)
     ipam_used *u = NULL;
     cr_assert_eq(ipam_used_new(&u), 0);
     ipam_addr a;
-    cr_assert(ipr_pick_address(p, u, NULL, NULL, 0, 2, &a));
+    cr_assert(ip_pool_pick(p, u, NULL, NULL, 0, 2, &a));
     cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.3")), 0);
 
     cr_assert_eq(ipam_used_add(u, addr("10.0.0.3")), 0);
     ipam_addr skip[] = {addr("10.0.0.4"), addr("10.0.0.6")};
-    cr_assert(ipr_pick_address(p, u, NULL, skip, 2, 2, &a));
+    cr_assert(ip_pool_pick(p, u, NULL, skip, 2, 2, &a));
     cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.5")), 0);
 
     /* From the end of the range it wraps to the start. */
     ipam_addr skip2[] = {addr("10.0.0.5"), addr("10.0.0.6"), addr("10.0.0.4")};
-    cr_assert(ipr_pick_address(p, u, NULL, skip2, 3, 3, &a));
+    cr_assert(ip_pool_pick(p, u, NULL, skip2, 3, 3, &a));
     cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.1")), 0);
     ipam_used_free(u);
     ipam_pool_free(p);
@@ -283,13 +282,13 @@ Test(ipr_pick, nothing_when_every_free_address_is_skipped_or_the_pool_is_empty)
     ipam_pool *p = pool_of("{\"spec\":{\"cidr\":\"10.41.0.0/30\"}}");
     ipam_addr a;
     ipam_addr skip[] = {addr("10.41.0.2"), addr("10.41.0.1")};
-    cr_assert_not(ipr_pick_address(p, NULL, NULL, skip, 2, 0, &a));
-    cr_assert(ipr_pick_address(p, NULL, NULL, skip, 1, 0, &a));
+    cr_assert_not(ip_pool_pick(p, NULL, NULL, skip, 2, 0, &a));
+    cr_assert(ip_pool_pick(p, NULL, NULL, skip, 1, 0, &a));
     cr_assert_eq(ipam_addr_cmp(a, addr("10.41.0.1")), 0);
     ipam_pool_free(p);
 
     p = pool_of("{\"spec\":{\"cidr\":\"10.41.0.0/30\",\"exclude\":[\"10.41.0.0/30\"]}}");
-    cr_assert_not(ipr_pick_address(p, NULL, NULL, NULL, 0, 0, &a));
+    cr_assert_not(ip_pool_pick(p, NULL, NULL, NULL, 0, 0, &a));
     ipam_pool_free(p);
 }
 
@@ -302,13 +301,13 @@ Test(ipr_pick, addresses_other_claims_ask_for_are_left_to_them)
          s++)
         cr_assert_eq(ipam_used_add(reserved, addr(*s)), 0);
     ipam_addr a;
-    cr_assert(ipr_pick_address(p, NULL, reserved, NULL, 0, 2, &a));
+    cr_assert(ip_pool_pick(p, NULL, reserved, NULL, 0, 2, &a));
     cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.5")), 0);
     ipam_addr skip[] = {addr("10.0.0.5"), addr("10.0.0.6")};
-    cr_assert(ipr_pick_address(p, NULL, reserved, skip, 2, 2, &a));
+    cr_assert(ip_pool_pick(p, NULL, reserved, skip, 2, 2, &a));
     cr_assert_eq(ipam_addr_cmp(a, addr("10.0.0.2")), 0);
     ipam_addr skip3[] = {addr("10.0.0.5"), addr("10.0.0.6"), addr("10.0.0.2")};
-    cr_assert_not(ipr_pick_address(p, NULL, reserved, skip3, 3, 2, &a));
+    cr_assert_not(ip_pool_pick(p, NULL, reserved, skip3, 3, 2, &a));
     ipam_used_free(reserved);
     ipam_pool_free(p);
 }
@@ -320,7 +319,7 @@ Test(ipr_pick, never_the_gateway_network_or_broadcast)
     cr_assert_eq(ipam_used_new(&u), 0);
     int got = 0;
     ipam_addr a;
-    while (ipr_pick_address(p, u, NULL, NULL, 0, (ipam_u128)got * 7, &a)) {
+    while (ip_pool_pick(p, u, NULL, NULL, 0, (ipam_u128)got * 7, &a)) {
         cr_assert_neq(ipam_addr_cmp(a, addr("10.9.0.0")), 0);
         cr_assert_neq(ipam_addr_cmp(a, addr("10.9.0.1")), 0);
         cr_assert_neq(ipam_addr_cmp(a, addr("10.9.0.15")), 0);
@@ -339,47 +338,47 @@ Test(ipr_keep, status_address_then_spec_address_then_the_lowest)
 {
     ipam_addr held[] = {addr("10.0.0.9"), addr("10.0.0.3"), addr("10.0.0.7")};
     ipam_addr st = addr("10.0.0.7"), sp = addr("10.0.0.9"), other = addr("10.0.0.1");
-    cr_assert_eq(ipr_choose_keep(held, 3, &st, &sp), 2);
-    cr_assert_eq(ipr_choose_keep(held, 3, &other, &sp), 0);
-    cr_assert_eq(ipr_choose_keep(held, 3, NULL, NULL), 1);
-    cr_assert_eq(ipr_choose_keep(held, 3, &other, &other), 1);
-    cr_assert_eq(ipr_choose_keep(held, 1, NULL, NULL), 0);
+    cr_assert_eq(ip_pool_choose_keep(held, 3, &st, &sp), 2);
+    cr_assert_eq(ip_pool_choose_keep(held, 3, &other, &sp), 0);
+    cr_assert_eq(ip_pool_choose_keep(held, 3, NULL, NULL), 1);
+    cr_assert_eq(ip_pool_choose_keep(held, 3, &other, &other), 1);
+    cr_assert_eq(ip_pool_choose_keep(held, 1, NULL, NULL), 0);
 }
 
 /* ---- reasons and messages ----------------------------------------------------- */
 
 Test(ipr_reasons, refused_addresses_map_to_invalid_spec_or_unavailable)
 {
-    cr_assert_null(ipr_check_reason(IPAM_ADDR_OK));
-    cr_assert_str_eq(ipr_check_reason(IPAM_ADDR_WRONG_FAMILY), IPR_REASON_INVALID_SPEC);
-    cr_assert_str_eq(ipr_check_reason(IPAM_ADDR_OUTSIDE_CIDR), IPR_REASON_INVALID_SPEC);
+    cr_assert_null(ip_pool_check_reason(IPAM_ADDR_OK));
+    cr_assert_str_eq(ip_pool_check_reason(IPAM_ADDR_WRONG_FAMILY), IP_REASON_INVALID_SPEC);
+    cr_assert_str_eq(ip_pool_check_reason(IPAM_ADDR_OUTSIDE_CIDR), IP_REASON_INVALID_SPEC);
     ipam_check_result unavailable[] = {
         IPAM_ADDR_NETWORK, IPAM_ADDR_BROADCAST,     IPAM_ADDR_SUBNET_ROUTER_ANYCAST,
         IPAM_ADDR_GATEWAY, IPAM_ADDR_OUTSIDE_RANGE, IPAM_ADDR_EXCLUDED};
     for (size_t i = 0; i < sizeof unavailable / sizeof unavailable[0]; i++)
-        cr_assert_str_eq(ipr_check_reason(unavailable[i]), IPR_REASON_ADDRESS_UNAVAILABLE);
+        cr_assert_str_eq(ip_pool_check_reason(unavailable[i]), IP_REASON_ADDRESS_UNAVAILABLE);
 }
 
 Test(ipr_messages, messages_name_what_a_person_needs)
 {
     char *m = NULL;
-    cr_assert_eq(ipr_msg_pool_not_found("demo", &m), 0);
+    cr_assert_eq(ip_msg_pool_not_found("demo", &m), 0);
     cr_assert(strstr(m, "IPPool demo does not exist"), "%s", m);
     free(m);
-    cr_assert_eq(ipr_msg_exhausted("tiny", 2, &m), 0);
+    cr_assert_eq(ip_msg_exhausted("tiny", 2, &m), 0);
     cr_assert(strstr(m, "IPPool tiny has no free address") && strstr(m, "all 2 "), "%s", m);
     free(m);
-    cr_assert_eq(ipr_msg_in_use("10.20.0.50", "demo", "team-a", "web", &m), 0);
+    cr_assert_eq(ip_msg_in_use("10.20.0.50", "demo", "team-a", "web", &m), 0);
     cr_assert(strstr(m, "10.20.0.50") && strstr(m, "IPClaim team-a/web"), "%s", m);
     free(m);
-    cr_assert_eq(ipr_msg_address_refused("10.20.0.1", "demo", "10.20.0.1 is the gateway", &m), 0);
+    cr_assert_eq(ip_msg_address_refused("10.20.0.1", "demo", "10.20.0.1 is the gateway", &m), 0);
     cr_assert_str_eq(m, "spec.address 10.20.0.1 cannot be allocated from IPPool demo: 10.20.0.1 "
                         "is the gateway");
     free(m);
-    cr_assert_eq(ipr_msg_pool_terminating("demo", &m), 0);
+    cr_assert_eq(ip_msg_pool_terminating("demo", &m), 0);
     cr_assert(strstr(m, "being deleted"), "%s", m);
     free(m);
-    cr_assert_eq(ipr_msg_pool_invalid("demo", "spec.cidr is bad", &m), 0);
+    cr_assert_eq(ip_msg_pool_invalid("demo", "spec.cidr is bad", &m), 0);
     cr_assert_str_eq(m, "IPPool demo cannot be used: spec.cidr is bad");
     free(m);
 }
@@ -388,14 +387,14 @@ Test(ipr_messages, a_terminating_pool_names_its_first_holders_and_counts_the_res
 {
     const char *holders[] = {"a/x 10.0.0.1", "b/y 10.0.0.2"};
     char *m = NULL;
-    cr_assert_eq(ipr_msg_pool_in_use(2, holders, 2, &m), 0);
+    cr_assert_eq(ip_msg_pool_in_use(2, holders, 2, &m), 0);
     cr_assert_str_eq(m, "2 addresses are still held by claims: a/x 10.0.0.1, b/y 10.0.0.2; the "
                         "IPPool is deleted once they are released");
     free(m);
-    cr_assert_eq(ipr_msg_pool_in_use(7, holders, 2, &m), 0);
+    cr_assert_eq(ip_msg_pool_in_use(7, holders, 2, &m), 0);
     cr_assert(strstr(m, "7 addresses are still held") && strstr(m, "and 5 more"), "%s", m);
     free(m);
-    cr_assert_eq(ipr_msg_pool_in_use(1, holders, 1, &m), 0);
+    cr_assert_eq(ip_msg_pool_in_use(1, holders, 1, &m), 0);
     cr_assert(strstr(m, "1 address is still held by claims: a/x 10.0.0.1;"), "%s", m);
     free(m);
 }
@@ -410,9 +409,9 @@ Test(ipr_status, a_ready_claim_has_address_gateway_routes_pool_and_ready_true)
 {
     json_object *pobj = parse(pool_json);
     ipam_pool *p = NULL;
-    cr_assert_eq(ipr_pool_from_obj(pobj, &p, NULL), 0);
+    cr_assert_eq(ip_pool_from_obj(pobj, &p, NULL), 0);
     json_object *st = NULL;
-    cr_assert_eq(ipr_claim_status_ready(NULL, "demo", pobj, p, addr("10.20.0.5"), 3, 1000, &st), 0);
+    cr_assert_eq(ip_status_claim_ready(NULL, "demo", pobj, p, addr("10.20.0.5"), 3, 1000, &st), 0);
     cr_assert_str_eq(str_at(st, "address"), "10.20.0.5/24");
     cr_assert_str_eq(str_at(st, "gateway"), "10.20.0.1");
     cr_assert_str_eq(str_at(st, "pool"), "demo");
@@ -436,18 +435,17 @@ Test(ipr_status, rebuilding_an_unchanged_status_gives_an_equal_object)
      * reconcile of an unchanged claim must build exactly what is there. */
     json_object *pobj = parse(pool_json);
     ipam_pool *p = NULL;
-    cr_assert_eq(ipr_pool_from_obj(pobj, &p, NULL), 0);
+    cr_assert_eq(ip_pool_from_obj(pobj, &p, NULL), 0);
     json_object *st1 = NULL, *st2 = NULL;
-    cr_assert_eq(ipr_claim_status_ready(NULL, "demo", pobj, p, addr("10.20.0.5"), 1, 1000, &st1),
-                 0);
-    cr_assert_eq(ipr_claim_status_ready(st1, "demo", pobj, p, addr("10.20.0.5"), 1, 5000, &st2), 0);
+    cr_assert_eq(ip_status_claim_ready(NULL, "demo", pobj, p, addr("10.20.0.5"), 1, 1000, &st1), 0);
+    cr_assert_eq(ip_status_claim_ready(st1, "demo", pobj, p, addr("10.20.0.5"), 1, 5000, &st2), 0);
     cr_assert(json_object_equal(st1, st2), "%s\nvs\n%s", json_object_to_json_string(st1),
               json_object_to_json_string(st2));
     json_object_put(st2);
 
     json_object *pend1 = NULL, *pend2 = NULL;
-    cr_assert_eq(ipr_claim_status_pending(NULL, "PoolExhausted", "full", 1, 1000, &pend1), 0);
-    cr_assert_eq(ipr_claim_status_pending(pend1, "PoolExhausted", "full", 1, 9000, &pend2), 0);
+    cr_assert_eq(rec_status_not_ready(NULL, "PoolExhausted", "full", 1, 1000, &pend1), 0);
+    cr_assert_eq(rec_status_not_ready(pend1, "PoolExhausted", "full", 1, 9000, &pend2), 0);
     cr_assert(json_object_equal(pend1, pend2));
     json_object_put(pend1);
     json_object_put(pend2);
@@ -465,8 +463,8 @@ Test(ipr_status, a_pending_claim_holds_nothing_and_keeps_other_conditions)
         "{\"type\":\"example.com/Other\",\"status\":\"True\",\"reason\":\"X\",\"message\":\"\","
         "\"lastTransitionTime\":\"2020-01-01T00:00:00Z\"}]}");
     json_object *st = NULL;
-    cr_assert_eq(ipr_claim_status_pending(cached, "PoolNotFound", "IPPool demo does not exist", 2,
-                                          1700000000, &st),
+    cr_assert_eq(rec_status_not_ready(cached, "PoolNotFound", "IPPool demo does not exist", 2,
+                                      1700000000, &st),
                  0);
     cr_assert_null(rec_obj_at(st, "address"));
     cr_assert_null(rec_obj_at(st, "gateway"));
@@ -489,10 +487,10 @@ Test(ipr_status, ready_keeps_its_transition_time_while_it_stays_true)
                                 "\"lastTransitionTime\":\"2020-01-01T00:00:00Z\"}]}");
     json_object *pobj = parse(pool_json);
     ipam_pool *p = NULL;
-    cr_assert_eq(ipr_pool_from_obj(pobj, &p, NULL), 0);
+    cr_assert_eq(ip_pool_from_obj(pobj, &p, NULL), 0);
     json_object *st = NULL;
     cr_assert_eq(
-        ipr_claim_status_ready(cached, "demo", pobj, p, addr("10.20.0.5"), 1, 1700000000, &st), 0);
+        ip_status_claim_ready(cached, "demo", pobj, p, addr("10.20.0.5"), 1, 1700000000, &st), 0);
     cr_assert_str_eq(str_at(rec_get_condition(st, REC_COND_READY), "lastTransitionTime"),
                      "2020-01-01T00:00:00Z");
     json_object_put(st);
@@ -506,18 +504,18 @@ Test(ipr_status, without_a_pool_the_written_prefix_gateway_and_routes_stay)
     json_object *cached = parse("{\"address\":\"10.20.0.5/22\",\"gateway\":\"10.20.0.1\","
                                 "\"routes\":[{\"dst\":\"0.0.0.0/0\"}]}");
     json_object *st = NULL;
-    cr_assert_eq(ipr_claim_status_ready(cached, "gone", NULL, NULL, addr("10.20.0.5"), 1, 1, &st),
+    cr_assert_eq(ip_status_claim_ready(cached, "gone", NULL, NULL, addr("10.20.0.5"), 1, 1, &st),
                  0);
     cr_assert_str_eq(str_at(st, "address"), "10.20.0.5/22");
     cr_assert_str_eq(str_at(st, "gateway"), "10.20.0.1");
     cr_assert_eq(json_object_array_length(rec_obj_at(st, "routes")), 1);
     json_object_put(st);
     /* Another address than the one written: a host prefix. */
-    cr_assert_eq(ipr_claim_status_ready(cached, "gone", NULL, NULL, addr("10.20.0.6"), 1, 1, &st),
+    cr_assert_eq(ip_status_claim_ready(cached, "gone", NULL, NULL, addr("10.20.0.6"), 1, 1, &st),
                  0);
     cr_assert_str_eq(str_at(st, "address"), "10.20.0.6/32");
     json_object_put(st);
-    cr_assert_eq(ipr_claim_status_ready(NULL, "gone", NULL, NULL, addr("fd00::6"), 1, 1, &st), 0);
+    cr_assert_eq(ip_status_claim_ready(NULL, "gone", NULL, NULL, addr("fd00::6"), 1, 1, &st), 0);
     cr_assert_str_eq(str_at(st, "address"), "fd00::6/128");
     json_object_put(st);
     json_object_put(cached);
@@ -525,11 +523,11 @@ Test(ipr_status, without_a_pool_the_written_prefix_gateway_and_routes_stay)
 
 Test(ipr_status, pool_status_carries_counts_and_ready)
 {
-    ipr_pool_counts c = {.total = 224, .allocated = 2, .available = 222};
+    rec_pool_counts c = {.total = 224, .allocated = 2, .available = 222};
     json_object *st = NULL;
-    cr_assert_eq(ipr_pool_status(NULL, &c, REC_COND_TRUE, IPR_REASON_VALID, "the spec is valid", 4,
-                                 1000, &st),
-                 0);
+    cr_assert_eq(
+        ip_status_pool(NULL, &c, REC_COND_TRUE, IP_REASON_VALID, "the spec is valid", 4, 1000, &st),
+        0);
     cr_assert_eq(json_object_get_int64(rec_obj_at(st, "total")), 224);
     cr_assert_eq(json_object_get_int64(rec_obj_at(st, "allocated")), 2);
     cr_assert_eq(json_object_get_int64(rec_obj_at(st, "available")), 222);
@@ -537,13 +535,13 @@ Test(ipr_status, pool_status_carries_counts_and_ready)
     cr_assert_str_eq(str_at(ready, "reason"), "Valid");
     cr_assert_eq(json_object_get_int64(rec_obj_at(ready, "observedGeneration")), 4);
     json_object *again = NULL;
-    cr_assert_eq(ipr_pool_status(st, &c, REC_COND_TRUE, IPR_REASON_VALID, "the spec is valid", 4,
-                                 2000, &again),
+    cr_assert_eq(ip_status_pool(st, &c, REC_COND_TRUE, IP_REASON_VALID, "the spec is valid", 4,
+                                2000, &again),
                  0);
     cr_assert(json_object_equal(st, again));
     json_object_put(again);
     /* A bad reason is refused, not written. */
-    cr_assert_eq(ipr_pool_status(NULL, &c, REC_COND_FALSE, "not a reason", "x", 1, 1, &again),
+    cr_assert_eq(ip_status_pool(NULL, &c, REC_COND_FALSE, "not a reason", "x", 1, 1, &again),
                  KC_ERR_INVALID_ARG);
     json_object_put(st);
 }
@@ -556,5 +554,5 @@ Test(ipr_names, the_informer_selects_the_labels_acquire_puts_on_reservations)
      * the IP informer must select exactly the IPPool ones. */
     char want[128];
     snprintf(want, sizeof want, "%s=%s", REC_LABEL_POOL_KIND, REC_POOL_KIND_IP);
-    cr_assert_str_eq(IPR_RESERVATION_SELECTOR, want);
+    cr_assert_str_eq(IP_RESERVATION_SELECTOR, want);
 }

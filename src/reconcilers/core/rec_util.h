@@ -190,4 +190,23 @@ bool rec_is_owned_by(json_object *obj, const char *uid);
 int rec_update_status(kc_client *c, const kc_ref *ref, json_object *cached, json_object *new_status,
                       json_object **out, bool *written, kc_error *err);
 
+/* ---- status -------------------------------------------------------------- */
+
+/* Put a deep copy of src (borrowed, may be a store object) under key of o.
+ * false when memory ran out. */
+bool rec_put_copy(json_object *o, const char *key, json_object *src);
+
+/* A new status object holding a copy of cached_status.conditions (cached_status
+ * borrowed, may be NULL or a store object). *out is new. 0 or KC_ERR_NOMEM. */
+int rec_status_base(json_object *cached_status, json_object **out);
+
+/*
+ * The status of a claim that holds nothing: only the conditions, carried over
+ * from cached_status, with Ready=False reason and message (Ready keeps its
+ * lastTransitionTime unless its status changes). *out is new.
+ * 0, KC_ERR_INVALID_ARG, KC_ERR_NOMEM.
+ */
+int rec_status_not_ready(json_object *cached_status, const char *reason, const char *message,
+                         int64_t generation, time_t now, json_object **out);
+
 #endif

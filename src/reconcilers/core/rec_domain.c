@@ -1,0 +1,645 @@
+/*
+ * rec_domain - setup, per-pool state and the informer handlers of a domain
+ * (rec_domain.h). The reconciles are in rec_claim.c and rec_pool.c.
+ *
+ * Handlers are plain informer handlers (not ctl_watch_map) so they can tell a
+ * spec change from a status write and skip the periodic resync:
+ *   claims        add/delete keep the pool's requested set (slots asked for by
+ *                 name); a delete sends the claim's Reservations to the sweep;
+ *   pools         add, delete, a new generation, deletionTimestamp or uid
+ *                 enqueue the pool's claims (a status-only write enqueues none);
+ *   Reservations  add/delete keep the pool's used set and enqueue the pool
+ *                 (counts); an add this process did not make, or one that
+ *                 makes its claim hold two, enqueues the claim; a delete
+ *                 enqueues its claim and the pool's waiting claims.
+ * Reconciles wait (requeue after REC_SYNC_RETRY) until the handlers have seen
+ * the initial lists, so nothing is allocated from a half-built used set.
+ */
+#include "rec_domain.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pv_clock.h"
+#include "rec_domain_internal.h"
+#include "rec_reserve.h"
+#include "rec_util.h"
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+void rec_log(rec_domain *d, rec_log_level level, const char *logger, const char *message,
+             const char *const *kv)
+{
+    if (d->env.log)
+        d->env.log(&d->env, level, logger, message, kv);
+}
+
+const char *rec_nz(const char *s)
+{
+    return s ? s : "";
+}
+
+int rec_msg(char **out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(out, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        *out = NULL;
+        return KC_ERR_NOMEM;
+    }
+    return KC_OK;
+}
+
+ctl_result rec_api_error(const char *what, int rc, const kc_error *err)
+{
+    return ctl_error(rc, "%s: %s", what, err->message ? err->message : kc_strerror(rc));
+}
+
+bool rec_caches_ready(rec_domain *d)
+{
+    if (!d->claims)
+        return true; /* detached: the test filled the stores */
+    return inf_handler_has_synced(d->h_resv) && inf_handler_has_synced(d->h_pools) &&
+           inf_handler_has_synced(d->h_claims);
+}
+
+/* ---- per-pool state (d->mu held) ----------------------------------------------- */
+
+static void inflight_drop_at(rec_pool_state *ps, size_t i)
+{
+    free(ps->inflight[i].slot);
+    free(ps->inflight[i].name);
+    free(ps->inflight[i].claim_uid);
+    ps->inflight[i] = ps->inflight[--ps->n_inflight];
+}
+
+static void pool_state_free(const rec_domain_def *def, rec_pool_state *ps)
+{
+    if (!ps)
+        return;
+    while (ps->n_inflight > 0)
+        inflight_drop_at(ps, ps->n_inflight - 1);
+    free(ps->inflight);
+    def->set_free(ps->used);
+    def->set_free(ps->requested);
+    free(ps);
+}
+
+rec_pool_state *rec_pool_state_get(rec_domain *d, const char *name, bool create)
+{
+    rec_pool_state *ps = inf_map_get(&d->pool_states, name);
+    if (ps || !create)
+        return ps;
+    size_t len = strlen(name);
+    ps = calloc(1, sizeof *ps + len + 1);
+    if (!ps)
+        return NULL;
+    memcpy(ps->name, name, len + 1);
+    if (d->def->set_new(&ps->used) != KC_OK || d->def->set_new(&ps->requested) != KC_OK ||
+        inf_map_put(&d->pool_states, ps->name, ps) != 0) {
+        pool_state_free(d->def, ps);
+        return NULL;
+    }
+    return ps;
+}
+
+void rec_inflight_prune(rec_pool_state *ps, double now)
+{
+    for (size_t i = 0; i < ps->n_inflight;) {
+        if (now - ps->inflight[i].at > REC_INFLIGHT_TTL)
+            inflight_drop_at(ps, i);
+        else
+            i++;
+    }
+}
+
+bool rec_inflight_remove_slot(rec_pool_state *ps, const char *slot, const char *claim_uid)
+{
+    bool mine = false;
+    for (size_t i = 0; i < ps->n_inflight;) {
+        if (!strcmp(ps->inflight[i].slot, slot)) {
+            mine = mine || (claim_uid && !strcmp(ps->inflight[i].claim_uid, claim_uid));
+            inflight_drop_at(ps, i);
+        } else {
+            i++;
+        }
+    }
+    return mine;
+}
+
+void rec_inflight_remove_uid(rec_pool_state *ps, const char *claim_uid)
+{
+    for (size_t i = 0; i < ps->n_inflight;) {
+        if (!strcmp(ps->inflight[i].claim_uid, claim_uid))
+            inflight_drop_at(ps, i);
+        else
+            i++;
+    }
+}
+
+bool rec_inflight_add(rec_pool_state *ps, const char *slot, const char *name, const char *claim_uid)
+{
+    if (ps->n_inflight == ps->cap_inflight) {
+        size_t cap = ps->cap_inflight ? 2 * ps->cap_inflight : 8;
+        rec_inflight *v = realloc(ps->inflight, cap * sizeof *v);
+        if (!v)
+            return false;
+        ps->inflight = v;
+        ps->cap_inflight = cap;
+    }
+    rec_inflight *e = &ps->inflight[ps->n_inflight];
+    e->slot = strdup(slot);
+    e->name = strdup(name);
+    e->claim_uid = strdup(claim_uid);
+    e->at = pv_clock_monotonic();
+    if (!e->slot || !e->name || !e->claim_uid) {
+        free(e->slot);
+        free(e->name);
+        free(e->claim_uid);
+        return false;
+    }
+    ps->n_inflight++;
+    return true;
+}
+
+/* ---- enqueueing ----------------------------------------------------------------- */
+
+/* Enqueue "namespace/name" or "name" to c (NULL: detached, nothing to do). */
+static void enqueue_key(ctl *c, const char *key)
+{
+    if (!c)
+        return;
+    const char *slash = strchr(key, '/');
+    if (!slash) {
+        (void)ctl_enqueue(c, NULL, key);
+        return;
+    }
+    char *ns = strndup(key, (size_t)(slash - key));
+    if (ns)
+        (void)ctl_enqueue(c, ns, slash + 1);
+    free(ns);
+}
+
+/* Enqueue to c every key of s that index emits value for. */
+static void enqueue_index(ctl *c, store *s, const char *index_name, const char *value)
+{
+    char **keys = NULL;
+    size_t n = 0;
+    if (!c || !value || store_index_keys(s, index_name, value, &keys, &n) != KC_OK)
+        return;
+    for (size_t i = 0; i < n; i++)
+        enqueue_key(c, keys[i]);
+    store_keys_free(keys, n);
+}
+
+static size_t index_count(store *s, const char *index_name, const char *value)
+{
+    char **keys = NULL;
+    size_t n = 0;
+    if (!value || store_index_keys(s, index_name, value, &keys, &n) != KC_OK)
+        return 0;
+    store_keys_free(keys, n);
+    return n;
+}
+
+static void enqueue(ctl *c, const char *namespace_, const char *name)
+{
+    if (c && name)
+        (void)ctl_enqueue(c, namespace_, name);
+}
+
+/* ---- indexes ------------------------------------------------------------------- */
+
+/* Claims that are not Ready, by pool: the ones a freed slot may help. */
+static int index_waiting(json_object *obj, store_values *out, void *user)
+{
+    const rec_domain_def *def = user;
+    const char *pool = rec_obj_str(obj, def->claim_pool_path);
+    if (!pool || rec_condition_is_true(rec_obj_at(obj, "status"), REC_COND_READY))
+        return KC_OK;
+    return store_values_add(out, pool);
+}
+
+/* "<pool>|<slot>" of claims that ask for a slot by name. */
+static int index_requested(json_object *obj, store_values *out, void *user)
+{
+    const rec_domain_def *def = user;
+    const char *pool = rec_obj_str(obj, def->claim_pool_path);
+    const char *slot = rec_obj_str(obj, def->claim_slot_path);
+    if (!pool || !slot || !*slot)
+        return KC_OK;
+    char *v = NULL;
+    if (rec_msg(&v, "%s|%s", pool, slot) != KC_OK)
+        return KC_ERR_NOMEM;
+    int rc = store_values_add(out, v);
+    free(v);
+    return rc;
+}
+
+static int add_indexes(rec_domain *d, store *claims, store *resv)
+{
+    const rec_domain_def *def = d->def;
+    int rc;
+    /* Index functions get their path (or the def) as user data: both static. */
+    if ((rc = store_add_index(claims, REC_IDX_BY_POOL, store_index_field,
+                              (void *)def->claim_pool_path)) != KC_OK ||
+        (rc = store_add_index(claims, REC_IDX_WAITING, index_waiting, (void *)def)) != KC_OK ||
+        (rc = store_add_index(resv, REC_IDX_BY_POOL, store_index_field,
+                              (void *)"spec.pool.name")) != KC_OK ||
+        (rc = store_add_index(resv, REC_IDX_CLAIM_UID, store_index_field,
+                              (void *)"spec.claim.uid")) != KC_OK)
+        return rc;
+    if (def->claim_slot_path &&
+        (rc = store_add_index(claims, REC_IDX_REQUESTED, index_requested, (void *)def)) != KC_OK)
+        return rc;
+    return KC_OK;
+}
+
+/* ---- handlers (informer dispatch threads) ---------------------------------------- */
+
+/*
+ * Keep the pool's requested set: dynamic allocation leaves the slots claims
+ * ask for by name to them, so a claim of a fixed slot applied together with
+ * others does not lose it to one of them.
+ */
+static void claim_requested(rec_domain *d, json_object *obj, bool added)
+{
+    const rec_domain_def *def = d->def;
+    if (!def->claim_slot_path)
+        return;
+    const char *pool = rec_obj_str(obj, def->claim_pool_path);
+    const char *slot = rec_obj_str(obj, def->claim_slot_path);
+    if (!pool || !slot || !*slot)
+        return;
+    if (!added) {
+        /* Another claim may ask for the same slot: keep it for that one. */
+        char *v = NULL;
+        if (rec_msg(&v, "%s|%s", pool, slot) != KC_OK)
+            return;
+        size_t still = index_count(d->claims_store, REC_IDX_REQUESTED, v);
+        free(v);
+        if (still > 0)
+            return;
+    }
+    int rc = KC_OK;
+    pthread_mutex_lock(&d->mu);
+    rec_pool_state *ps = rec_pool_state_get(d, pool, added);
+    if (ps)
+        rc = def->set_update(ps->requested, slot, added);
+    else if (added)
+        rc = KC_ERR_NOMEM;
+    pthread_mutex_unlock(&d->mu);
+    if (rc == KC_ERR_NOMEM)
+        rec_log(d, REC_LOG_ERROR, def->claim_controller, "out of memory recording a requested slot",
+                REC_KV("pool", pool, def->slot_noun, slot));
+}
+
+static void claims_on_add(json_object *obj, void *user)
+{
+    claim_requested(user, obj, true);
+}
+
+static void claims_on_delete(json_object *obj, void *user)
+{
+    rec_domain *d = user;
+    claim_requested(d, obj, false);
+    const char *uid = rec_obj_str(obj, "metadata.uid");
+    /* Its Reservations (if any are left) are checked for orphans at once. */
+    enqueue_index(d->c_resv, d->resv_store, REC_IDX_CLAIM_UID, uid);
+    rec_stale_forget(d->stale, uid);
+}
+
+static void pools_on_add(json_object *obj, void *user)
+{
+    rec_domain *d = user;
+    enqueue_index(d->c_claim, d->claims_store, REC_IDX_BY_POOL, rec_obj_str(obj, "metadata.name"));
+}
+
+static void pools_on_update(json_object *old_obj, json_object *new_obj, void *user)
+{
+    rec_domain *d = user;
+    if (old_obj == new_obj)
+        return;
+    const char *ou = rec_obj_str(old_obj, "metadata.uid"),
+               *nu = rec_obj_str(new_obj, "metadata.uid");
+    bool changed = rec_obj_generation(old_obj) != rec_obj_generation(new_obj) ||
+                   rec_obj_is_deleting(old_obj) != rec_obj_is_deleting(new_obj) ||
+                   strcmp(rec_nz(ou), rec_nz(nu)) != 0;
+    if (changed)
+        enqueue_index(d->c_claim, d->claims_store, REC_IDX_BY_POOL,
+                      rec_obj_str(new_obj, "metadata.name"));
+}
+
+static void pools_on_delete(json_object *obj, void *user)
+{
+    pools_on_add(obj, user);
+}
+
+static void enqueue_claim_of(rec_domain *d, json_object *resv)
+{
+    enqueue(d->c_claim, rec_obj_str(resv, "spec.claim.namespace"),
+            rec_obj_str(resv, "spec.claim.name"));
+}
+
+/* The pool and slot of a Reservation of this domain, or false. */
+static bool resv_slot(rec_domain *d, json_object *obj, const char **pool, const char **slot)
+{
+    const char *kind = rec_obj_str(obj, "spec.pool.kind");
+    *pool = rec_obj_str(obj, "spec.pool.name");
+    *slot = rec_obj_str(obj, "spec.slot");
+    return kind && !strcmp(kind, d->def->pool_kind) && *pool && *slot;
+}
+
+static void resv_on_add(json_object *obj, void *user)
+{
+    rec_domain *d = user;
+    const char *pool, *slot;
+    if (!resv_slot(d, obj, &pool, &slot))
+        return;
+    const char *claim_uid = rec_obj_str(obj, "spec.claim.uid");
+    bool expected = false;
+    int rc = KC_OK;
+    pthread_mutex_lock(&d->mu);
+    rec_pool_state *ps = rec_pool_state_get(d, pool, true);
+    if (ps) {
+        rc = d->def->set_update(ps->used, slot, true);
+        expected = rec_inflight_remove_slot(ps, slot, claim_uid);
+    } else {
+        rc = KC_ERR_NOMEM;
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (rc == KC_ERR_NOMEM)
+        rec_log(d, REC_LOG_ERROR, d->def->claim_controller, "out of memory recording a reservation",
+                REC_KV("pool", pool));
+    enqueue(d->c_pool, NULL, pool);
+    /* Ours, just made: the reconcile that made it writes the status. Anything
+     * else (another replica's, a second one of one claim) wakes the claim. */
+    if (!expected || index_count(d->resv_store, REC_IDX_CLAIM_UID, claim_uid) > 1)
+        enqueue_claim_of(d, obj);
+}
+
+/* A Reservation replaced under the same name while the watch was down (a
+ * relist shows it as an update): the slot stays used, but both claims care. */
+static void resv_on_update(json_object *old_obj, json_object *new_obj, void *user)
+{
+    rec_domain *d = user;
+    if (old_obj == new_obj)
+        return;
+    if (strcmp(rec_nz(rec_obj_str(old_obj, "spec.claim.uid")),
+               rec_nz(rec_obj_str(new_obj, "spec.claim.uid"))) == 0)
+        return;
+    enqueue_claim_of(d, old_obj);
+    enqueue_claim_of(d, new_obj);
+}
+
+static void resv_on_delete(json_object *obj, void *user)
+{
+    rec_domain *d = user;
+    const char *pool, *slot;
+    if (!resv_slot(d, obj, &pool, &slot))
+        return;
+    int rc = KC_OK;
+    pthread_mutex_lock(&d->mu);
+    rec_pool_state *ps = rec_pool_state_get(d, pool, false);
+    if (ps)
+        rc = d->def->set_update(ps->used, slot, false);
+    pthread_mutex_unlock(&d->mu);
+    if (rc == KC_ERR_NOMEM)
+        rec_log(d, REC_LOG_ERROR, d->def->claim_controller, "out of memory freeing a reservation",
+                REC_KV("pool", pool));
+    enqueue(d->c_pool, NULL, pool);
+    enqueue_claim_of(d, obj);
+    enqueue_index(d->c_claim, d->claims_store, REC_IDX_WAITING, pool);
+}
+
+/* ---- life cycle ------------------------------------------------------------------- */
+
+/*
+ * Sender thread of d->events (or a worker, for a full queue). expected: the
+ * Event's namespace is being deleted or is gone, as when a claim goes with its
+ * namespace: its last Event has nowhere to go, which is no error.
+ */
+static void events_log(int code, bool expected, const char *message, void *user)
+{
+    rec_domain *d = user;
+    rec_log(d, expected ? REC_LOG_DEBUG : REC_LOG_ERROR, d->def->claim_controller,
+            "unable to write an Event",
+            REC_KV("error", rec_events_strerror(code), "detail", rec_nz(message)));
+}
+
+static int domain_new(const rec_domain_def *def, kc_client *c, const char *identity, int senders,
+                      rec_domain **out)
+{
+    rec_domain *d = calloc(1, sizeof *d);
+    if (!d)
+        return KC_ERR_NOMEM;
+    d->def = def;
+    d->client = c;
+    pthread_mutex_init(&d->mu, NULL);
+    inf_map_init(&d->pool_states);
+    *out = d;
+    int rc = rec_stale_new(&d->stale);
+    if (rc != KC_OK)
+        return rc;
+    rec_events_opts eo = {
+        .reporting_instance = identity,
+        .senders = senders,
+        .log = events_log,
+        .log_user = d,
+    };
+    return rec_events_new(c, &eo, &d->events);
+}
+
+void rec_domain_free(rec_domain *d)
+{
+    if (!d)
+        return;
+    if (d->h_claims)
+        inf_remove_handler(d->claims, d->h_claims);
+    if (d->h_pools)
+        inf_remove_handler(d->pools, d->h_pools);
+    if (d->h_resv)
+        inf_remove_handler(d->resv, d->h_resv);
+    rec_events_free(d->events);
+    rec_stale_free(d->stale);
+    size_t pos = 0;
+    void *v;
+    while (inf_map_next(&d->pool_states, &pos, NULL, &v))
+        pool_state_free(d->def, v);
+    inf_map_close(&d->pool_states);
+    pthread_mutex_destroy(&d->mu);
+    if (d->own_stores) {
+        store_free(d->claims_store);
+        store_free(d->pools_store);
+        store_free(d->resv_store);
+    }
+    free(d->watch_namespace);
+    free(d);
+}
+
+static void domain_cleanup(void *arg)
+{
+    rec_domain_free(arg);
+}
+
+static int setup_informers(rec_domain *d, const rec_env *env)
+{
+    const rec_domain_def *def = d->def;
+    kc_ref cref = def->claims_ref;
+    cref.namespace_ = d->watch_namespace;
+    inf_opts copts = {.store_mode = INF_STORE_COMPACT};
+    inf_opts popts = {.store_mode = INF_STORE_SHARED};
+    inf_opts ropts = {
+        .label_selector = def->resv_selector,
+        .store_mode = INF_STORE_COMPACT,
+        .resync_period = REC_RESV_RESYNC,
+    };
+    int rc;
+    if ((rc = inf_factory_get(env->factory, &cref, &copts, &d->claims)) != KC_OK ||
+        (rc = inf_factory_get(env->factory, &def->pools_ref, &popts, &d->pools)) != KC_OK ||
+        (rc = inf_factory_get(env->factory, &rec_reservations_ref, &ropts, &d->resv)) != KC_OK)
+        return rc;
+    d->claims_store = inf_store(d->claims);
+    d->pools_store = inf_store(d->pools);
+    d->resv_store = inf_store(d->resv);
+    return add_indexes(d, d->claims_store, d->resv_store);
+}
+
+static int setup_controllers(rec_domain *d, const rec_env *env)
+{
+    const rec_domain_def *def = d->def;
+    int rc;
+    if ((rc = rec_env_new_controller(env, def->claim_controller, rec_claim_reconcile, d,
+                                     &d->c_claim)) != KC_OK ||
+        (rc = ctl_watch_for(d->c_claim, d->claims)) != KC_OK)
+        return rc;
+    if ((rc = rec_env_new_controller(env, def->pool_controller, rec_pool_reconcile, d,
+                                     &d->c_pool)) != KC_OK ||
+        (rc = ctl_watch_for(d->c_pool, d->pools)) != KC_OK)
+        return rc;
+    if ((rc = rec_env_new_controller(env, def->resv_controller, rec_sweep_reconcile, d,
+                                     &d->c_resv)) != KC_OK ||
+        (rc = ctl_watch_for(d->c_resv, d->resv)) != KC_OK)
+        return rc;
+
+    /* Handlers last: they enqueue to the controllers above. */
+    inf_handler_fns hc = {
+        .on_add = claims_on_add, .on_delete = claims_on_delete, .user = d, .no_resync = true};
+    inf_handler_fns hp = {.on_add = pools_on_add,
+                          .on_update = pools_on_update,
+                          .on_delete = pools_on_delete,
+                          .user = d,
+                          .no_resync = true};
+    inf_handler_fns hr = {.on_add = resv_on_add,
+                          .on_update = resv_on_update,
+                          .on_delete = resv_on_delete,
+                          .user = d,
+                          .no_resync = true};
+    if ((rc = inf_add_handler(d->claims, &hc, &d->h_claims)) != KC_OK ||
+        (rc = inf_add_handler(d->pools, &hp, &d->h_pools)) != KC_OK ||
+        (rc = inf_add_handler(d->resv, &hr, &d->h_resv)) != KC_OK)
+        return rc;
+    return KC_OK;
+}
+
+int rec_domain_setup(const rec_env *env, const rec_domain_def *def)
+{
+    if (!env || !env->client || !env->factory || !env->add_cleanup || !def)
+        return KC_ERR_INVALID_ARG;
+    rec_domain *d = NULL;
+    int rc = domain_new(def, env->client, env->identity, REC_EVENT_SENDERS, &d);
+    if (rc == KC_OK) {
+        d->env = *env;
+        if (env->watch_namespace && *env->watch_namespace &&
+            !(d->watch_namespace = strdup(env->watch_namespace)))
+            rc = KC_ERR_NOMEM;
+    }
+    if (rc != KC_OK) {
+        rec_domain_free(d);
+        return rc;
+    }
+    /* From here on the manager frees d, after the controllers and informers. */
+    if ((rc = env->add_cleanup(env, domain_cleanup, d)) != KC_OK) {
+        rec_domain_free(d);
+        return rc;
+    }
+    if ((rc = setup_informers(d, env)) != KC_OK)
+        return rc;
+    return setup_controllers(d, env);
+}
+
+/* ---- detached (tests) ------------------------------------------------------------- */
+
+int rec_domain_new_detached(const rec_domain_def *def, kc_client *c, rec_domain **out)
+{
+    if (!def || !c || !out)
+        return KC_ERR_INVALID_ARG;
+    rec_domain *d = NULL;
+    int rc = domain_new(def, c, "test", 1, &d);
+    if (rc == KC_OK) {
+        d->own_stores = true;
+        store_opts compact = {.mode = STORE_COMPACT};
+        if ((rc = store_new(&compact, &d->claims_store)) == KC_OK &&
+            (rc = store_new(NULL, &d->pools_store)) == KC_OK &&
+            (rc = store_new(&compact, &d->resv_store)) == KC_OK)
+            rc = add_indexes(d, d->claims_store, d->resv_store);
+    }
+    if (rc != KC_OK) {
+        rec_domain_free(d);
+        return rc;
+    }
+    *out = d;
+    return KC_OK;
+}
+
+void rec_domain_stores(rec_domain *d, store **claims, store **pools, store **resv)
+{
+    if (claims)
+        *claims = d->claims_store;
+    if (pools)
+        *pools = d->pools_store;
+    if (resv)
+        *resv = d->resv_store;
+}
+
+void rec_domain_feed(rec_domain *d, rec_feed what, json_object *obj)
+{
+    switch (what) {
+    case REC_FEED_CLAIM_ADD:
+        claims_on_add(obj, d);
+        break;
+    case REC_FEED_CLAIM_DELETE:
+        claims_on_delete(obj, d);
+        break;
+    case REC_FEED_RESV_ADD:
+        resv_on_add(obj, d);
+        break;
+    case REC_FEED_RESV_DELETE:
+        resv_on_delete(obj, d);
+        break;
+    }
+}
+
+ctl_result rec_domain_reconcile_claim(rec_domain *d, const char *namespace_, const char *name)
+{
+    return rec_claim_reconcile(NULL, namespace_, name, d);
+}
+
+ctl_result rec_domain_reconcile_pool(rec_domain *d, const char *name)
+{
+    return rec_pool_reconcile(NULL, NULL, name, d);
+}
+
+ctl_result rec_domain_reconcile_reservation(rec_domain *d, const char *name)
+{
+    return rec_sweep_reconcile(NULL, NULL, name, d);
+}
+
+void rec_domain_flush_events(rec_domain *d, int timeout_ms)
+{
+    (void)rec_events_flush(d->events, timeout_ms);
+}

@@ -1,0 +1,100 @@
+/*
+ * rec_domain_internal - what the core's files (rec_domain.c, rec_claim.c,
+ * rec_pool.c) share about a domain. Not for domains: they see rec_domain.h.
+ *
+ * Locking: d->mu guards the per-pool state (used and requested sets, the
+ * in-flight list, the last status write). It is never held across a request
+ * and may be held while reading a store (lock order: d->mu, then a store's
+ * lock).
+ */
+#ifndef PROVISIO_REC_DOMAIN_INTERNAL_H
+#define PROVISIO_REC_DOMAIN_INTERNAL_H
+
+#include <pthread.h>
+
+#include "inf_map.h"
+#include "informer.h"
+#include "rec_domain.h"
+#include "rec_events.h"
+#include "rec_stale.h"
+
+#define REC_ATTEMPTS 8              /* slots tried per reconcile when others win them */
+#define REC_INFLIGHT_TTL 30.0       /* s: our Reservation the cache has not shown */
+#define REC_POOL_WRITE_INTERVAL 0.5 /* s between count-only status writes of a pool */
+#define REC_RESV_RESYNC 60.0        /* s: orphan sweep period */
+#define REC_EVENT_SENDERS 4         /* one Event a claim: keep up with a storm */
+#define REC_SYNC_RETRY 0.1          /* s: requeue while caches are not synced */
+#define REC_POOL_GONE_RETRY 1.0     /* s: cache says no Reservations, server disagrees */
+#define REC_HOLDERS_SHOWN 5         /* holders named in a Terminating message */
+
+#define REC_IDX_BY_POOL "by-pool"
+#define REC_IDX_WAITING "waiting-by-pool"
+#define REC_IDX_CLAIM_UID "by-claim-uid"
+#define REC_IDX_REQUESTED "requested"
+
+/* A Reservation this process created that the cache has not shown yet. */
+typedef struct rec_inflight {
+    char *slot; /* canonical */
+    char *name;
+    char *claim_uid;
+    double at;
+} rec_inflight;
+
+/* Per pool name (whether or not the pool exists). */
+typedef struct rec_pool_state {
+    void *used;      /* def->set_*: slots of the pool's cached Reservations */
+    void *requested; /* def->set_*: slots claims of the pool ask for by name */
+    rec_inflight *inflight;
+    size_t n_inflight, cap_inflight;
+    double last_status_write; /* monotonic s; 0 = never */
+    char name[];
+} rec_pool_state;
+
+struct rec_domain {
+    const rec_domain_def *def;
+    rec_env env; /* a copy, for env.log; zero when detached */
+    kc_client *client;
+    char *watch_namespace;               /* NULL = all */
+    inf_informer *claims, *pools, *resv; /* NULL when detached */
+    store *claims_store, *pools_store, *resv_store;
+    bool own_stores; /* detached: the stores are ours to free */
+    inf_handler *h_claims, *h_pools, *h_resv;
+    ctl *c_claim, *c_pool, *c_resv; /* NULL when detached: nothing is enqueued */
+    rec_events *events;
+    rec_stale *stale;
+
+    pthread_mutex_t mu;
+    inf_map pool_states; /* name -> rec_pool_state */
+};
+
+/* ---- rec_domain.c ---------------------------------------------------------- */
+
+void rec_log(rec_domain *d, rec_log_level level, const char *logger, const char *message,
+             const char *const *kv);
+const char *rec_nz(const char *s);
+int rec_msg(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+ctl_result rec_api_error(const char *what, int rc, const kc_error *err);
+bool rec_caches_ready(rec_domain *d);
+
+/* d->mu held. NULL when absent (create false) or out of memory. */
+rec_pool_state *rec_pool_state_get(rec_domain *d, const char *name, bool create);
+/* d->mu held: drop in-flight entries older than REC_INFLIGHT_TTL. */
+void rec_inflight_prune(rec_pool_state *ps, double now);
+/* d->mu held: drop the entries of slot; true if one was claim_uid's. */
+bool rec_inflight_remove_slot(rec_pool_state *ps, const char *slot, const char *claim_uid);
+/* d->mu held: drop the entries of claim_uid. */
+void rec_inflight_remove_uid(rec_pool_state *ps, const char *claim_uid);
+/* d->mu held: add an entry. false when out of memory. */
+bool rec_inflight_add(rec_pool_state *ps, const char *slot, const char *name,
+                      const char *claim_uid);
+
+/* ---- rec_claim.c, rec_pool.c: the reconcile functions --------------------- */
+
+ctl_result rec_claim_reconcile(const ctl_ctx *ctx, const char *namespace_, const char *name,
+                               void *user);
+ctl_result rec_pool_reconcile(const ctl_ctx *ctx, const char *namespace_, const char *name,
+                              void *user);
+ctl_result rec_sweep_reconcile(const ctl_ctx *ctx, const char *namespace_, const char *name,
+                               void *user);
+
+#endif
