@@ -17,7 +17,6 @@
  */
 #include "rec_domain.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,19 +38,6 @@ void rec_log(rec_domain *d, rec_log_level level, const char *logger, const char 
 const char *rec_nz(const char *s)
 {
     return s ? s : "";
-}
-
-int rec_msg(char **out, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(out, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        *out = NULL;
-        return KC_ERR_NOMEM;
-    }
-    return KC_OK;
 }
 
 ctl_result rec_api_error(const char *what, int rc, const kc_error *err)

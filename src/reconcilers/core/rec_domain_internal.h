@@ -72,7 +72,6 @@ struct rec_domain {
 void rec_log(rec_domain *d, rec_log_level level, const char *logger, const char *message,
              const char *const *kv);
 const char *rec_nz(const char *s);
-int rec_msg(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 ctl_result rec_api_error(const char *what, int rc, const kc_error *err);
 bool rec_caches_ready(rec_domain *d);
 

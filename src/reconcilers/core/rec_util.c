@@ -24,6 +24,7 @@
 #include "rec_util.h"
 #include "pv_json.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -692,5 +693,18 @@ int rec_status_not_ready(json_object *cached_status, const char *reason, const c
         return rc;
     }
     *out = st;
+    return KC_OK;
+}
+
+int rec_msg(char **out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(out, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        *out = NULL;
+        return KC_ERR_NOMEM;
+    }
     return KC_OK;
 }

@@ -170,6 +170,9 @@ int rec_set_owner_ref(json_object *obj, json_object *owner_ref);
 /* True when obj (may be a store object) has an ownerReference with uid. */
 bool rec_is_owned_by(json_object *obj, const char *uid);
 
+/* printf into *out (malloc'd; NULL on failure). 0 or KC_ERR_NOMEM. */
+int rec_msg(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---- status --------------------------------------------------------------- */
 
 /*

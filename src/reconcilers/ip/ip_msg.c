@@ -2,48 +2,33 @@
  * ip_msg - the messages of the network domain's conditions (API.md): each
  * says what is wrong and what makes it right.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ip_internal.h"
 #include "kc_error.h"
-
-static int ip_msg_fmt(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int ip_msg_fmt(char **out, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(out, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        *out = NULL;
-        return KC_ERR_NOMEM;
-    }
-    return KC_OK;
-}
+#include "rec_util.h"
 
 int ip_msg_pool_not_found(const char *pool_name, char **out)
 {
-    return ip_msg_fmt(out, "IPPool %s does not exist; the claim gets an address once it is created",
-                      pool_name);
+    return rec_msg(out, "IPPool %s does not exist; the claim gets an address once it is created",
+                   pool_name);
 }
 
 int ip_msg_pool_terminating(const char *pool_name, char **out)
 {
-    return ip_msg_fmt(out, "IPPool %s is being deleted and hands out no new addresses", pool_name);
+    return rec_msg(out, "IPPool %s is being deleted and hands out no new addresses", pool_name);
 }
 
 int ip_msg_pool_invalid(const char *pool_name, const char *why, char **out)
 {
-    return ip_msg_fmt(out, "IPPool %s cannot be used: %s", pool_name, why ? why : "invalid spec");
+    return rec_msg(out, "IPPool %s cannot be used: %s", pool_name, why ? why : "invalid spec");
 }
 
 int ip_msg_exhausted(const char *pool_name, int64_t total, char **out)
 {
-    return ip_msg_fmt(
+    return rec_msg(
         out,
         "IPPool %s has no free address: all %lld allocatable addresses are held; the claim "
         "gets one as soon as one is released",
@@ -53,22 +38,21 @@ int ip_msg_exhausted(const char *pool_name, int64_t total, char **out)
 int ip_msg_in_use(const char *addr, const char *pool_name, const char *holder_ns,
                   const char *holder_name, char **out)
 {
-    return ip_msg_fmt(out,
-                      "%s of IPPool %s is held by IPClaim %s/%s; the claim gets it once that claim "
-                      "releases it",
-                      addr, pool_name, holder_ns ? holder_ns : "?",
-                      holder_name ? holder_name : "?");
+    return rec_msg(out,
+                   "%s of IPPool %s is held by IPClaim %s/%s; the claim gets it once that claim "
+                   "releases it",
+                   addr, pool_name, holder_ns ? holder_ns : "?", holder_name ? holder_name : "?");
 }
 
 int ip_msg_address_refused(const char *addr, const char *pool_name, const char *why, char **out)
 {
-    return ip_msg_fmt(out, "spec.address %s cannot be allocated from IPPool %s: %s", addr,
-                      pool_name, why ? why : "it is not allocatable");
+    return rec_msg(out, "spec.address %s cannot be allocated from IPPool %s: %s", addr, pool_name,
+                   why ? why : "it is not allocatable");
 }
 
 int ip_msg_allocated(const char *cidr_addr, const char *pool_name, char **out)
 {
-    return ip_msg_fmt(out, "holds %s of IPPool %s", cidr_addr, pool_name);
+    return rec_msg(out, "holds %s of IPPool %s", cidr_addr, pool_name);
 }
 
 int ip_msg_pool_in_use(int64_t n_held, const char *const *holders, size_t n_holders, char **out)
@@ -88,13 +72,13 @@ int ip_msg_pool_in_use(int64_t n_held, const char *const *holders, size_t n_hold
     int64_t more = n_held - (int64_t)n_holders;
     int rc;
     if (more > 0)
-        rc = ip_msg_fmt(
-            out,
-            "%lld %s still held by claims: %s and %lld more; the IPPool is deleted once "
-            "they are released",
-            (long long)n_held, n_held == 1 ? "address is" : "addresses are", list, (long long)more);
+        rc = rec_msg(out,
+                     "%lld %s still held by claims: %s and %lld more; the IPPool is deleted once "
+                     "they are released",
+                     (long long)n_held, n_held == 1 ? "address is" : "addresses are", list,
+                     (long long)more);
     else
-        rc = ip_msg_fmt(
+        rc = rec_msg(
             out, "%lld %s still held by claims: %s; the IPPool is deleted once they are released",
             (long long)n_held, n_held == 1 ? "address is" : "addresses are", list);
     free(list);
@@ -105,11 +89,10 @@ int ip_msg_pool_valid(const ipam_pool *pool, char **out)
 {
     ipam_u128 total = ipam_pool_total(pool);
     if (total <= (ipam_u128)INT64_MAX)
-        return ip_msg_fmt(out, "the spec is valid");
+        return rec_msg(out, "the spec is valid");
     char buf[IPAM_U128_STRLEN];
-    return ip_msg_fmt(
-        out,
-        "the spec is valid; the pool has %s addresses, more than status.total can show: "
-        "total and available are capped at %lld",
-        ipam_u128_format(total, buf), (long long)INT64_MAX);
+    return rec_msg(out,
+                   "the spec is valid; the pool has %s addresses, more than status.total can show: "
+                   "total and available are capped at %lld",
+                   ipam_u128_format(total, buf), (long long)INT64_MAX);
 }
