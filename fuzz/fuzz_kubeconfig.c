@@ -1,6 +1,6 @@
 /*
  * fuzz_kubeconfig - libFuzzer harness for the kubeconfig loader
- * (src/client/kc_config.c over src/client/kc_yaml.c).
+ * (src/client/kc_config*.c over src/client/kc_yaml.c).
  *
  * The input is one kubeconfig document, loaded from memory as
  * `--kubeconfig=-` would be, for its current-context. Properties, each a

@@ -1,7 +1,7 @@
 /*
  * kc_yaml - read-only access to one parsed YAML (or JSON) document.
  *
- * Private to the client (kc_config.c reads kubeconfig files with it); not
+ * Private to the client (kc_config_kubeconfig.c reads kubeconfig files with it); not
  * part of the client's contract.
  *
  * Nodes are named by int ids (libyaml's document node indices); 0 means

@@ -1,6 +1,13 @@
 /*
  * manager - the operator's run mode (see manager.h for the behaviour).
  *
+ * This file holds the domains, the small helpers, setup, the main loop and
+ * the shutdown. The hooks the libraries call (client, controllers,
+ * reflectors, rec_env, metrics collector, readiness) are in
+ * manager_hooks.c; starting and stopping workers, the elector thread and the
+ * shutdown watchdog in manager_workers.c; the state they share in
+ * manager_internal.h.
+ *
  * Threads:
  *   - main: setup, then the event loop (poll on a signalfd for SIGTERM /
  *     SIGINT and an eventfd the elector thread writes), then the shutdown;
@@ -12,26 +19,12 @@
  * SIGTERM and SIGINT are blocked before any thread exists, so every thread
  * inherits the mask and the signals are only ever read from the signalfd.
  *
- * Workers. `leading` (true at once without leader election) says whether
- * this replica may reconcile; `workers_running` whether the controllers'
- * workers run. Both change only under wk_mu, and starting or stopping all
- * controllers happens under it too, so the elector's stop (which must have
- * stopped every worker when it returns) and the main loop's start can never
- * interleave. Workers start once the replica leads and every controller's
- * caches synced (ctl_wait_for_sync with no wait, checked by the main loop
- * every 100 ms until then, and at once by on_started_leading).
- *
- * Controllers and cleanups are registered only by the domain setup
- * functions, before any worker, scrape or hook can run; after setup the
- * arrays never change, so hooks and the metrics collector read them without
- * a lock.
- *
  * Teardown order: workers stopped -> Lease released (le_stop, join the
  * elector) -> informers stopped -> HTTP servers stopped -> controllers freed
  * -> domain cleanups (reverse order) -> factory, elector, clients, config,
  * registry freed.
  */
-#include "manager.h"
+#include "manager_internal.h"
 
 #include "controller.h"
 #include "flags.h"
@@ -88,81 +81,9 @@ static const mgr_domain mgr_agent_domains[] = {
     {NULL, NULL},
 };
 
-/* ---- bounds --------------------------------------------------------------------- */
-
-#define MGR_WORKER_STOP_BOUND 5.0 /* s after the signal for reconciles in flight */
-#define MGR_SHUTDOWN_BOUND 10.0   /* s after the signal for the whole shutdown */
-#define MGR_SYNC_POLL_MS 100      /* main loop wake-up while caches are not synced */
-/* controller-runtime's default SyncPeriod: every cached object is re-delivered. */
-#define MGR_RESYNC_PERIOD (10.0 * 3600.0)
-#define MGR_LOG_MAX_PAIRS 8
-
-#define MGR_LOGGER "manager"
-#define MGR_INFO(...) log_write(PLOG_INFO, MGR_LOGGER, __VA_ARGS__)
-#define MGR_ERROR(...) log_write(PLOG_ERROR, MGR_LOGGER, __VA_ARGS__)
-
-/* ---- state ---------------------------------------------------------------------- */
-
-/* One registered controller and its metric children (looked up once). */
-typedef struct mgr_ctl {
-    ctl *c;
-    const char *name; /* ctl_name(c) */
-    met_counter *result_success, *result_error, *result_requeue, *result_requeue_after;
-    met_counter *errors;
-    met_histogram *reconcile_time;
-    met_histogram *queue_duration, *work_duration;
-    met_gauge *active_workers, *max_concurrent;
-    met_gauge *depth, *unfinished, *longest;
-    met_counter *adds, *retries;
-} mgr_ctl;
-
-typedef struct mgr_cleanup {
-    void (*fn)(void *arg);
-    void *arg;
-} mgr_cleanup;
-
-typedef struct mgr {
-    flags_mode mode;  /* FLAGS_OPERATOR or FLAGS_AGENT */
-    const char *prog; /* for usage and messages: "provisio" or "provisio agent" */
-    flags_options fl;
-    kc_config *cfg;
-    kc_client *client;    /* shared by reflectors and reconcilers */
-    kc_client *le_client; /* the elector's own (short timeouts, no retries) */
-    char *rest_host;
-    met_registry *reg;
-    met_cr m;
-    met_vec *inf_objects, *inf_pending, *inf_pending_max; /* per informer */
-    httpd_server *metrics_srv, *probe_srv;
-    inf_factory *factory;
-    rec_env env;
-    char *identity;
-    char *lease_ns;
-
-    mgr_ctl *ctls;
-    size_t nctls, capctls;
-    mgr_cleanup *cleanups;
-    size_t ncleanups, capcleanups;
-    bool setup_done;
-
-    le_elector *le;
-    pthread_t le_thread;
-    bool le_thread_started;
-    atomic_int le_result; /* le_run's return, valid once le_done */
-    atomic_bool le_done;
-
-    pthread_mutex_t wk_mu;
-    bool leading;         /* under wk_mu */
-    bool workers_running; /* under wk_mu */
-    bool shutting_down;   /* under wk_mu: never start workers again */
-
-    int sigfd; /* SIGTERM / SIGINT */
-    int evfd;  /* wakes the main loop (elector events) */
-    bool logged_synced;
-} mgr;
-
 /* ---- small helpers ---------------------------------------------------------- */
 
-static void mgr_wake(int fd)
+void mgr_wake(int fd)
 {
     uint64_t one = 1;
     ssize_t n;
@@ -171,7 +92,7 @@ static void mgr_wake(int fd)
     while (n < 0 && errno == EINTR);
 }
 
-static void mgr_drain(int fd)
+void mgr_drain(int fd)
 {
     uint64_t v;
     ssize_t n;
@@ -271,371 +192,12 @@ int mgr_rest_host(const char *server, char **out)
     return *out != NULL ? KC_OK : KC_ERR_NOMEM;
 }
 
-static mgr_ctl *mgr_find_ctl(mgr *m, const char *name)
+mgr_ctl *mgr_find_ctl(mgr *m, const char *name)
 {
     for (size_t i = 0; i < m->nctls; i++)
         if (strcmp(m->ctls[i].name, name) == 0)
             return &m->ctls[i];
     return NULL;
-}
-
-/* ---- hooks: client, controllers, reflectors, env ------------------------------ */
-
-static void mgr_on_request(const char *verb, long http_status, void *user)
-{
-    mgr *m = user;
-    char code[24];
-    if (http_status <= 0)
-        snprintf(code, sizeof code, "<error>");
-    else
-        snprintf(code, sizeof code, "%ld", http_status);
-    met_counter_inc(
-        met_counter_get(m->m.rest_client_requests_total, MET_L(code, verb, m->rest_host)));
-}
-
-static void mgr_on_reconcile_done(const char *controller, const char *result, double seconds,
-                                  void *user)
-{
-    mgr_ctl *e = mgr_find_ctl(user, controller);
-    if (e == NULL)
-        return;
-    if (strcmp(result, MET_RESULT_SUCCESS) == 0)
-        met_counter_inc(e->result_success);
-    else if (strcmp(result, MET_RESULT_REQUEUE) == 0)
-        met_counter_inc(e->result_requeue);
-    else if (strcmp(result, MET_RESULT_REQUEUE_AFTER) == 0)
-        met_counter_inc(e->result_requeue_after);
-    else {
-        met_counter_inc(e->result_error);
-        met_counter_inc(e->errors);
-    }
-    met_histogram_observe(e->reconcile_time, seconds);
-}
-
-static void mgr_on_workqueue_observe(const char *controller, const char *metric, double seconds,
-                                     void *user)
-{
-    mgr_ctl *e = mgr_find_ctl(user, controller);
-    if (e == NULL)
-        return;
-    if (strcmp(metric, WQ_METRIC_QUEUE_DURATION) == 0)
-        met_histogram_observe(e->queue_duration, seconds);
-    else if (strcmp(metric, WQ_METRIC_WORK_DURATION) == 0)
-        met_histogram_observe(e->work_duration, seconds);
-}
-
-static void mgr_on_reconcile_error(const ctl_ctx *ctx, int code, const char *message, void *user)
-{
-    (void)user;
-    const char *key = ctx->key != NULL ? ctx->key : "";
-    const char *slash = strchr(key, '/');
-    char *ns = slash != NULL ? strndup(key, (size_t)(slash - key)) : NULL;
-    const char *name = slash != NULL ? slash + 1 : key;
-    log_write(PLOG_ERROR, NULL, "Reconciler error", "controller", ctx->controller, "namespace",
-              ns != NULL ? ns : "", "name", name, "reconcileID", ctx->reconcile_id, "error",
-              message != NULL ? message : kc_strerror(code), LOG_INT("code", code), NULL);
-    free(ns);
-}
-
-static void mgr_on_refl_log(refl_log_level level, const char *msg, const kc_error *err, void *user)
-{
-    (void)user;
-    plog_level pl = level == REFL_LOG_ERROR  ? PLOG_ERROR
-                    : level == REFL_LOG_INFO ? PLOG_INFO
-                                             : PLOG_DEBUG;
-    if (!log_enabled(pl))
-        return;
-    if (err != NULL && err->code != 0)
-        log_write(pl, "reflector", msg, "error",
-                  err->message != NULL ? err->message : kc_strerror(err->code),
-                  LOG_INT("code", err->code), NULL);
-    else
-        log_write(pl, "reflector", msg, NULL);
-}
-
-static void mgr_env_log(const rec_env *env, rec_log_level level, const char *logger,
-                        const char *msg, const char *const *kv)
-{
-    (void)env;
-    plog_level pl = level == REC_LOG_ERROR  ? PLOG_ERROR
-                    : level == REC_LOG_INFO ? PLOG_INFO
-                                            : PLOG_DEBUG;
-    if (!log_enabled(pl))
-        return;
-    /* log_write is variadic: pass a fixed number of pairs, the unused keys
-     * NULL (the first NULL key ends the list). Keys starting with a type tag
-     * byte would be read as numbers: they are dropped. */
-    const char *a[2 * MGR_LOG_MAX_PAIRS] = {0};
-    size_t n = 0;
-    for (size_t i = 0; kv != NULL && kv[i] != NULL && n < 2 * MGR_LOG_MAX_PAIRS; i += 2) {
-        const char *k = kv[i], *v = kv[i + 1];
-        if ((unsigned char)k[0] >= 1 && (unsigned char)k[0] <= 3)
-            continue;
-        a[n++] = k;
-        a[n++] = v;
-        if (v == NULL)
-            break; /* an odd list: the value is missing */
-    }
-    log_write(pl, logger, msg, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10],
-              a[11], a[12], a[13], a[14], a[15], NULL);
-}
-
-static int mgr_env_add_controller(const rec_env *env, ctl *c)
-{
-    mgr *m = env->mgr_;
-    if (c == NULL || m->setup_done)
-        return KC_ERR_INVALID_ARG;
-    const char *name = ctl_name(c);
-    if (mgr_find_ctl(m, name) != NULL) {
-        MGR_ERROR("duplicate controller name", "controller", name, NULL);
-        return KC_ERR_INVALID_ARG;
-    }
-    if (m->nctls == m->capctls) {
-        size_t cap = m->capctls ? m->capctls * 2 : 8;
-        mgr_ctl *nv = realloc(m->ctls, cap * sizeof *nv);
-        if (nv == NULL)
-            return KC_ERR_NOMEM;
-        m->ctls = nv;
-        m->capctls = cap;
-    }
-    ctl_stats st;
-    ctl_stats_get(c, &st);
-    int rc = met_cr_init_controller(&m->m, name, st.max_concurrent_reconciles);
-    if (rc != 0)
-        return rc;
-    mgr_ctl *e = &m->ctls[m->nctls];
-    memset(e, 0, sizeof *e);
-    e->c = c;
-    e->name = name;
-    e->result_success = met_counter_get(m->m.reconcile_total, MET_L(name, MET_RESULT_SUCCESS));
-    e->result_error = met_counter_get(m->m.reconcile_total, MET_L(name, MET_RESULT_ERROR));
-    e->result_requeue = met_counter_get(m->m.reconcile_total, MET_L(name, MET_RESULT_REQUEUE));
-    e->result_requeue_after =
-        met_counter_get(m->m.reconcile_total, MET_L(name, MET_RESULT_REQUEUE_AFTER));
-    e->errors = met_counter_get(m->m.reconcile_errors_total, MET_L(name));
-    e->reconcile_time = met_histogram_get(m->m.reconcile_time_seconds, MET_L(name));
-    e->queue_duration = met_histogram_get(m->m.workqueue_queue_duration_seconds, MET_L(name, name));
-    e->work_duration = met_histogram_get(m->m.workqueue_work_duration_seconds, MET_L(name, name));
-    e->active_workers = met_gauge_get(m->m.active_workers, MET_L(name));
-    e->max_concurrent = met_gauge_get(m->m.max_concurrent_reconciles, MET_L(name));
-    e->depth = met_gauge_get(m->m.workqueue_depth, MET_L(name, name));
-    e->unfinished = met_gauge_get(m->m.workqueue_unfinished_work_seconds, MET_L(name, name));
-    e->longest = met_gauge_get(m->m.workqueue_longest_running_processor_seconds, MET_L(name, name));
-    e->adds = met_counter_get(m->m.workqueue_adds_total, MET_L(name, name));
-    e->retries = met_counter_get(m->m.workqueue_retries_total, MET_L(name, name));
-    if (!e->result_success || !e->result_error || !e->result_requeue || !e->result_requeue_after ||
-        !e->errors || !e->reconcile_time || !e->queue_duration || !e->work_duration ||
-        !e->active_workers || !e->max_concurrent || !e->depth || !e->unfinished || !e->longest ||
-        !e->adds || !e->retries)
-        return KC_ERR_NOMEM;
-    m->nctls++;
-    return KC_OK;
-}
-
-static int mgr_env_add_cleanup(const rec_env *env, void (*fn)(void *arg), void *arg)
-{
-    mgr *m = env->mgr_;
-    if (fn == NULL || m->setup_done)
-        return KC_ERR_INVALID_ARG;
-    if (m->ncleanups == m->capcleanups) {
-        size_t cap = m->capcleanups ? m->capcleanups * 2 : 8;
-        mgr_cleanup *nv = realloc(m->cleanups, cap * sizeof *nv);
-        if (nv == NULL)
-            return KC_ERR_NOMEM;
-        m->cleanups = nv;
-        m->capcleanups = cap;
-    }
-    m->cleanups[m->ncleanups++] = (mgr_cleanup){fn, arg};
-    return KC_OK;
-}
-
-/* An informer's resource as kubectl names it: resource[.group]. */
-static void informer_name(inf_informer *inf, char *buf, size_t size)
-{
-    const kc_ref *r = inf_ref(inf);
-    const char *g = r->group != NULL ? r->group : "";
-    snprintf(buf, size, "%s%s%s", r->resource, g[0] ? "." : "", g);
-}
-
-/* The informers' gauges, labelled with informer_name. */
-static void mgr_collect_informers(mgr *m)
-{
-    size_t n = inf_factory_len(m->factory);
-    for (size_t i = 0; i < n; i++) {
-        inf_informer *inf = inf_factory_at(m->factory, i);
-        if (inf == NULL)
-            continue;
-        char label[256];
-        informer_name(inf, label, sizeof(label));
-        const char *values[] = {label, NULL};
-        inf_stats st;
-        inf_stats_get(inf, &st);
-        met_gauge_set(met_gauge_get(m->inf_objects, values), (double)st.objects);
-        met_gauge_set(met_gauge_get(m->inf_pending, values), (double)st.pending);
-        met_gauge_set(met_gauge_get(m->inf_pending_max, values), (double)st.pending_high_water);
-    }
-}
-
-/* Scrape time: mirror the informers', controllers' and queues' gauges and counters. */
-static void mgr_collect(void *ud)
-{
-    mgr *m = ud;
-    mgr_collect_informers(m);
-    for (size_t i = 0; i < m->nctls; i++) {
-        mgr_ctl *e = &m->ctls[i];
-        ctl_stats st;
-        ctl_stats_get(e->c, &st);
-        met_gauge_set(e->active_workers, st.active_workers);
-        met_gauge_set(e->max_concurrent, st.max_concurrent_reconciles);
-        met_gauge_set(e->depth, (double)st.queue.depth);
-        met_gauge_set(e->unfinished, st.queue.unfinished_work_seconds);
-        met_gauge_set(e->longest, st.queue.longest_running_processor_seconds);
-        met_counter_set(e->adds, (double)st.queue.adds_total);
-        met_counter_set(e->retries, (double)st.queue.retries_total);
-    }
-}
-
-/* /readyz "informers": every informer of the factory listed once. */
-static int mgr_check_informers(void *ud, char **why)
-{
-    mgr *m = ud;
-    size_t n = inf_factory_len(m->factory);
-    for (size_t i = 0; i < n; i++) {
-        inf_informer *inf = inf_factory_at(m->factory, i);
-        if (inf != NULL && !inf_has_synced(inf)) {
-            if (why != NULL) {
-                char name[256];
-                informer_name(inf, name, sizeof(name));
-                if (asprintf(why, "informer %s not synced", name) < 0)
-                    *why = NULL;
-            }
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* ---- workers -------------------------------------------------------------------- */
-
-static bool mgr_all_informers_synced(mgr *m)
-{
-    return mgr_check_informers(m, NULL) == 0;
-}
-
-static bool mgr_ctls_synced(mgr *m)
-{
-    for (size_t i = 0; i < m->nctls; i++)
-        if (!ctl_wait_for_sync(m->ctls[i].c, 0))
-            return false;
-    return true;
-}
-
-static void mgr_stop_workers_locked(mgr *m)
-{
-    if (!m->workers_running)
-        return;
-    for (size_t i = 0; i < m->nctls; i++)
-        ctl_stop(m->ctls[i].c);
-    m->workers_running = false;
-    MGR_INFO("All workers finished", NULL);
-}
-
-/* Start every controller's workers if this replica leads and caches synced. */
-static void mgr_try_start_workers_locked(mgr *m)
-{
-    if (!m->leading || m->workers_running || m->shutting_down || !mgr_ctls_synced(m))
-        return;
-    for (size_t i = 0; i < m->nctls; i++) {
-        int rc = ctl_start(m->ctls[i].c);
-        if (rc != 0) {
-            MGR_ERROR("could not start workers; retrying", "controller", m->ctls[i].name, "error",
-                      kc_strerror(rc), NULL);
-            for (size_t j = 0; j < i; j++)
-                ctl_stop(m->ctls[j].c);
-            return;
-        }
-        ctl_stats st;
-        ctl_stats_get(m->ctls[i].c, &st);
-        MGR_INFO("Starting workers", "controller", m->ctls[i].name,
-                 LOG_INT("worker count", st.max_concurrent_reconciles), NULL);
-    }
-    m->workers_running = true;
-}
-
-static void mgr_on_started_leading(void *user)
-{
-    mgr *m = user;
-    pthread_mutex_lock(&m->wk_mu);
-    m->leading = true;
-    mgr_try_start_workers_locked(m);
-    pthread_mutex_unlock(&m->wk_mu);
-    mgr_wake(m->evfd); /* not synced yet: the main loop starts them later */
-}
-
-static void mgr_on_stopped_leading(void *user)
-{
-    mgr *m = user;
-    pthread_mutex_lock(&m->wk_mu);
-    m->leading = false;
-    mgr_stop_workers_locked(m);
-    pthread_mutex_unlock(&m->wk_mu);
-    mgr_wake(m->evfd);
-}
-
-static void *mgr_le_main(void *arg)
-{
-    mgr *m = arg;
-    int rc = le_run(m->le);
-    atomic_store(&m->le_result, rc);
-    atomic_store(&m->le_done, true);
-    mgr_wake(m->evfd);
-    return NULL;
-}
-
-/* ---- shutdown watchdog ------------------------------------------------------- */
-
-typedef struct mgr_watchdog {
-    pthread_t th;
-    int sigfd;
-    int evfd;
-    double start;
-    atomic_int phase; /* 0 stopping workers, 1 workers stopped, 2 done */
-} mgr_watchdog;
-
-static void *mgr_watchdog_main(void *arg)
-{
-    mgr_watchdog *w = arg;
-    for (;;) {
-        int phase = atomic_load(&w->phase);
-        if (phase >= 2)
-            return NULL;
-        double deadline = w->start + (phase == 0 ? MGR_WORKER_STOP_BOUND : MGR_SHUTDOWN_BOUND);
-        double left = deadline - pv_clock_monotonic();
-        if (left <= 0) {
-            if (phase == 0)
-                MGR_ERROR("reconciles still running after the shutdown bound; exiting without "
-                          "releasing the lease",
-                          LOG_DBL("boundSeconds", MGR_WORKER_STOP_BOUND), NULL);
-            else
-                MGR_ERROR("shutdown did not finish in time; exiting",
-                          LOG_DBL("boundSeconds", MGR_SHUTDOWN_BOUND), NULL);
-            _exit(1);
-        }
-        struct pollfd p[2] = {{w->sigfd, POLLIN, 0}, {w->evfd, POLLIN, 0}};
-        int n = poll(p, 2, (int)(left * 1000.0) + 1);
-        if (n > 0 && (p[0].revents & POLLIN)) {
-            MGR_ERROR("received a second signal; exiting now", NULL);
-            _exit(1);
-        }
-        if (n > 0 && (p[1].revents & POLLIN))
-            mgr_drain(w->evfd);
-    }
-}
-
-static void mgr_watchdog_phase(mgr_watchdog *w, int phase)
-{
-    atomic_store(&w->phase, phase);
-    mgr_wake(w->evfd);
 }
 
 /* ---- setup and run --------------------------------------------------------------- */

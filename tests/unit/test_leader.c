@@ -1,5 +1,5 @@
 /*
- * Unit tests of leader election (src/manager/leader.c): the pure rules
+ * Unit tests of leader election (src/manager/leader.c, leader_lease.c): the pure rules
  * (expiry by the local clock, renew deadline, next-record transitions,
  * MicroTime text, Lease JSON) and the loop against the replay server with
  * short durations (lease 1 s, renew deadline 0.6 s, retry 0.2 s).
