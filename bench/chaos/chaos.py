@@ -188,6 +188,7 @@ class Chaos:
             ROOT, "bench", "results", "chaos-%s.md" % datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H%M"))
         self.keep = os.environ.get("CHAOS_KEEP") == "1"
         self.rng = random.Random(self.seed)
+        self.rng_monitor = random.Random(self.seed + 1)
         self.tmp = tempfile.mkdtemp(prefix="chaos.", dir=os.environ.get("TMPDIR", "/tmp"))
         self.kl = os.path.join(self.tmp, "kl")
         self.kubeconfig = os.path.join(self.kl, "kubeconfig")
@@ -197,7 +198,8 @@ class Chaos:
         self.round_done = threading.Event()  # each kind of fault was injected once
         self.n = {k: 0 for k in ("leader_kills", "apiserver_restarts", "compactions",
                                  "compactions_then_restart", "agent_kills", "node_heartbeat_stops",
-                                 "nodes_went_notready", "replica_lease_lost_exits", "storm_ops")}
+                                 "nodes_went_notready", "replica_lease_lost_exits", "storm_ops",
+                                 "live_checks")}
         self.failovers = []  # kill -9 of a leader -> a live replica holds the Lease, seconds
         self.findings = []  # violations of the run itself (crashes, no leader, ...)
         self.stopped_node = None
@@ -429,6 +431,18 @@ class Chaos:
             nxt += period
             time.sleep(max(0, nxt - time.monotonic()))
 
+    def monitor(self):
+        """Invariant 1 must hold at every moment, not only after convergence."""
+        while not self.stop.wait(self.rng_monitor.uniform(2, 8)):
+            for d in self.domains:
+                v = d.check_live()
+                if v is None:
+                    continue
+                self.n["live_checks"] += 1
+                for x in v:
+                    log("FINDING: " + x)
+                    self.findings.append("%s: %s" % (d.name, x))
+
     # ---- the end -----------------------------------------------------------------------
 
     def converge(self):
@@ -468,6 +482,7 @@ class Chaos:
         storm_t0 = time.monotonic()
         threads = [threading.Thread(target=self.storm, args=(i,), daemon=True) for i in range(self.storm_threads)]
         threads.append(threading.Thread(target=self.fault_others, daemon=True))
+        threads.append(threading.Thread(target=self.monitor, daemon=True))
         for th in threads:
             th.start()
         self.fault_leader_kills()

@@ -12,6 +12,8 @@ this one, with their own storms and checks):
   snapshot()              what the API server holds (None if unreachable)
   pending(snap)           why snap is not converged yet ([] = converged)
   check(snap)             the invariants: a list of violations ([] = none)
+  check_live()            invariant 1 at any moment, during the storm: one
+                          consistent read, its violations ([] = none)
   figures(snap)           counts for the report, {name: value}
 
 Everything is read straight from the API server, never from the operator.
@@ -437,6 +439,30 @@ class IPDomain:
                 n = len(json.dumps(o))
                 if n > MAX_OBJECT_BYTES:
                     v.append("4: %s %s is %d bytes" % (kind, key(o), n))
+        return v
+
+    def check_live(self):
+        """Two live (not deleting) claims Ready with one address of a network,
+        in one list of IPClaims (one resourceVersion: a consistent view)."""
+        claims = self.api.list(GROUP + "/ipclaims")
+        if claims is None:
+            return None
+        st, doc = self.api.request("GET", GROUP + "/ippools")
+        pools = {p["metadata"]["name"]: p for p in (doc or {}).get("items", [])} if st == 200 else {}
+        seen, v = {}, []
+        for c in claims:
+            cond, status = ready_cond(c), c.get("status") or {}
+            if c["metadata"].get("deletionTimestamp") or not cond or cond["status"] != "True":
+                continue
+            if not status.get("address"):
+                continue
+            p = pools.get(c["spec"]["pool"])
+            nk = ((p or {}).get("spec", {}).get("network") or "default",
+                  ipaddress.ip_interface(status["address"]).ip)
+            if nk in seen:
+                v.append("1 (during the storm): address %s of network %s Ready in two live claims: %s and %s"
+                         % (nk[1], nk[0], seen[nk], key(c)))
+            seen[nk] = key(c)
         return v
 
     def figures(self, snap):
