@@ -294,7 +294,8 @@ class Chaos:
                 if now >= p.restart_at:
                     p.start()
             if self.node_resume_at is not None and now >= self.node_resume_at:
-                self.resume_node()
+                self.node_resume_at = None  # kube-local may wait for a restart: not on this thread
+                threading.Thread(target=self.resume_node, daemon=True).start()
             time.sleep(0.2)
 
     def resume_node(self):
@@ -307,7 +308,7 @@ class Chaos:
         with self.kl_lock:
             self.kube_local("node-start", node)
         log("fault: heartbeat of %s resumed" % node)
-        self.stopped_node = self.node_resume_at = None
+        self.stopped_node = None
 
     # ---- faults ----------------------------------------------------------------------
 
@@ -468,6 +469,8 @@ class Chaos:
                   "CHAOS_STORM_THREADS": self.storm_threads, "CHAOS_SETTLE": self.settle,
                   "CHAOS_DOMAINS": ",".join(self.domain_names), "CHAOS_WORKERS": self.workers or "default"}
         self.params = params
+        r = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True)
+        self.commit = r.stdout.strip() or "?"
         log("chaos run: " + " ".join("%s=%s" % kv for kv in params.items()))
         log("binary %s, scratch %s" % (self.provisio, self.tmp))
         self.setup()
@@ -490,7 +493,10 @@ class Chaos:
             th.join()
         self.storm_secs = time.monotonic() - storm_t0
         log("faults over after %.0f s: %s" % (self.storm_secs, self.brief()))
+        while self.stopped_node and self.node_resume_at is None:  # its resume is under way
+            time.sleep(0.2)
         if self.stopped_node:
+            self.node_resume_at = None
             self.resume_node()
         for d in self.domains:
             d.finish()
@@ -537,8 +543,8 @@ class Chaos:
         lines = [
             "# Chaos run %s" % datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "",
-            "`make chaos` (bench/chaos/chaos.py) on %s, %d cores, load average at the end %s."
-            % (socket.gethostname(), os.cpu_count(), " ".join(open("/proc/loadavg").read().split()[:3])),
+            "`make chaos` (bench/chaos/chaos.py) at commit %s on %s, %d cores, load average at the end %s."
+            % (self.commit, socket.gethostname(), os.cpu_count(), " ".join(open("/proc/loadavg").read().split()[:3])),
             "",
             "Parameters: `%s`" % " ".join("%s=%s" % kv for kv in self.params.items()),
             "",
