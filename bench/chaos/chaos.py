@@ -197,7 +197,7 @@ class Chaos:
         self.done = threading.Event()  # the supervisor stops
         self.round_done = threading.Event()  # each kind of fault was injected once
         self.n = {k: 0 for k in ("leader_kills", "apiserver_restarts", "compactions",
-                                 "compactions_then_restart", "agent_kills", "node_heartbeat_stops",
+                                 "compactions_then_restart", "compactions_then_frozen_restart", "agent_kills", "node_heartbeat_stops",
                                  "nodes_went_notready", "replica_lease_lost_exits", "storm_ops",
                                  "live_checks")}
         self.failovers = []  # kill -9 of a leader -> a live replica holds the Lease, seconds
@@ -371,17 +371,40 @@ class Chaos:
         log("fault: API server restarted")
 
     def fault_compaction(self):
+        """etcd compaction; then, in two cases of three, an API server restart.
+        A replica's watches reconnect while the new API server starts and get
+        503s, after which they relist anyway; so in half of those restarts the
+        replicas are frozen (SIGSTOP) until it is ready (SIGCONT): the first
+        watch of each informer then asks for a compacted revision, older than
+        the new watch cache, and gets 410 Gone."""
         with self.kl_lock:
             rev = self.kube_local("compact")
         self.n["compactions"] += 1
-        if self.rng.random() < 2 / 3:
+        r = self.rng.random()
+        if r < 1 / 3:
+            log("fault: etcd compacted to revision %s" % rev)
+            return
+        frozen = []
+        if r < 2 / 3:
+            frozen = [p for p in self.replicas if p.alive()]
+            for p in frozen:
+                os.kill(p.p.pid, signal.SIGSTOP)
+        try:
             with self.kl_lock:
                 self.kube_local("restart-apiserver")
-            self.n["compactions_then_restart"] += 1
-            self.n["apiserver_restarts"] += 1
-            log("fault: etcd compacted to revision %s, then API server restarted" % rev)
+        finally:
+            for p in frozen:
+                try:
+                    os.kill(p.p.pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+        self.n["apiserver_restarts"] += 1
+        if frozen:
+            self.n["compactions_then_frozen_restart"] += 1
+            log("fault: etcd compacted to revision %s, then API server restarted with the replicas frozen" % rev)
         else:
-            log("fault: etcd compacted to revision %s" % rev)
+            self.n["compactions_then_restart"] += 1
+            log("fault: etcd compacted to revision %s, then API server restarted" % rev)
 
     def fault_agent_kill(self):
         a = self.rng.choice(self.agents)
