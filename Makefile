@@ -61,6 +61,7 @@ chaos: deps
 	@cmake -S . -B build-chaos -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build build-chaos -j2 --target provisio
 	@hack/kube-local build
+	@python3 -B -m unittest discover -s bench/chaos -p 'test_*.py'
 	@bench/run-chaos build-chaos
 
 # libFuzzer harnesses (fuzz/README.md), built with clang into $(FUZZ_BUILD),
