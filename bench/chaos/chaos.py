@@ -250,7 +250,7 @@ class Chaos:
                        check=True, stdout=subprocess.DEVNULL)
         subprocess.run(k + ["wait", "--for=condition=Established", "--timeout=60s", "-f",
                             os.path.join(ROOT, "crds")], check=True, stdout=subprocess.DEVNULL)
-        self.api = kube.Api(self.kubeconfig, self.kubectl)
+        self.api = kube.Api(self.kubeconfig, self.tmp, self.kubectl)
         st, _ = self.api.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                                 "metadata": {"name": LEASE_NS}})
         if st not in (201, 409):

@@ -23,7 +23,9 @@ import urllib.parse
 
 
 class Api:
-    def __init__(self, kubeconfig, kubectl="kubectl", timeout=15.0):
+    def __init__(self, kubeconfig, scratch, kubectl="kubectl", timeout=15.0):
+        """scratch: a directory of the caller's for the client key and
+        certificate (they go with it; the kubeconfig beside them holds them too)."""
         raw = subprocess.run(
             [kubectl, "--kubeconfig", kubeconfig, "config", "view", "--raw", "--minify", "-o", "json"],
             check=True, capture_output=True, text=True).stdout
@@ -33,7 +35,7 @@ class Api:
         url = urllib.parse.urlsplit(cluster["server"])
         self.host, self.port = url.hostname, url.port or 443
         self.timeout = timeout
-        self._dir = tempfile.mkdtemp(prefix="chaos-kube-")
+        self._dir = tempfile.mkdtemp(prefix="kube-", dir=scratch)
         ctx = ssl.create_default_context()
         if cluster.get("insecure-skip-tls-verify"):
             ctx.check_hostname = False
