@@ -9,7 +9,7 @@ CTEST_FLAGS ?= --output-on-failure --verbose
 
 FUZZ_BUILD ?= build-fuzz
 
-.PHONY: all deps build test unit e2e run down image bench fuzz format clean
+.PHONY: all deps build test unit e2e run down image bench chaos fuzz format clean
 
 all: build
 
@@ -52,6 +52,18 @@ bench:
 	@cd bench/twin && GOTOOLCHAIN=local $${GO:-$$(command -v go || echo /usr/local/go/bin/go)} build -o ../../build-release/provisio-twin .
 	@bench/run-twin-bench build-release
 
+# The chaos run (bench/chaos/README.md): kill -9 of the leader among three
+# replicas, API server restarts, etcd compactions, node-agent kills and node
+# heartbeat losses during storms of claims, then the invariants of API.md
+# checked after convergence. CHAOS_KILLS (default 100), CHAOS_SEED and the
+# other CHAOS_* settings come from the environment or the make command line.
+chaos: deps
+	@cmake -S . -B build-chaos -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build build-chaos -j2 --target provisio
+	@hack/kube-local build
+	@python3 -B -m unittest discover -s bench/chaos -p 'test_*.py'
+	@bench/run-chaos build-chaos
+
 # libFuzzer harnesses (fuzz/README.md), built with clang into $(FUZZ_BUILD),
 # each run for FUZZ_SECONDS (default 60), one after another at nice 19.
 fuzz:
@@ -64,4 +76,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-release $(FUZZ_BUILD)
+	rm -rf $(BUILD) build-release build-chaos $(FUZZ_BUILD)
