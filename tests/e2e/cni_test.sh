@@ -376,7 +376,7 @@ JSON
   NETCONFPATH=$dir CNI_PATH=$bindir:/usr/lib/cni CNI_ARGS=$args \
     "$cnitool" add "$NET" "/var/run/netns/$netns" >"$OUT/cnitool-add.json" 2>"$OUT/cnitool-add.err" ||
     fail "cnitool add failed: $(cat "$OUT/cnitool-add.json" "$OUT/cnitool-add.err")"
-  sed 's/^/#   /' "$OUT/cnitool-add.json"
+  { cat "$OUT/cnitool-add.json"; echo; } | sed 's/^/#   /'
   local addr
   addr=$(k get ipclaim -n "$ns" -l "provisio.dev/cni-network=$NET,provisio.dev/cni-container-id" \
     -o jsonpath='{.items[?(@.spec.pool=="'"$PN"'")].status.address}')
