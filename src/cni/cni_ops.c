@@ -136,7 +136,7 @@ static int ops_open(ops *o, cni_error *err)
     }
     long req_ms = (long)(o->conf->request_timeout_s * 1000.0);
     kc_client_opts co = {
-        .connect_timeout_ms = req_ms < 3000 ? req_ms : 3000,
+        .connect_timeout_ms = req_ms, /* a TLS handshake on a loaded server included */
         .request_timeout_ms = req_ms,
         .max_retries = 2,
         .user_agent = "provisio-cni/" PROVISIO_VERSION,
@@ -298,20 +298,52 @@ static int on_event(kc_event_type type, json_object *obj, void *user)
     return s->v == V_PENDING ? 0 : 1;
 }
 
-static int timeout_error(const ops *o, const char *name, json_object *last, cni_error *err)
+static int timeout_error(const ops *o, const char *name, json_object *last, const char *api_err,
+                         cni_error *err)
 {
     json_object *c = ready_condition(last);
-    return cni_error_set(err, CNI_ERR_TRY_AGAIN, NULL,
-                         "IPClaim %s/%s was not Ready within %.1f s (ipam.timeout)%s%s%s%s: is "
+    return cni_error_set(err, CNI_ERR_TRY_AGAIN, api_err,
+                         "IPClaim %s/%s was not Ready within %.1f s (ipam.timeout)%s%s%s%s%s: is "
                          "the provisio operator running (kubectl get ipclaim -n %s %s)?",
                          o->ns, name, o->conf->timeout_s, c ? "; last: " : "",
                          c ? cond_str(c, "reason") : "", c ? ": " : "",
-                         c ? cond_str(c, "message") : "", o->ns, name);
+                         c ? cond_str(c, "message") : "",
+                         api_err ? "; the API server answered badly meanwhile" : "", o->ns, name);
+}
+
+/*
+ * After the watch broke or its start was too old: read the claim anew.
+ * Returns 0 (s updated, or a retryable failure kept in *api_err for the
+ * timeout message) or a CNI error.
+ */
+static int reread(wait_state *s, char **api_err, cni_error *err)
+{
+    kc_error kerr = KC_ERROR_INIT;
+    json_object *fresh = NULL;
+    kc_ref one = claim_ref(s->o, s->name);
+    int rc = 0, krc = kc_get(s->o->client, &one, &fresh, &kerr);
+    if (krc == KC_OK) {
+        json_object_put(s->last);
+        s->last = fresh;
+        s->v = judge(s->o, s->last, s->name, err);
+    } else if (krc == KC_ERR_NOT_FOUND) {
+        s->v = V_GONE;
+    } else if (kc_status_is_retryable(krc)) {
+        free(*api_err);
+        *api_err = kerr.message ? strdup(kerr.message) : NULL;
+    } else {
+        rc = api_error(s->o, krc, &kerr, "read the IPClaim", err);
+    }
+    kc_error_clear(&kerr);
+    return rc;
 }
 
 /*
  * Wait until the claim *obj (owned; replaced by newer versions) is Ready.
- * The watch starts at the version already seen, so no change is missed.
+ * The watch starts at the version already seen, so no change is missed. A
+ * watch that breaks on a loaded or restarting API server (transport errors,
+ * timeouts, 429, 5xx) is opened again after a short pause: only the
+ * deadline ends the wait.
  */
 static int wait_ready(const ops *o, const char *name, json_object **obj, kc_watch *w,
                       cni_error *err)
@@ -321,11 +353,12 @@ static int wait_ready(const ops *o, const char *name, json_object **obj, kc_watc
     kc_ref ref = claim_ref(o, NULL);
     char field[CNI_NAMES_CLAIM_MAX + 20];
     snprintf(field, sizeof(field), "metadata.name=%s", name);
+    char *api_err = NULL;
     int rc = 0;
     while (s.v == V_PENDING && !rc) {
         double left = o->deadline - pv_clock_monotonic();
         if (left <= 0) {
-            rc = timeout_error(o, name, s.last, err);
+            rc = timeout_error(o, name, s.last, api_err, err);
             break;
         }
         const char *rv = str_at(s.last, "metadata", "resourceVersion");
@@ -340,26 +373,22 @@ static int wait_ready(const ops *o, const char *name, json_object **obj, kc_watc
         kc_error kerr = KC_ERROR_INIT;
         int wrc = kc_watch_run(w, &ref, &lo, on_event, &s, &kerr);
         free(rv_copy);
-        if (wrc == KC_ERR_STOPPED)
-            rc = timeout_error(o, name, s.last, err);
-        else if (wrc == KC_ERR_GONE) {
-            /* The version seen is too old to watch from: read it anew. */
-            json_object *fresh = NULL;
-            kc_ref one = claim_ref(o, name);
-            wrc = kc_get(o->client, &one, &fresh, &kerr);
-            if (wrc == KC_OK) {
-                json_object_put(s.last);
-                s.last = fresh;
-                s.v = judge(o, s.last, name, err);
-            } else if (wrc == KC_ERR_NOT_FOUND)
-                s.v = V_GONE;
-            else
-                rc = api_error(o, wrc, &kerr, "read the IPClaim", err);
-        } else if (wrc < 0)
+        if (wrc == KC_ERR_STOPPED) {
+            rc = timeout_error(o, name, s.last, api_err, err);
+        } else if (wrc == KC_ERR_GONE) {
+            rc = reread(&s, &api_err, err);
+        } else if (wrc < 0 && kc_status_is_retryable(wrc)) {
+            free(api_err);
+            api_err = kerr.message ? strdup(kerr.message) : NULL;
+            pv_clock_sleep(left < 0.2 ? left : 0.2, NULL);
+            rc = reread(&s, &api_err, err);
+        } else if (wrc < 0) {
             rc = api_error(o, wrc, &kerr, "watch the IPClaim", err);
+        }
         /* wrc == KC_OK: the server ended the stream; watch again. */
         kc_error_clear(&kerr);
     }
+    free(api_err);
     *obj = s.last;
     if (rc)
         return rc;
@@ -414,6 +443,12 @@ static int create_claim(ops *o, size_t i, json_object **out, bool *created, cni_
             }
             if (krc != KC_OK)
                 rc = api_error(o, krc, &kerr, "read the existing IPClaim", err);
+        } else if (kc_status_is_retryable(krc) && pv_clock_monotonic() + 0.2 < o->deadline) {
+            /* A loaded or restarting API server: POST again (by name, so a
+             * first POST that landed after all answers AlreadyExists). */
+            kc_error_clear(&kerr);
+            pv_clock_sleep(0.2, NULL);
+            continue;
         } else {
             rc = api_error(o, krc, &kerr, "create the IPClaim", err);
         }

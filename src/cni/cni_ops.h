@@ -20,8 +20,9 @@
  * The namespace of the claims is K8S_POD_NAMESPACE, else ipam.namespace,
  * else the kubeconfig context's. The node is ipam.nodeName, else this
  * host's name (the kubelet's default node name). Unreachable API server,
- * timeouts and 429/5xx answers are code 11; 401/403 code 100 (credentials
- * or RBAC), each message saying what to look at.
+ * timeouts and 429/5xx answers are code 11 (an ADD retries its create and
+ * its watch through them until its deadline); 401/403 code 100
+ * (credentials or RBAC), each message saying what to look at.
  *
  * Threading: cni_ops_run runs on the calling thread; an ADD starts one
  * watchdog thread that stops the Ready watch at the deadline.
