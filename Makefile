@@ -72,6 +72,17 @@ fuzz:
 	@cmake --build $(FUZZ_BUILD) -j2
 	@fuzz/run $(FUZZ_BUILD)
 
+# provisio-cni, the CNI IPAM plugin, built in Release and installed where
+# CNI runtimes look: CNI_BIN_DIR (default /opt/cni/bin). Example network
+# configuration and RBAC: config/cni/.
+CNI_BIN_DIR ?= /opt/cni/bin
+.PHONY: install
+install: deps
+	@cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release \
+		-DPROVISIO_CNI_BIN_DIR=$(CNI_BIN_DIR) >/dev/null
+	@cmake --build build-release -j2 --target provisio-cni
+	@cmake --install build-release --component cni
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
