@@ -53,6 +53,9 @@ typedef struct domain_fx {
     char *(*claim_status)(const char *pool, const char *slot);
     /* more members of a Reservation's spec (",\"bytes\":1024"), or "" */
     const char *resv_spec_extra;
+    /* spec of a claim of pool asking for slot by name (malloc'd JSON object
+     * text); NULL when the domain has no such field (def->claim_slot_path) */
+    char *(*claim_spec_wanted)(const char *pool, const char *slot);
 } domain_fx;
 
 static char *ip_claim_spec(const char *pool)
@@ -69,6 +72,13 @@ static char *ip_claim_status(const char *pool, const char *slot)
     return s;
 }
 
+static char *ip_claim_spec_wanted(const char *pool, const char *slot)
+{
+    char *s = NULL;
+    cr_assert(asprintf(&s, "{\"pool\":\"%s\",\"address\":\"%s\"}", pool, slot) > 0);
+    return s;
+}
+
 static const domain_fx IP_FX = {
     .name = "ip",
     .def = &ip_domain_def,
@@ -78,6 +88,7 @@ static const domain_fx IP_FX = {
     .claim_spec = ip_claim_spec,
     .claim_status = ip_claim_status,
     .resv_spec_extra = "",
+    .claim_spec_wanted = ip_claim_spec_wanted,
 };
 
 /* One line per domain. */
@@ -208,9 +219,10 @@ static json_object *parse(const char *text)
 
 typedef struct obj_args {
     const char *name, *uid, *rv;
-    bool finalizer;   /* ours in metadata.finalizers */
-    bool deleting;    /* metadata.deletionTimestamp set */
-    const char *slot; /* claims: status names this slot (the fixture's status) */
+    bool finalizer;     /* ours in metadata.finalizers */
+    bool deleting;      /* metadata.deletionTimestamp set */
+    const char *slot;   /* claims: status names this slot (the fixture's status) */
+    const char *wanted; /* claims: the spec asks for this slot by name */
 } obj_args;
 
 static const char *meta_json(const obj_args *a, const char *ns)
@@ -230,9 +242,10 @@ static const char *claim_json(obj_args a)
     a.rv = a.rv ? a.rv : "5";
     const char *status =
         a.slot ? fmt(",\"status\":%s", keep(T.fx->claim_status(POOL, a.slot))) : "";
+    const char *spec =
+        a.wanted ? keep(T.fx->claim_spec_wanted(POOL, a.wanted)) : keep(T.fx->claim_spec(POOL));
     return fmt("{\"apiVersion\":\"%s\",\"kind\":\"%s\",\"metadata\":%s,\"spec\":%s%s}",
-               T.def->api_version, T.def->claim_kind, meta_json(&a, NS),
-               keep(T.fx->claim_spec(POOL)), status);
+               T.def->api_version, T.def->claim_kind, meta_json(&a, NS), spec, status);
 }
 
 /* The pool POOL (uid POOL_UID, rv "3"), as JSON text. */
@@ -1177,4 +1190,67 @@ DOMAIN_TEST(pool, deleted_pool_the_server_still_has_reservations_of_keeps_the_fi
     cr_assert_gt(r.after, 0);
     assert_api_count(1);
     assert_reservations_listed(0);
+}
+
+/* ---- a slot asked for by name ------------------------------------------------ */
+
+/* The domain has no way to ask for a slot by name: nothing to test. */
+static bool no_wanted_slots(void)
+{
+    return !T.def->claim_slot_path || !T.fx->claim_spec_wanted;
+}
+
+DOMAIN_TEST(claim_wanted, the_slot_asked_for_is_the_one_posted)
+{
+    if (no_wanted_slots())
+        return;
+    /* Not the slot the claim's uid would pick first: the one it asks for. */
+    cache_pool((obj_args){.finalizer = true});
+    cache_claim((obj_args){.finalizer = true, .wanted = second_slot()});
+    answer_created(second_slot());
+    answer("PUT", fmt("%s/status", claim_path()), 200,
+           claim_json((obj_args){.rv = "6", .finalizer = true, .wanted = second_slot()}));
+
+    assert_outcome(reconcile_claim(), CTL_DONE);
+    assert_api_count(2);
+    assert_post(0, second_slot());
+    assert_claim_ready(1, "5", second_slot());
+}
+
+DOMAIN_TEST(claim_wanted, a_slot_held_by_another_claim_is_in_use_naming_the_holder)
+{
+    if (no_wanted_slots())
+        return;
+    cache_pool((obj_args){.finalizer = true});
+    cache_claim((obj_args){.finalizer = true, .wanted = first_slot()});
+    answer_taken(first_slot(), "holder", "uid-holder");
+    answer("PUT", fmt("%s/status", claim_path()), 200,
+           claim_json((obj_args){.rv = "6", .finalizer = true, .wanted = first_slot()}));
+
+    assert_outcome(reconcile_claim(), CTL_DONE);
+    assert_api_count(3); /* POST, the GET after 409, the status: no other slot is tried */
+    assert_post(0, first_slot());
+    assert_api(1, "GET", resv_path(first_slot()));
+    assert_claim_pending(2, "5", T.def->reason_in_use);
+    json_object *b = assert_api(2, "PUT", fmt("%s/status", claim_path()));
+    const char *m = str_at(rec_get_condition(rec_obj_at(b, "status"), REC_COND_READY), "message");
+    cr_assert(m && strstr(m, NS "/holder"), "[%s] the message names the holder: %s", T.fx->name,
+              m ? m : "(none)");
+}
+
+DOMAIN_TEST(claim_wanted, dynamic_allocation_leaves_a_slot_another_claim_asks_for)
+{
+    if (no_wanted_slots())
+        return;
+    /* c2 asks for the slot c1 would pick first; c1 (any slot) takes the other. */
+    cache_pool((obj_args){.finalizer = true});
+    cache_claim((obj_args){.name = "c2", .uid = "uid-c2", .wanted = first_slot()});
+    cache_claim((obj_args){.finalizer = true});
+    answer_created(second_slot());
+    answer_status_written(true);
+
+    assert_outcome(reconcile_claim(), CTL_DONE);
+    assert_api_count(2);
+    assert_post(0, second_slot());
+    assert_claim_ready(1, "5", second_slot());
 }
