@@ -56,6 +56,8 @@ typedef struct domain_fx {
     /* spec of a claim of pool asking for slot by name (malloc'd JSON object
      * text); NULL when the domain has no such field (def->claim_slot_path) */
     char *(*claim_spec_wanted)(const char *pool, const char *slot);
+    /* spec of a pool the domain cannot use (JSON object text) */
+    const char *bad_pool_spec;
 } domain_fx;
 
 static char *ip_claim_spec(const char *pool)
@@ -89,6 +91,7 @@ static const domain_fx IP_FX = {
     .claim_status = ip_claim_status,
     .resv_spec_extra = "",
     .claim_spec_wanted = ip_claim_spec_wanted,
+    .bad_pool_spec = "{\"cidr\":\"10.20.0.0/33\"}",
 };
 
 /* One line per domain. */
@@ -223,6 +226,7 @@ typedef struct obj_args {
     bool deleting;      /* metadata.deletionTimestamp set */
     const char *slot;   /* claims: status names this slot (the fixture's status) */
     const char *wanted; /* claims: the spec asks for this slot by name */
+    bool bad;           /* pools: the fixture's unusable spec */
 } obj_args;
 
 static const char *meta_json(const obj_args *a, const char *ns)
@@ -255,7 +259,8 @@ static const char *pool_json(obj_args a)
     a.uid = POOL_UID;
     a.rv = a.rv ? a.rv : "3";
     return fmt("{\"apiVersion\":\"%s\",\"kind\":\"%s\",\"metadata\":%s,\"spec\":%s}",
-               T.def->api_version, T.def->pool_kind, meta_json(&a, NULL), T.fx->pool_spec);
+               T.def->api_version, T.def->pool_kind, meta_json(&a, NULL),
+               a.bad ? T.fx->bad_pool_spec : T.fx->pool_spec);
 }
 
 /* The Reservation name of slot of POOL, as the domain names it. */
@@ -1253,4 +1258,46 @@ DOMAIN_TEST(claim_wanted, dynamic_allocation_leaves_a_slot_another_claim_asks_fo
     assert_api_count(2);
     assert_post(0, second_slot());
     assert_claim_ready(1, "5", second_slot());
+}
+
+/* ---- an unusable pool, and our own writes seen again --------------------------- */
+
+DOMAIN_TEST(claim, pool_with_an_unusable_spec_is_invalid_spec_and_nothing_is_posted)
+{
+    cache_pool((obj_args){.finalizer = true, .bad = true});
+    cache_claim((obj_args){.finalizer = true});
+    answer_status_written(true);
+
+    assert_outcome(reconcile_claim(), CTL_DONE);
+    assert_api_count(1);
+    assert_claim_pending(0, "5", T.def->reason_invalid);
+}
+
+DOMAIN_TEST(pool, an_unusable_spec_is_ready_false_invalid_spec_with_zero_counts)
+{
+    cache_pool((obj_args){.finalizer = true, .bad = true});
+    answer("PUT", fmt("%s/status", pool_path()), 200, pool_json((obj_args){.rv = "4"}));
+
+    assert_outcome(reconcile_pool(), CTL_DONE);
+    assert_api_count(1);
+    json_object *st =
+        assert_status(0, fmt("%s/status", pool_path()), "3", REC_COND_FALSE, T.def->reason_invalid);
+    cr_assert_eq(int_at(st, "total"), 0);
+    cr_assert_eq(int_at(st, "available"), 0);
+}
+
+DOMAIN_TEST(claim, a_cache_still_showing_what_our_write_replaced_sends_nothing)
+{
+    /* The first reconcile allocates and writes the status (rv 5 -> 6); the
+     * cache has not caught up when the claim is reconciled again: nothing
+     * is sent (the watch event of our write enqueues it once more). */
+    cache_pool((obj_args){.finalizer = true});
+    cache_claim((obj_args){.finalizer = true});
+    answer_created(first_slot());
+    answer_status_written(true);
+    assert_outcome(reconcile_claim(), CTL_DONE);
+    assert_api_count(2);
+
+    assert_outcome(reconcile_claim(), CTL_DONE);
+    assert_api_count(2);
 }
