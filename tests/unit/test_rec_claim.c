@@ -1301,3 +1301,27 @@ DOMAIN_TEST(claim, a_cache_still_showing_what_our_write_replaced_sends_nothing)
     assert_outcome(reconcile_claim(), CTL_DONE);
     assert_api_count(2);
 }
+
+DOMAIN_TEST(pool, count_only_changes_are_written_at_most_every_half_second)
+{
+    cache_pool((obj_args){.finalizer = true});
+    answer("PUT", fmt("%s/status", pool_path()), 200, pool_json((obj_args){.rv = "4"}));
+    assert_outcome(reconcile_pool(), CTL_DONE);
+    assert_api_count(1);
+
+    /* The cache catches up with that write (rv 4, the status as written),
+     * then a Reservation comes: only a count changes, so the next write
+     * waits for the rest of the interval instead of going out at once. */
+    const rs_request *w = api_at(0);
+    cr_assert_not_null(w);
+    json_object *seen = parse(w->body);
+    json_object_object_add(rec_obj_at(seen, "metadata"), "resourceVersion",
+                           json_object_new_string("4"));
+    cr_assert_eq(store_add(T.pools, seen, NULL), KC_OK);
+    cache_resv(T.fx->slots[0], CLAIM, CLAIM_UID, "r-0", "70");
+
+    ctl_result r = reconcile_pool();
+    cr_assert_eq(r.outcome, CTL_REQUEUE_AFTER, "[%s] got %s", T.fx->name, outcome_name(r.outcome));
+    cr_assert(r.after > 0 && r.after <= 0.5, "[%s] after %.3f s", T.fx->name, r.after);
+    assert_api_count(1);
+}
