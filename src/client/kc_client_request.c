@@ -44,16 +44,19 @@ static CURLcode ssl_ctx_cb(CURL *h, void *ssl_ctx, void *user)
     return CURLE_OK;
 }
 
-int kc_client_prepare(kc_client *c, CURL *h, const char *path, char *errbuf,
-                      struct curl_slist **headers, kc_error *err)
-{
-    CURLcode bad = CURLE_OK;
+/* Set an option on the handle h in scope; the first failure is kept in the
+ * CURLcode bad in scope. */
 #define SET(opt, val)                                                                              \
     do {                                                                                           \
         CURLcode r_ = curl_easy_setopt(h, opt, val);                                               \
         if (r_ != CURLE_OK && bad == CURLE_OK)                                                     \
             bad = r_;                                                                              \
     } while (0)
+
+int kc_client_prepare(kc_client *c, CURL *h, const char *path, char *errbuf,
+                      struct curl_slist **headers, kc_error *err)
+{
+    CURLcode bad = CURLE_OK;
 
     errbuf[0] = '\0';
     pv_strbuf url = {0};
@@ -159,7 +162,6 @@ int kc_client_prepare(kc_client *c, CURL *h, const char *path, char *errbuf,
     if (!ok)
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
     return KC_OK;
-#undef SET
 }
 
 static bool cancelled(const kc_call *r)
@@ -246,12 +248,6 @@ static int attempt(kc_client *c, CURL *h, const kc_call *r, pv_strbuf *resp, att
         goto out;
     }
     CURLcode bad = CURLE_OK;
-#define SET(opt, val)                                                                              \
-    do {                                                                                           \
-        CURLcode r_ = curl_easy_setopt(h, opt, val);                                               \
-        if (r_ != CURLE_OK && bad == CURLE_OK)                                                     \
-            bad = r_;                                                                              \
-    } while (0)
     bool has_body = r->body || !strcmp(r->method, "POST") || !strcmp(r->method, "PUT") ||
                     !strcmp(r->method, "PATCH");
     if (!strcmp(r->method, "GET")) {
@@ -297,7 +293,6 @@ static int attempt(kc_client *c, CURL *h, const kc_call *r, pv_strbuf *resp, att
         SET(CURLOPT_XFERINFODATA, (void *)r->cancel);
         SET(CURLOPT_NOPROGRESS, 0L);
     }
-#undef SET
     if (bad != CURLE_OK) {
         rc = kc_error_set(err, KC_ERR_CONFIG, "cannot set up the transfer: %s",
                           curl_easy_strerror(bad));
