@@ -597,7 +597,8 @@ static const char *pick_for(const char *claim_uid, const char *skip)
     cr_assert_eq(T.def->set_new(&used), KC_OK);
     cr_assert_eq(T.def->set_new(&requested), KC_OK);
     const char *skips[1] = {skip};
-    cr_assert_eq(T.def->pick(pool, used, requested, skips, skip ? 1 : 0, claim_uid, &slot), KC_OK);
+    cr_assert_eq(T.def->pick(pool, used, requested, skips, skip ? 1 : 0, claim_uid, NULL, &slot),
+                 KC_OK);
     T.def->set_free(used);
     T.def->set_free(requested);
     T.def->pool_close(pool);

@@ -7,9 +7,12 @@
  *     uid) plus this process's in-flight creations, never from its status;
  *   - a slot is acquired by creating its Reservation (201 ours, 409 another
  *     claim's, or ours from before a crash: rec_reserve_acquire);
- *   - after an acquire the claim's holdings are read again: a second slot
- *     that a lagging cache hid is given back, and a claim holding two keeps
- *     the same one on every replica (def->choose_keep);
+ *   - after an acquire the claim's holdings are read again: slots past the
+ *     count that a lagging cache hid are given back, and a claim holding too
+ *     many keeps the same ones on every replica (those status names, then
+ *     def->choose_keep);
+ *   - a fresh claim of several slots takes them all or none: what a round
+ *     took is given back when the pool cannot complete it;
  *   - the status is rewritten from what is held on every reconcile.
  */
 #include <stdio.h>
@@ -22,6 +25,14 @@
 #include "rec_reserve.h"
 #include "rec_util.h"
 
+/* A list of slots with their Reservation names and pools. */
+typedef struct slot_list {
+    char **names;
+    char **slots;
+    char **pools;
+    size_t n;
+} slot_list;
+
 typedef struct claim_run {
     rec_domain *d;
     const rec_domain_def *def;
@@ -30,39 +41,82 @@ typedef struct claim_run {
     json_object *claim; /* store object (store_obj_put) */
     json_object *cur;   /* what status writes go against: claim, or the server's newer copy */
     bool cur_owned;     /* cur is ours to json_object_put */
-    const char *uid, *pool_name, *wanted;
+    const char *uid, *wanted;
+    const char *pool_name; /* the pool: spec's, chosen, or the one held from */
+    char *pool_owned;      /* pool_name when not borrowed from the claim */
     int64_t generation;
+    int64_t count;         /* slots wanted */
+    void *want;            /* def->want_open's, or NULL */
     json_object *pool_obj; /* store object or NULL */
-    void *pool;            /* def->pool_open's; NULL: pool missing or invalid */
-    char *pool_problem;    /* why the pool is invalid */
-    char **held_names;
-    char **held_slots;
-    size_t n_held;
+    rec_open_pool *open;   /* rec_pool_open's for pool_obj, or NULL */
+    void *pool;            /* open->pool: NULL when missing or invalid */
+    const char *pool_problem;
+    slot_list held;
 } claim_run;
 
-static void held_clear(claim_run *r)
+static void list_clear(slot_list *l)
 {
-    for (size_t i = 0; i < r->n_held; i++) {
-        free(r->held_names[i]);
-        free(r->held_slots[i]);
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->names[i]);
+        free(l->slots[i]);
+        free(l->pools[i]);
     }
-    free(r->held_names);
-    free(r->held_slots);
-    r->held_names = NULL;
-    r->held_slots = NULL;
-    r->n_held = 0;
+    free(l->names);
+    free(l->slots);
+    free(l->pools);
+    memset(l, 0, sizeof *l);
+}
+
+static bool list_has_name(const slot_list *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->names[i], name))
+            return true;
+    return false;
+}
+
+/* Add name/slot/pool unless name is there. false on allocation failure. */
+static bool list_add(slot_list *l, const char *name, const char *slot, const char *pool)
+{
+    if (list_has_name(l, name))
+        return true;
+    char **nn = realloc(l->names, (l->n + 1) * sizeof *nn);
+    if (!nn)
+        return false;
+    l->names = nn;
+    char **ns = realloc(l->slots, (l->n + 1) * sizeof *ns);
+    if (!ns)
+        return false;
+    l->slots = ns;
+    char **np = realloc(l->pools, (l->n + 1) * sizeof *np);
+    if (!np)
+        return false;
+    l->pools = np;
+    char *a = strdup(name), *b = strdup(slot), *c = strdup(pool ? pool : "");
+    if (!a || !b || !c) {
+        free(a);
+        free(b);
+        free(c);
+        return false;
+    }
+    l->names[l->n] = a;
+    l->slots[l->n] = b;
+    l->pools[l->n] = c;
+    l->n++;
+    return true;
 }
 
 static void claim_run_clear(claim_run *r)
 {
-    held_clear(r);
+    list_clear(&r->held);
     if (r->cur_owned)
         json_object_put(r->cur);
     store_obj_put(r->claim);
     store_obj_put(r->pool_obj);
-    if (r->pool)
-        r->def->pool_close(r->pool);
-    free(r->pool_problem);
+    rec_pool_put(r->d, r->open);
+    if (r->want)
+        r->def->want_close(r->want);
+    free(r->pool_owned);
 }
 
 static json_object *cur_status(claim_run *r)
@@ -84,36 +138,51 @@ static const char *ready_field(json_object *status, const char *key)
     return ready ? rec_obj_str(ready, key) : NULL;
 }
 
-/* Add name/slot to the held list unless there. false on allocation failure. */
-static bool held_add(claim_run *r, const char *name, const char *slot)
+/* Every slot the claim's status names (a list of malloc'd strings). */
+static int status_slots(claim_run *r, char ***out, size_t *n)
 {
-    for (size_t i = 0; i < r->n_held; i++)
-        if (!strcmp(r->held_names[i], name))
-            return true;
-    char **nn = realloc(r->held_names, (r->n_held + 1) * sizeof *nn);
-    if (!nn)
-        return false;
-    r->held_names = nn;
-    char **ns = realloc(r->held_slots, (r->n_held + 1) * sizeof *ns);
-    if (!ns)
-        return false;
-    r->held_slots = ns;
-    char *n_copy = strdup(name), *s_copy = strdup(slot);
-    if (!n_copy || !s_copy) {
-        free(n_copy);
-        free(s_copy);
-        return false;
+    *out = NULL;
+    *n = 0;
+    if (r->def->status_slots)
+        return r->def->status_slots(cur_status(r), out, n);
+    char *one = r->def->status_slot(cur_status(r));
+    if (!one)
+        return KC_OK;
+    *out = malloc(sizeof **out);
+    if (!*out) {
+        free(one);
+        return KC_ERR_NOMEM;
     }
-    r->held_names[r->n_held] = n_copy;
-    r->held_slots[r->n_held] = s_copy;
-    r->n_held++;
-    return true;
+    (*out)[0] = one;
+    *n = 1;
+    return KC_OK;
+}
+
+static void strings_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* The pool status says the claim holds from: the spec's when claims name
+ * their pool, else status_pool_path. */
+static const char *status_pool(claim_run *r)
+{
+    if (r->def->claim_pool_path)
+        return r->pool_name;
+    return r->def->status_pool_path ? rec_obj_str(r->cur, r->def->status_pool_path) : NULL;
+}
+
+static int add_inflight(const char *pool, const rec_inflight *e, void *arg)
+{
+    return list_add(arg, e->name, e->slot, pool) ? KC_OK : KC_ERR_NOMEM;
 }
 
 /* What the claim holds: its Reservations in the cache and in flight. */
 static int load_held(claim_run *r)
 {
-    held_clear(r);
+    list_clear(&r->held);
     rec_domain *d = r->d;
     json_object **objs = NULL;
     size_t n = 0;
@@ -124,18 +193,25 @@ static int load_held(claim_run *r)
         const char *name = rec_obj_str(objs[i], "metadata.name");
         const char *slot = rec_obj_str(objs[i], "spec.slot");
         const char *kind = rec_obj_str(objs[i], "spec.pool.kind");
-        if (name && slot && kind && !strcmp(kind, r->def->pool_kind) && !held_add(r, name, slot))
+        const char *pool = rec_obj_str(objs[i], "spec.pool.name");
+        if (name && slot && kind && pool && !strcmp(kind, r->def->pool_kind) &&
+            !list_add(&r->held, name, slot, pool))
             rc = KC_ERR_NOMEM;
     }
     store_objs_free(objs, n);
+    if (rc != KC_OK)
+        return rc;
     pthread_mutex_lock(&d->mu);
-    rec_pool_state *ps = rec_pool_state_get(d, r->pool_name, false);
-    if (ps) {
-        rec_inflight_prune(ps, pv_clock_monotonic());
-        for (size_t i = 0; i < ps->n_inflight && rc == KC_OK; i++)
-            if (!strcmp(ps->inflight[i].claim_uid, r->uid) &&
-                !held_add(r, ps->inflight[i].name, ps->inflight[i].slot))
-                rc = KC_ERR_NOMEM;
+    if (r->def->claim_pool_path) {
+        rec_pool_state *ps = rec_pool_state_get(d, r->pool_name, false);
+        if (ps) {
+            rec_inflight_prune(ps, pv_clock_monotonic());
+            for (size_t i = 0; i < ps->n_inflight && rc == KC_OK; i++)
+                if (!strcmp(ps->inflight[i].claim_uid, r->uid))
+                    rc = add_inflight(ps->name, &ps->inflight[i], &r->held);
+        }
+    } else {
+        rc = rec_inflight_each_of_claim(d, r->uid, add_inflight, &r->held);
     }
     pthread_mutex_unlock(&d->mu);
     return rc;
@@ -158,19 +234,19 @@ static void inflight_note(claim_run *r, const char *name, const char *slot)
     pthread_mutex_unlock(&d->mu);
 }
 
-static void inflight_forget_claim(claim_run *r)
+static void inflight_forget_claim(claim_run *r, const char *pool)
 {
     pthread_mutex_lock(&r->d->mu);
-    rec_pool_state *ps = rec_pool_state_get(r->d, r->pool_name, false);
+    rec_pool_state *ps = pool ? rec_pool_state_get(r->d, pool, false) : NULL;
     if (ps)
         rec_inflight_remove_uid(ps, r->uid);
     pthread_mutex_unlock(&r->d->mu);
 }
 
-static void inflight_forget_slot(claim_run *r, const char *slot)
+static void inflight_forget_slot(claim_run *r, const char *pool, const char *slot)
 {
     pthread_mutex_lock(&r->d->mu);
-    rec_pool_state *ps = rec_pool_state_get(r->d, r->pool_name, false);
+    rec_pool_state *ps = rec_pool_state_get(r->d, pool, false);
     if (ps)
         (void)rec_inflight_remove_slot(ps, slot, NULL);
     pthread_mutex_unlock(&r->d->mu);
@@ -238,11 +314,18 @@ static ctl_result claim_pending_msg(claim_run *r, const char *reason, int rc, ch
     return res;
 }
 
-static ctl_result claim_ready(claim_run *r, const char *slot)
+/* Ready with slots[0..n) (n == r->count). */
+static ctl_result claim_ready(claim_run *r, char *const *slots, size_t n)
 {
     json_object *st = NULL;
     char *ev = NULL;
-    int rc = r->def->claim_ready(cur_status(r), r->pool_name, r->pool_obj, r->pool, slot,
+    int rc;
+    if (r->def->claim_ready_n)
+        rc = r->def->claim_ready_n(cur_status(r), r->pool_name, r->pool_obj, r->pool, r->want,
+                                   (const char *const *)slots, n, r->generation, time(NULL), &st,
+                                   &ev);
+    else
+        rc = r->def->claim_ready(cur_status(r), r->pool_name, r->pool_obj, r->pool, slots[0],
                                  r->generation, time(NULL), &st, &ev);
     if (rc != KC_OK) {
         free(ev);
@@ -256,6 +339,22 @@ static ctl_result claim_ready(claim_run *r, const char *slot)
 static int claim_release(claim_run *r, const char *name, bool *released, kc_error *err)
 {
     return rec_reserve_release(r->d->client, name, r->uid, released, err);
+}
+
+/* Release every slot of l from start on; forget them in flight. */
+static ctl_result release_list(claim_run *r, const slot_list *l, size_t start, const char *what)
+{
+    for (size_t i = start; i < l->n; i++) {
+        kc_error err = KC_ERROR_INIT;
+        int rc = claim_release(r, l->names[i], NULL, &err);
+        if (rc != KC_OK) {
+            ctl_result res = rec_api_error(what, rc, &err);
+            kc_error_clear(&err);
+            return res;
+        }
+        inflight_forget_slot(r, l->pools[i], l->slots[i]);
+    }
+    return ctl_done();
 }
 
 /* Remove our finalizer from the claim (it is being deleted). */
@@ -282,37 +381,42 @@ static ctl_result claim_deleting(claim_run *r)
     if (rc != KC_OK)
         return ctl_error(rc, "listing the claim's reservations: %s", kc_strerror(rc));
     /* What status says it holds, in case the cache has not seen it. */
-    char *ss = def->status_slot(cur_status(r));
-    if (ss) {
+    const char *sp = status_pool(r);
+    char **ss = NULL;
+    size_t n_ss = 0;
+    if (sp && (rc = status_slots(r, &ss, &n_ss)) != KC_OK)
+        return ctl_error(rc, "out of memory");
+    for (size_t i = 0; i < n_ss && rc == KC_OK; i++) {
         char *name = NULL;
-        if (def->slot_name(r->pool_name, ss, &name, NULL) == KC_OK && !held_add(r, name, ss))
+        if (def->slot_name(sp, ss[i], &name, NULL) == KC_OK && !list_add(&r->held, name, ss[i], sp))
             rc = KC_ERR_NOMEM;
         free(name);
-        free(ss);
-        if (rc != KC_OK)
-            return ctl_error(rc, "out of memory");
     }
+    strings_free(ss, n_ss);
+    if (rc != KC_OK)
+        return ctl_error(rc, "out of memory");
     bool any = false;
-    for (size_t i = 0; i < r->n_held; i++) {
+    for (size_t i = 0; i < r->held.n; i++) {
         kc_error err = KC_ERROR_INIT;
         bool released = false;
-        rc = claim_release(r, r->held_names[i], &released, &err);
+        rc = claim_release(r, r->held.names[i], &released, &err);
         if (rc != KC_OK) {
             ctl_result res = rec_api_error("releasing a reservation", rc, &err);
             kc_error_clear(&err);
             return res;
         }
         any = any || released;
+        inflight_forget_claim(r, r->held.pools[i]);
     }
-    inflight_forget_claim(r);
     ctl_result res = remove_finalizer(r);
     if (res.outcome != CTL_DONE)
         return res;
     if (any) {
         const char *shown = def->status_display(cur_status(r));
+        const char *from = sp ? sp : (r->held.n ? r->held.pools[0] : "");
         char *m = NULL;
         if (rec_msg(&m, "Released %s of %s %s", shown && *shown ? shown : "what it held",
-                    def->pool_kind, r->pool_name) == KC_OK)
+                    def->pool_kind, from) == KC_OK)
             claim_event(r, REC_EVENT_NORMAL, "Released", m);
         free(m);
     }
@@ -320,10 +424,12 @@ static ctl_result claim_deleting(claim_run *r)
 }
 
 /*
- * Acquire slot of the pool for the claim. 0 acquired (and noted in flight),
- * REC_TAKEN (holder filled), or a negative kc_status (err filled).
+ * Acquire slot of the pool for the claim. 0 acquired (noted in flight and,
+ * when got is given, added to it), REC_TAKEN (holder filled), or a negative
+ * kc_status (err filled).
  */
-static int claim_acquire(claim_run *r, const char *slot, rec_reservation *holder, kc_error *err)
+static int claim_acquire(claim_run *r, const char *slot, slot_list *got, rec_reservation *holder,
+                         kc_error *err)
 {
     memset(holder, 0, sizeof *holder);
     char *name = NULL, *canon = NULL;
@@ -336,80 +442,324 @@ static int claim_acquire(claim_run *r, const char *slot, rec_reservation *holder
                           .uid = r->uid};
     rc = rec_reserve_acquire(r->d->client, r->def->pool_kind, r->pool_name, name, canon, &cref, 0,
                              holder, err);
-    if (rc == KC_OK)
+    if (rc == KC_OK) {
         inflight_note(r, name, canon);
+        if (got && !list_add(got, name, canon, r->pool_name))
+            rc = KC_ERR_NOMEM;
+    }
     free(name);
     free(canon);
     return rc;
 }
 
+/* Which of the held slots to keep: up to r->count, those status names first,
+ * then def->choose_keep's order, so every replica keeps the same. keep[i]
+ * true for the kept. */
+static int choose_kept(claim_run *r, bool *keep, size_t *n_keep)
+{
+    const slot_list *h = &r->held;
+    *n_keep = 0;
+    char **ss = NULL;
+    size_t n_ss = 0;
+    int rc = status_slots(r, &ss, &n_ss);
+    if (rc != KC_OK)
+        return rc;
+    for (size_t j = 0; j < n_ss && *n_keep < (size_t)r->count; j++)
+        for (size_t i = 0; i < h->n; i++)
+            if (!keep[i] && !strcmp(h->slots[i], ss[j])) {
+                keep[i] = true;
+                (*n_keep)++;
+                break;
+            }
+    strings_free(ss, n_ss);
+    const char **rest = h->n ? malloc(h->n * sizeof *rest) : NULL;
+    size_t *idx = h->n ? malloc(h->n * sizeof *idx) : NULL;
+    if (h->n && (!rest || !idx)) {
+        free(rest);
+        free(idx);
+        return KC_ERR_NOMEM;
+    }
+    while (*n_keep < (size_t)r->count) {
+        size_t n_rest = 0;
+        for (size_t i = 0; i < h->n; i++)
+            if (!keep[i]) {
+                rest[n_rest] = h->slots[i];
+                idx[n_rest++] = i;
+            }
+        if (n_rest == 0)
+            break;
+        size_t k = r->def->choose_keep(rest, n_rest, NULL, r->wanted);
+        keep[idx[k < n_rest ? k : 0]] = true;
+        (*n_keep)++;
+    }
+    free(rest);
+    free(idx);
+    return KC_OK;
+}
+
+/* Pick a free slot under d->mu (used set + in flight + skip). */
+static int pick_locked(claim_run *r, char *const *skip_in, size_t n_skip_in, char **out)
+{
+    rec_domain *d = r->d;
+    pthread_mutex_lock(&d->mu);
+    rec_pool_state *ps = rec_pool_state_get(d, r->pool_name, true);
+    int rc = KC_ERR_NOMEM;
+    if (ps) {
+        rec_inflight_prune(ps, pv_clock_monotonic());
+        size_t n_skip = n_skip_in + ps->n_inflight;
+        const char **skip = n_skip ? malloc(n_skip * sizeof *skip) : NULL;
+        if (!n_skip || skip) {
+            for (size_t i = 0; i < n_skip_in; i++)
+                skip[i] = skip_in[i];
+            for (size_t i = 0; i < ps->n_inflight; i++)
+                skip[n_skip_in + i] = ps->inflight[i].slot;
+            rc = r->def->pick(r->pool, ps->used, ps->requested, skip, n_skip, r->uid, r->want, out);
+        }
+        free(skip);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+typedef enum fill_outcome {
+    FILL_DONE,   /* got all it needed */
+    FILL_NONE,   /* the pool has no free slot for it: nothing of this round kept */
+    FILL_RESULT, /* *res says what next (requeue, error); what was got stays */
+} fill_outcome;
+
 /*
- * After acquiring slot: if the claim turns out to hold another Reservation
- * too (a lagging cache hid it before), give slot back and requeue; the next
- * reconcile settles on the older one. *settled: slot is the claim's only one.
+ * Acquire need more slots of the pool into got, skipping those of have.
+ * A slot another claim won (our cache lagged) is skipped and another tried,
+ * REC_ATTEMPTS times in all.
  */
-static ctl_result claim_after_acquire(claim_run *r, const char *slot, bool *settled)
+static fill_outcome claim_fill(claim_run *r, const slot_list *have, size_t need, slot_list *got,
+                               ctl_result *res)
+{
+    size_t cap = have->n + need + REC_ATTEMPTS;
+    char **skip = malloc(cap * sizeof *skip);
+    if (!skip) {
+        *res = ctl_error(KC_ERR_NOMEM, "out of memory");
+        return FILL_RESULT;
+    }
+    size_t n_skip = 0, n_tried = 0;
+    for (size_t i = 0; i < have->n; i++)
+        skip[n_skip++] = have->slots[i];
+    fill_outcome out = FILL_DONE;
+    char *tried[REC_ATTEMPTS];
+    while (got->n < need) {
+        if (n_tried == REC_ATTEMPTS) {
+            rec_log(r->d, REC_LOG_DEBUG, r->logger, "every slot tried was taken; requeue",
+                    REC_KV("namespace", r->ref.namespace_, "name", r->ref.name));
+            *res = ctl_requeue();
+            out = FILL_RESULT;
+            break;
+        }
+        size_t n = n_skip;
+        for (size_t i = 0; i < got->n; i++)
+            skip[n++] = got->slots[i];
+        char *slot = NULL;
+        int rc = pick_locked(r, skip, n, &slot);
+        if (rc == REC_NO_SLOT) {
+            out = FILL_NONE;
+            break;
+        }
+        if (rc != KC_OK) {
+            *res = ctl_error(rc, "out of memory");
+            out = FILL_RESULT;
+            break;
+        }
+        rec_reservation holder;
+        kc_error err = KC_ERROR_INIT;
+        rc = claim_acquire(r, slot, got, &holder, &err);
+        rec_reservation_clear(&holder);
+        if (rc == REC_TAKEN) {
+            tried[n_tried++] = slot; /* our cache lags: that one is used */
+            skip[n_skip++] = slot;
+            kc_error_clear(&err);
+            continue;
+        }
+        free(slot);
+        if (rc == KC_ERR_CONFLICT) {
+            *res = ctl_requeue();
+            out = FILL_RESULT;
+        } else if (rc != KC_OK) {
+            *res = rec_api_error("reserving a slot", rc, &err);
+            out = FILL_RESULT;
+        }
+        kc_error_clear(&err);
+        if (out != FILL_DONE)
+            break;
+    }
+    for (size_t i = 0; i < n_tried; i++)
+        free(tried[i]);
+    free(skip);
+    return out;
+}
+
+static ctl_result claim_exhausted(claim_run *r)
+{
+    char *m = NULL;
+    int rc = r->def->msgs.exhausted(r->pool_name, r->pool, &m);
+    return claim_pending_msg(r, r->def->reason_exhausted, rc, m);
+}
+
+/*
+ * After a round acquired got: if the claim now holds more than it wants (a
+ * lagging cache hid some), give the round back and requeue; the next
+ * reconcile keeps what every replica keeps. Else what it holds is settled.
+ */
+static ctl_result claim_settle(claim_run *r, const slot_list *got, bool *settled)
 {
     *settled = false;
     int rc = load_held(r);
     if (rc != KC_OK)
         return ctl_error(rc, "listing the claim's reservations: %s", kc_strerror(rc));
-    bool other = false;
-    for (size_t i = 0; i < r->n_held && !other; i++)
-        other = strcmp(r->held_slots[i], slot) != 0;
-    if (!other) {
+    if (r->held.n <= (size_t)r->count) {
         *settled = true;
         return ctl_done();
     }
-    char *name = NULL;
-    rc = r->def->slot_name(r->pool_name, slot, &name, NULL);
-    if (rc != KC_OK)
-        return ctl_error(rc, "naming the reservation: %s", kc_strerror(rc));
-    kc_error err = KC_ERROR_INIT;
-    rc = claim_release(r, name, NULL, &err);
-    free(name);
-    ctl_result res =
-        rc == KC_OK ? ctl_requeue() : rec_api_error("releasing a second reservation", rc, &err);
-    kc_error_clear(&err);
-    inflight_forget_slot(r, slot);
-    return res;
+    ctl_result res = release_list(r, got, 0, "releasing a second reservation");
+    return res.outcome == CTL_DONE ? ctl_requeue() : res;
 }
 
-/* Acquired slot: when it is the claim's only one, write the status. */
-static ctl_result claim_settle(claim_run *r, const char *slot)
+static ctl_result claim_holds(claim_run *r);
+
+/* After a round: settle, and when settled go on from what is held. */
+static ctl_result after_round(claim_run *r, const slot_list *got)
 {
     bool settled = false;
-    ctl_result res = claim_after_acquire(r, slot, &settled);
+    ctl_result res = claim_settle(r, got, &settled);
     if (!settled)
         return res;
-    return claim_ready(r, slot);
+    return claim_holds(r);
 }
 
-/* The claim holds n_held >= 1 slots: keep one, release the rest, write status. */
+/* Swap held slots the domain wants replaced (a device turned unhealthy) for
+ * free ones; a slot with no replacement is kept. *changed when any moved. */
+static ctl_result claim_replace(claim_run *r, slot_list *kept, bool *changed)
+{
+    *changed = false;
+    if (!r->def->slot_replace || !r->pool)
+        return ctl_done();
+    for (size_t i = 0; i < kept->n; i++) {
+        if (!r->def->slot_replace(r->pool, r->want, kept->slots[i]))
+            continue;
+        slot_list got = {0};
+        ctl_result res = ctl_done();
+        fill_outcome fo = claim_fill(r, kept, 1, &got, &res);
+        if (fo == FILL_DONE && got.n == 1) {
+            kc_error err = KC_ERROR_INIT;
+            int rc = claim_release(r, kept->names[i], NULL, &err);
+            if (rc != KC_OK) {
+                res = rec_api_error("releasing a replaced slot", rc, &err);
+                kc_error_clear(&err);
+                list_clear(&got);
+                return res;
+            }
+            inflight_forget_slot(r, kept->pools[i], kept->slots[i]);
+            char *m = NULL;
+            if (rec_msg(&m, "Replaced %s %s of %s %s, which is unhealthy, with %s",
+                        r->def->slot_noun, kept->slots[i], r->def->pool_kind, r->pool_name,
+                        got.slots[0]) == KC_OK)
+                claim_event(r, REC_EVENT_NORMAL, rec_nz(r->def->reason_replaced), m);
+            free(m);
+            *changed = true;
+        }
+        list_clear(&got);
+        if (fo == FILL_RESULT)
+            return res;
+    }
+    return ctl_done();
+}
+
+/* The claim holds slots: keep r->count of them in one pool, give back the
+ * rest, complete or replace what is missing, write the status. */
 static ctl_result claim_holds(claim_run *r)
 {
     const rec_domain_def *def = r->def;
-    char *ss = def->status_slot(cur_status(r));
-    size_t keep = def->choose_keep((const char *const *)r->held_slots, r->n_held, ss, r->wanted);
-    free(ss);
-    for (size_t i = 0; i < r->n_held; i++) {
-        if (i == keep)
-            continue;
-        kc_error err = KC_ERROR_INIT;
-        bool released = false;
-        int rc = claim_release(r, r->held_names[i], &released, &err);
-        if (rc != KC_OK) {
-            ctl_result res = rec_api_error("releasing a second reservation", rc, &err);
-            kc_error_clear(&err);
-            return res;
-        }
-        inflight_forget_slot(r, r->held_slots[i]);
-        if (released)
-            rec_log(r->d, REC_LOG_INFO, r->logger, "released a second reservation of a claim",
-                    REC_KV("namespace", r->ref.namespace_, "name", r->ref.name, def->slot_noun,
-                           r->held_slots[i]));
+    slot_list other = {0}, kept = {0}, extra = {0};
+    ctl_result res = ctl_done();
+    bool *keep = calloc(r->held.n ? r->held.n : 1, sizeof *keep);
+    if (!keep)
+        return ctl_error(KC_ERR_NOMEM, "out of memory");
+    /* Slots of another pool (a claim that chose before its cache caught
+     * up) go; the pool is the first held one's unless status names another. */
+    slot_list in_pool = {0};
+    bool oom = false;
+    for (size_t i = 0; i < r->held.n; i++) {
+        slot_list *to = strcmp(r->held.pools[i], r->pool_name) ? &other : &in_pool;
+        oom = oom || !list_add(to, r->held.names[i], r->held.slots[i], r->held.pools[i]);
     }
-    return claim_ready(r, r->held_slots[keep]);
+    if (!oom) {
+        slot_list saved = r->held;
+        r->held = in_pool;
+        size_t n_keep = 0;
+        int rc = choose_kept(r, keep, &n_keep);
+        for (size_t i = 0; i < r->held.n && rc == KC_OK; i++) {
+            slot_list *to = keep[i] ? &kept : &extra;
+            if (!list_add(to, r->held.names[i], r->held.slots[i], r->held.pools[i]))
+                rc = KC_ERR_NOMEM;
+        }
+        r->held = saved;
+        oom = rc != KC_OK;
+    }
+    list_clear(&in_pool);
+    free(keep);
+    if (oom) {
+        res = ctl_error(KC_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    res = release_list(r, &other, 0, "releasing a reservation of another pool");
+    if (res.outcome == CTL_DONE)
+        res = release_list(r, &extra, 0, "releasing a second reservation");
+    if (res.outcome != CTL_DONE)
+        goto out;
+    for (size_t i = 0; i < extra.n; i++)
+        rec_log(r->d, REC_LOG_INFO, r->logger, "released a second reservation of a claim",
+                REC_KV("namespace", r->ref.namespace_, "name", r->ref.name, def->slot_noun,
+                       extra.slots[i]));
+
+    bool changed = false;
+    res = claim_replace(r, &kept, &changed);
+    if (res.outcome != CTL_DONE || changed) {
+        if (changed && res.outcome == CTL_DONE)
+            res = ctl_requeue(); /* again from what is held now */
+        goto out;
+    }
+    if (kept.n < (size_t)r->count && r->pool && !rec_obj_is_deleting(r->pool_obj)) {
+        /* Complete the claim (a round cut short by a crash, a slot lost). */
+        slot_list got = {0};
+        fill_outcome fo = claim_fill(r, &kept, (size_t)r->count - kept.n, &got, &res);
+        if (fo == FILL_DONE) {
+            res = after_round(r, &got);
+            list_clear(&got);
+            goto out;
+        }
+        if (fo == FILL_NONE) {
+            res = release_list(r, &got, 0, "giving back a partial allocation");
+            /* Never Ready: all or nothing, so two waiting claims do not
+             * starve each other holding half of what each needs. */
+            char **ss = NULL;
+            size_t n_ss = 0;
+            if (res.outcome == CTL_DONE && status_slots(r, &ss, &n_ss) == KC_OK && n_ss == 0)
+                res = release_list(r, &kept, 0, "giving back a partial allocation");
+            strings_free(ss, n_ss);
+            if (res.outcome == CTL_DONE)
+                res = claim_exhausted(r);
+        }
+        list_clear(&got);
+        goto out;
+    }
+    if (kept.n < (size_t)r->count) {
+        res = claim_exhausted(r);
+        goto out;
+    }
+    res = claim_ready(r, kept.slots, kept.n);
+out:
+    list_clear(&other);
+    list_clear(&kept);
+    list_clear(&extra);
+    return res;
 }
 
 /* A slot asked for by name: exactly that one or a reason why not. */
@@ -425,10 +775,11 @@ static ctl_result claim_wanted(claim_run *r)
         return ctl_error(rc, "out of memory");
     rec_reservation holder;
     kc_error err = KC_ERROR_INIT;
-    rc = claim_acquire(r, slot, &holder, &err);
+    slot_list got = {0};
+    rc = claim_acquire(r, slot, &got, &holder, &err);
     ctl_result res;
     if (rc == KC_OK) {
-        res = claim_settle(r, slot);
+        res = after_round(r, &got);
     } else if (rc == REC_TAKEN) {
         rc = def->msgs.in_use(r->wanted, r->pool_name, holder.claim_namespace, holder.claim_name,
                               &m);
@@ -438,115 +789,70 @@ static ctl_result claim_wanted(claim_run *r)
     } else {
         res = rec_api_error("reserving the slot asked for", rc, &err);
     }
+    list_clear(&got);
     free(slot);
     rec_reservation_clear(&holder);
     kc_error_clear(&err);
     return res;
 }
 
-/* Pick a free slot under d->mu (used set + in flight + tried). */
-static int pick_locked(claim_run *r, char *const *tried, size_t n_tried, char **out)
-{
-    rec_domain *d = r->d;
-    pthread_mutex_lock(&d->mu);
-    rec_pool_state *ps = rec_pool_state_get(d, r->pool_name, true);
-    int rc = KC_ERR_NOMEM;
-    if (ps) {
-        rec_inflight_prune(ps, pv_clock_monotonic());
-        size_t n_skip = n_tried + ps->n_inflight;
-        const char **skip = n_skip ? malloc(n_skip * sizeof *skip) : NULL;
-        if (!n_skip || skip) {
-            for (size_t i = 0; i < n_tried; i++)
-                skip[i] = tried[i];
-            for (size_t i = 0; i < ps->n_inflight; i++)
-                skip[n_tried + i] = ps->inflight[i].slot;
-            rc = r->def->pick(r->pool, ps->used, ps->requested, skip, n_skip, r->uid, out);
-        }
-        free(skip);
-    }
-    pthread_mutex_unlock(&d->mu);
-    return rc;
-}
-
-/* Any free slot, from the claim's place in the pool. */
+/* r->count free slots of the pool, all or none. */
 static ctl_result claim_allocate(claim_run *r)
 {
-    char *tried[REC_ATTEMPTS];
-    size_t n_tried = 0;
-    ctl_result res;
-    for (;;) {
-        if (n_tried == REC_ATTEMPTS) {
-            rec_log(r->d, REC_LOG_DEBUG, r->logger, "every slot tried was taken; requeue",
-                    REC_KV("namespace", r->ref.namespace_, "name", r->ref.name));
-            res = ctl_requeue();
-            break;
-        }
-        char *slot = NULL;
-        int rc = pick_locked(r, tried, n_tried, &slot);
-        if (rc == REC_NO_SLOT) {
-            char *m = NULL;
-            rc = r->def->msgs.exhausted(r->pool_name, r->pool, &m);
-            res = claim_pending_msg(r, r->def->reason_exhausted, rc, m);
-            break;
-        }
-        if (rc != KC_OK) {
-            res = ctl_error(rc, "out of memory");
-            break;
-        }
-        rec_reservation holder;
-        kc_error err = KC_ERROR_INIT;
-        rc = claim_acquire(r, slot, &holder, &err);
-        rec_reservation_clear(&holder);
-        if (rc == REC_TAKEN) {
-            tried[n_tried++] = slot; /* our cache lags: that one is used */
-            kc_error_clear(&err);
-            continue;
-        }
-        if (rc == KC_OK)
-            res = claim_settle(r, slot);
-        else if (rc == KC_ERR_CONFLICT)
-            res = ctl_requeue();
-        else
-            res = rec_api_error("reserving a slot", rc, &err);
-        kc_error_clear(&err);
-        free(slot);
-        break;
+    slot_list none = {0}, got = {0};
+    ctl_result res = ctl_done();
+    fill_outcome fo = claim_fill(r, &none, (size_t)r->count, &got, &res);
+    if (fo == FILL_DONE) {
+        res = after_round(r, &got);
+    } else if (fo == FILL_NONE) {
+        res = release_list(r, &got, 0, "giving back a partial allocation");
+        if (res.outcome == CTL_DONE)
+            res = claim_exhausted(r);
     }
-    for (size_t i = 0; i < n_tried; i++)
-        free(tried[i]);
+    list_clear(&got);
     return res;
 }
 
 /*
- * status names a slot but no Reservation of the claim is known: take that
- * slot again (409 with our uid: it was ours all along). true when handled
- * (*res set); false to allocate afresh (it went to another claim).
+ * status names slots but no Reservation of the claim is known: take them
+ * again (409 with our uid: they were ours all along). true when handled
+ * (*res set); false to allocate afresh (they went to other claims).
  */
-static bool claim_readopt(claim_run *r, const char *slot, ctl_result *res)
+static bool claim_readopt(claim_run *r, char **slots, size_t n, ctl_result *res)
 {
-    rec_reservation holder;
-    kc_error err = KC_ERROR_INIT;
-    int rc = claim_acquire(r, slot, &holder, &err);
-    bool handled = true;
-    if (rc == KC_OK) {
-        *res = claim_settle(r, slot);
-    } else if (rc == REC_TAKEN) {
-        char *m = NULL;
-        if (rec_msg(&m,
-                    "%s was released outside the operator and is now held by %s %s/%s; "
-                    "taking another %s",
-                    slot, r->def->claim_kind, rec_nz(holder.claim_namespace),
-                    rec_nz(holder.claim_name), r->def->slot_noun) == KC_OK)
-            claim_event(r, REC_EVENT_WARNING, r->def->reason_lost, m);
-        free(m);
-        handled = false;
-    } else if (rc == KC_ERR_CONFLICT) {
-        *res = ctl_requeue();
-    } else {
-        *res = rec_api_error("reserving the slot status names", rc, &err);
+    slot_list got = {0};
+    bool handled = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!r->def->pool_contains(r->pool, slots[i]))
+            continue;
+        rec_reservation holder;
+        kc_error err = KC_ERROR_INIT;
+        int rc = claim_acquire(r, slots[i], &got, &holder, &err);
+        if (rc == REC_TAKEN) {
+            char *m = NULL;
+            if (rec_msg(&m,
+                        "%s was released outside the operator and is now held by %s %s/%s; "
+                        "taking another %s",
+                        slots[i], r->def->claim_kind, rec_nz(holder.claim_namespace),
+                        rec_nz(holder.claim_name), r->def->slot_noun) == KC_OK)
+                claim_event(r, REC_EVENT_WARNING, r->def->reason_lost, m);
+            free(m);
+        } else if (rc != KC_OK) {
+            *res = rc == KC_ERR_CONFLICT
+                       ? ctl_requeue()
+                       : rec_api_error("reserving the slot status names", rc, &err);
+            handled = true;
+        }
+        rec_reservation_clear(&holder);
+        kc_error_clear(&err);
+        if (handled)
+            break;
     }
-    rec_reservation_clear(&holder);
-    kc_error_clear(&err);
+    if (!handled && got.n > 0) {
+        *res = after_round(r, &got);
+        handled = true;
+    }
+    list_clear(&got);
     return handled;
 }
 
@@ -584,7 +890,120 @@ static int open_pool(claim_run *r)
     if (store_get(r->d->pools_store, r->pool_name, &pool_obj) != KC_OK)
         return KC_OK;
     r->pool_obj = pool_obj;
-    return r->def->pool_open(pool_obj, &r->pool, &r->pool_problem);
+    int rc = rec_pool_open(r->d, pool_obj, &r->open);
+    if (rc == KC_OK) {
+        r->pool = r->open->pool;
+        r->pool_problem = r->open->problem;
+    }
+    return rc;
+}
+
+static int set_pool_name(claim_run *r, const char *name)
+{
+    free(r->pool_owned);
+    r->pool_owned = strdup(name);
+    r->pool_name = r->pool_owned;
+    return r->pool_owned ? KC_OK : KC_ERR_NOMEM;
+}
+
+/*
+ * A claim that holds nothing and names no pool: ask the domain which of the
+ * pools of its group. *chosen false: *res says why none.
+ */
+static ctl_result choose_pool(claim_run *r, bool *chosen)
+{
+    const rec_domain_def *def = r->def;
+    rec_domain *d = r->d;
+    *chosen = false;
+    const char *group = rec_obj_str(r->claim, def->claim_group_path);
+    json_object **objs = NULL;
+    size_t n = 0;
+    int rc = group ? store_by_index(d->pools_store, REC_IDX_GROUP, group, &objs, &n) : KC_OK;
+    if (rc != KC_OK)
+        return ctl_error(rc, "reading the pool cache: %s", kc_strerror(rc));
+    rec_pool_view *views = n ? calloc(n, sizeof *views) : NULL;
+    rec_open_pool **opens = n ? calloc(n, sizeof *opens) : NULL;
+    if (n && (!views || !opens))
+        rc = KC_ERR_NOMEM;
+    for (size_t i = 0; i < n && rc == KC_OK; i++) {
+        rc = rec_pool_open(d, objs[i], &opens[i]);
+        if (rc != KC_OK)
+            break;
+        views[i].name = rec_obj_str(objs[i], "metadata.name");
+        views[i].obj = objs[i];
+        views[i].pool = opens[i]->pool;
+        views[i].deleting = rec_obj_is_deleting(objs[i]);
+        if (!views[i].pool || !views[i].name)
+            continue;
+        pthread_mutex_lock(&d->mu);
+        rec_pool_state *ps = rec_pool_state_get(d, views[i].name, true);
+        if (ps) {
+            rec_inflight_prune(ps, pv_clock_monotonic());
+            const char **skip = ps->n_inflight ? malloc(ps->n_inflight * sizeof *skip) : NULL;
+            if (!ps->n_inflight || skip) {
+                for (size_t k = 0; k < ps->n_inflight; k++)
+                    skip[k] = ps->inflight[k].slot;
+                def->pool_fit(views[i].pool, r->want, ps->used, ps->requested, skip, ps->n_inflight,
+                              &views[i].fit, &views[i].free);
+            } else {
+                rc = KC_ERR_NOMEM;
+            }
+            free(skip);
+        } else {
+            rc = KC_ERR_NOMEM;
+        }
+        pthread_mutex_unlock(&d->mu);
+    }
+    ctl_result res = ctl_done();
+    if (rc == KC_OK) {
+        size_t pick = 0;
+        const char *reason = NULL;
+        char *m = NULL;
+        rc = def->choose_pool(views, n, r->want, r->uid, &pick, &reason, &m);
+        if (rc == REC_NO_SLOT)
+            res = claim_pending_msg(r, reason, KC_OK, m);
+        else if (rc == KC_OK && pick < n && (rc = set_pool_name(r, views[pick].name)) == KC_OK)
+            *chosen = true;
+        else
+            free(m);
+    }
+    if (rc != KC_OK && rc != REC_NO_SLOT)
+        res = ctl_error(rc, "choosing a pool: %s", kc_strerror(rc));
+    for (size_t i = 0; i < n; i++)
+        if (opens)
+            rec_pool_put(d, opens[i]);
+    free(opens);
+    free(views);
+    store_objs_free(objs, n);
+    return res;
+}
+
+/* Which pool the claim works in: the spec's, the one it holds from, the one
+ * status names, or one chosen now. *ok false: *res says why none. */
+static ctl_result resolve_pool(claim_run *r, bool *ok)
+{
+    *ok = true;
+    if (r->def->claim_pool_path)
+        return ctl_done();
+    const char *sp = status_pool(r);
+    const char *pick = NULL;
+    for (size_t i = 0; i < r->held.n && !pick; i++)
+        if (sp && !strcmp(r->held.pools[i], sp))
+            pick = sp;
+    if (!pick && r->held.n > 0)
+        pick = r->held.pools[0];
+    if (!pick && sp && *sp) {
+        char **ss = NULL;
+        size_t n_ss = 0;
+        if (status_slots(r, &ss, &n_ss) == KC_OK && n_ss > 0)
+            pick = sp;
+        strings_free(ss, n_ss);
+    }
+    if (pick) {
+        int rc = set_pool_name(r, pick);
+        return rc == KC_OK ? ctl_done() : ctl_error(rc, "out of memory");
+    }
+    return choose_pool(r, ok);
 }
 
 static ctl_result claim_run_reconcile(claim_run *r)
@@ -596,26 +1015,42 @@ static ctl_result claim_run_reconcile(claim_run *r)
     ctl_result res = ensure_finalizer(r, &ok);
     if (!ok)
         return res;
-    int rc = open_pool(r);
-    if (rc != KC_OK)
-        return ctl_error(rc, "out of memory");
-
+    char *m = NULL;
+    int rc;
+    if (def->want_open) {
+        char *problem = NULL;
+        rc = def->want_open(r->claim, &r->want, &problem);
+        if (rc != KC_OK)
+            return ctl_error(rc, "out of memory");
+        if (!r->want)
+            return claim_pending_msg(r, def->reason_invalid, KC_OK, problem);
+        free(problem);
+        r->count = def->want_count ? def->want_count(r->want) : 1;
+    }
     rc = load_held(r);
     if (rc != KC_OK)
         return ctl_error(rc, "listing the claim's reservations: %s", kc_strerror(rc));
-    if (r->n_held > 0)
+    res = resolve_pool(r, &ok);
+    if (!ok)
+        return res;
+    rc = open_pool(r);
+    if (rc != KC_OK)
+        return ctl_error(rc, "out of memory");
+    if (r->held.n > 0)
         return claim_holds(r);
 
     bool pool_deleting = r->pool_obj && rec_obj_is_deleting(r->pool_obj);
     if (r->pool && !pool_deleting) {
-        char *ss = def->status_slot(cur_status(r));
-        bool handled = ss && def->pool_contains(r->pool, ss) && claim_readopt(r, ss, &res);
-        free(ss);
+        char **ss = NULL;
+        size_t n_ss = 0;
+        if ((rc = status_slots(r, &ss, &n_ss)) != KC_OK)
+            return ctl_error(rc, "out of memory");
+        bool handled = n_ss > 0 && claim_readopt(r, ss, n_ss, &res);
+        strings_free(ss, n_ss);
         if (handled)
             return res;
     }
 
-    char *m = NULL;
     if (!r->pool_obj) {
         rc = def->msgs.pool_not_found(r->pool_name, &m);
         return claim_pending_msg(r, def->reason_not_found, rc, m);
@@ -659,9 +1094,10 @@ ctl_result rec_claim_reconcile(const ctl_ctx *ctx, const char *namespace_, const
         .claim = claim,
         .cur = claim,
         .uid = rec_obj_str(claim, "metadata.uid"),
-        .pool_name = rec_obj_str(claim, def->claim_pool_path),
+        .pool_name = def->claim_pool_path ? rec_obj_str(claim, def->claim_pool_path) : NULL,
         .wanted = def->claim_slot_path ? rec_obj_str(claim, def->claim_slot_path) : NULL,
         .generation = rec_obj_generation(claim),
+        .count = 1,
     };
     r.ref = def->claims_ref;
     r.ref.namespace_ = namespace_;
@@ -670,7 +1106,7 @@ ctl_result rec_claim_reconcile(const ctl_ctx *ctx, const char *namespace_, const
         r.wanted = NULL;
 
     ctl_result res;
-    if (!r.uid || !r.pool_name || !*r.pool_name)
+    if (!r.uid || (def->claim_pool_path && (!r.pool_name || !*r.pool_name)))
         res = ctl_done(); /* the schema requires both: nothing to do with such an object */
     else if (rec_stale_check(d->stale, r.uid, rec_obj_str(claim, "metadata.resourceVersion")))
         res = ctl_done(); /* our newer write is on its way and enqueues the claim */

@@ -63,10 +63,22 @@ static void inflight_drop_at(rec_pool_state *ps, size_t i)
     ps->inflight[i] = ps->inflight[--ps->n_inflight];
 }
 
+static void open_pool_unref(const rec_domain_def *def, rec_open_pool *op)
+{
+    if (!op || --op->refs > 0)
+        return;
+    if (op->pool)
+        def->pool_close(op->pool);
+    free(op->problem);
+    free(op->rv);
+    free(op);
+}
+
 static void pool_state_free(const rec_domain_def *def, rec_pool_state *ps)
 {
     if (!ps)
         return;
+    open_pool_unref(def, ps->open);
     while (ps->n_inflight > 0)
         inflight_drop_at(ps, ps->n_inflight - 1);
     free(ps->inflight);
@@ -91,6 +103,54 @@ rec_pool_state *rec_pool_state_get(rec_domain *d, const char *name, bool create)
         return NULL;
     }
     return ps;
+}
+
+int rec_pool_open(rec_domain *d, json_object *pool_obj, rec_open_pool **out)
+{
+    *out = NULL;
+    const char *name = rec_obj_str(pool_obj, "metadata.name");
+    const char *rv = rec_obj_str(pool_obj, "metadata.resourceVersion");
+    if (name && rv) {
+        pthread_mutex_lock(&d->mu);
+        rec_pool_state *ps = rec_pool_state_get(d, name, false);
+        if (ps && ps->open && !strcmp(ps->open->rv, rv)) {
+            ps->open->refs++;
+            *out = ps->open;
+        }
+        pthread_mutex_unlock(&d->mu);
+        if (*out)
+            return KC_OK;
+    }
+    rec_open_pool *op = calloc(1, sizeof *op);
+    if (!op || !(op->rv = strdup(rv ? rv : "")) ||
+        d->def->pool_open(pool_obj, &op->pool, &op->problem) != KC_OK) {
+        if (op)
+            free(op->rv);
+        free(op);
+        return KC_ERR_NOMEM;
+    }
+    op->refs = 1;
+    if (name && rv) {
+        pthread_mutex_lock(&d->mu);
+        rec_pool_state *ps = rec_pool_state_get(d, name, true);
+        if (ps) {
+            open_pool_unref(d->def, ps->open);
+            ps->open = op;
+            op->refs++;
+        }
+        pthread_mutex_unlock(&d->mu);
+    }
+    *out = op;
+    return KC_OK;
+}
+
+void rec_pool_put(rec_domain *d, rec_open_pool *op)
+{
+    if (!op)
+        return;
+    pthread_mutex_lock(&d->mu);
+    open_pool_unref(d->def, op);
+    pthread_mutex_unlock(&d->mu);
 }
 
 void rec_inflight_prune(rec_pool_state *ps, double now)
@@ -152,6 +212,25 @@ bool rec_inflight_add(rec_pool_state *ps, const char *slot, const char *name, co
     return true;
 }
 
+int rec_inflight_each_of_claim(rec_domain *d, const char *claim_uid,
+                               int (*fn)(const char *pool, const rec_inflight *e, void *arg),
+                               void *arg)
+{
+    double now = pv_clock_monotonic();
+    size_t pos = 0;
+    const char *key;
+    void *value;
+    int rc = KC_OK;
+    while (rc == KC_OK && inf_map_next(&d->pool_states, &pos, &key, &value)) {
+        rec_pool_state *ps = value;
+        rec_inflight_prune(ps, now);
+        for (size_t i = 0; i < ps->n_inflight && rc == KC_OK; i++)
+            if (!strcmp(ps->inflight[i].claim_uid, claim_uid))
+                rc = fn(ps->name, &ps->inflight[i], arg);
+    }
+    return rc;
+}
+
 /* ---- enqueueing ----------------------------------------------------------------- */
 
 /* Enqueue "namespace/name" or "name" to c (NULL: detached, nothing to do). */
@@ -200,11 +279,18 @@ static void enqueue(ctl *c, const char *namespace_, const char *name)
 
 /* ---- indexes ------------------------------------------------------------------- */
 
-/* Claims that are not Ready, by pool: the ones a freed slot may help. */
+/* The path of the value claims are grouped by (their pool, or what pools
+ * share with them: a resource name). */
+static const char *claim_group_path(const rec_domain_def *def)
+{
+    return def->claim_group_path ? def->claim_group_path : def->claim_pool_path;
+}
+
+/* Claims that are not Ready, by group: the ones a freed slot may help. */
 static int index_waiting(json_object *obj, store_values *out, void *user)
 {
     const rec_domain_def *def = user;
-    const char *pool = rec_obj_str(obj, def->claim_pool_path);
+    const char *pool = rec_obj_str(obj, claim_group_path(def));
     if (!pool || rec_condition_is_true(rec_obj_at(obj, "status"), REC_COND_READY))
         return KC_OK;
     return store_values_add(out, pool);
@@ -226,13 +312,13 @@ static int index_requested(json_object *obj, store_values *out, void *user)
     return rc;
 }
 
-static int add_indexes(rec_domain *d, store *claims, store *resv)
+static int add_indexes(rec_domain *d, store *claims, store *pools, store *resv)
 {
     const rec_domain_def *def = d->def;
     int rc;
     /* Index functions get their path (or the def) as user data: both static. */
     if ((rc = store_add_index(claims, REC_IDX_BY_POOL, store_index_field,
-                              (void *)def->claim_pool_path)) != KC_OK ||
+                              (void *)claim_group_path(def))) != KC_OK ||
         (rc = store_add_index(claims, REC_IDX_WAITING, index_waiting, (void *)def)) != KC_OK ||
         (rc = store_add_index(resv, REC_IDX_BY_POOL, store_index_field,
                               (void *)"spec.pool.name")) != KC_OK ||
@@ -241,6 +327,9 @@ static int add_indexes(rec_domain *d, store *claims, store *resv)
         return rc;
     if (def->claim_slot_path &&
         (rc = store_add_index(claims, REC_IDX_REQUESTED, index_requested, (void *)def)) != KC_OK)
+        return rc;
+    if (def->pool_group_path && (rc = store_add_index(pools, REC_IDX_GROUP, store_index_field,
+                                                      (void *)def->pool_group_path)) != KC_OK)
         return rc;
     return KC_OK;
 }
@@ -275,7 +364,7 @@ static void claim_requested(rec_domain *d, json_object *obj, bool added)
     pthread_mutex_lock(&d->mu);
     rec_pool_state *ps = rec_pool_state_get(d, pool, added);
     if (ps)
-        rc = def->set_update(ps->requested, slot, added);
+        rc = def->set_update(ps->requested, slot, NULL, added);
     else if (added)
         rc = KC_ERR_NOMEM;
     pthread_mutex_unlock(&d->mu);
@@ -299,10 +388,52 @@ static void claims_on_delete(json_object *obj, void *user)
     rec_stale_forget(d->stale, uid);
 }
 
+/* The group value of a pool (its name, or def->pool_group_path). */
+static const char *pool_group(const rec_domain_def *def, json_object *pool_obj)
+{
+    return rec_obj_str(pool_obj, def->pool_group_path ? def->pool_group_path : "metadata.name");
+}
+
+/* The group of the pool called name, from the pools cache (malloc'd), or NULL. */
+static char *pool_group_of(rec_domain *d, const char *name)
+{
+    if (!d->def->pool_group_path)
+        return strdup(name);
+    json_object *obj = NULL;
+    if (store_get(d->pools_store, name, &obj) != KC_OK)
+        return NULL;
+    const char *g = pool_group(d->def, obj);
+    char *copy = g ? strdup(g) : NULL;
+    store_obj_put(obj);
+    return copy;
+}
+
+static void enqueue_claim_of(rec_domain *d, json_object *resv);
+
+/* Wake the claims a change of the pool may concern: those of its name when
+ * claims name their pool; else the waiting ones of its group and those
+ * holding slots of it. */
+static void wake_claims(rec_domain *d, json_object *pool_obj)
+{
+    const char *name = rec_obj_str(pool_obj, "metadata.name");
+    if (d->def->claim_pool_path) {
+        enqueue_index(d->c_claim, d->claims_store, REC_IDX_BY_POOL, name);
+        return;
+    }
+    enqueue_index(d->c_claim, d->claims_store, REC_IDX_WAITING, pool_group(d->def, pool_obj));
+    json_object **objs = NULL;
+    size_t n = 0;
+    if (!d->c_claim || !name ||
+        store_by_index(d->resv_store, REC_IDX_BY_POOL, name, &objs, &n) != KC_OK)
+        return;
+    for (size_t i = 0; i < n; i++)
+        enqueue_claim_of(d, objs[i]);
+    store_objs_free(objs, n);
+}
+
 static void pools_on_add(json_object *obj, void *user)
 {
-    rec_domain *d = user;
-    enqueue_index(d->c_claim, d->claims_store, REC_IDX_BY_POOL, rec_obj_str(obj, "metadata.name"));
+    wake_claims(user, obj);
 }
 
 static void pools_on_update(json_object *old_obj, json_object *new_obj, void *user)
@@ -314,10 +445,10 @@ static void pools_on_update(json_object *old_obj, json_object *new_obj, void *us
                *nu = rec_obj_str(new_obj, "metadata.uid");
     bool changed = rec_obj_generation(old_obj) != rec_obj_generation(new_obj) ||
                    rec_obj_is_deleting(old_obj) != rec_obj_is_deleting(new_obj) ||
-                   strcmp(rec_nz(ou), rec_nz(nu)) != 0;
+                   strcmp(rec_nz(ou), rec_nz(nu)) != 0 ||
+                   (d->def->pool_changed && d->def->pool_changed(old_obj, new_obj));
     if (changed)
-        enqueue_index(d->c_claim, d->claims_store, REC_IDX_BY_POOL,
-                      rec_obj_str(new_obj, "metadata.name"));
+        wake_claims(d, new_obj);
 }
 
 static void pools_on_delete(json_object *obj, void *user)
@@ -352,7 +483,12 @@ static void resv_on_add(json_object *obj, void *user)
     pthread_mutex_lock(&d->mu);
     rec_pool_state *ps = rec_pool_state_get(d, pool, true);
     if (ps) {
-        rc = d->def->set_update(ps->used, slot, true);
+        char *holder = NULL;
+        rc = rec_msg(&holder, "%s/%s", rec_nz(rec_obj_str(obj, "spec.claim.namespace")),
+                     rec_nz(rec_obj_str(obj, "spec.claim.name")));
+        if (rc == KC_OK)
+            rc = d->def->set_update(ps->used, slot, holder, true);
+        free(holder);
         expected = rec_inflight_remove_slot(ps, slot, claim_uid);
     } else {
         rc = KC_ERR_NOMEM;
@@ -392,14 +528,16 @@ static void resv_on_delete(json_object *obj, void *user)
     pthread_mutex_lock(&d->mu);
     rec_pool_state *ps = rec_pool_state_get(d, pool, false);
     if (ps)
-        rc = d->def->set_update(ps->used, slot, false);
+        rc = d->def->set_update(ps->used, slot, NULL, false);
     pthread_mutex_unlock(&d->mu);
     if (rc == KC_ERR_NOMEM)
         rec_log(d, REC_LOG_ERROR, d->def->claim_controller, "out of memory freeing a reservation",
                 REC_KV("pool", pool));
     enqueue(d->c_pool, NULL, pool);
     enqueue_claim_of(d, obj);
-    enqueue_index(d->c_claim, d->claims_store, REC_IDX_WAITING, pool);
+    char *group = pool_group_of(d, pool);
+    enqueue_index(d->c_claim, d->claims_store, REC_IDX_WAITING, group);
+    free(group);
 }
 
 /* ---- life cycle ------------------------------------------------------------------- */
@@ -492,7 +630,7 @@ static int setup_informers(rec_domain *d, const rec_env *env)
     d->claims_store = inf_store(d->claims);
     d->pools_store = inf_store(d->pools);
     d->resv_store = inf_store(d->resv);
-    return add_indexes(d, d->claims_store, d->resv_store);
+    return add_indexes(d, d->claims_store, d->pools_store, d->resv_store);
 }
 
 static int setup_controllers(rec_domain *d, const rec_env *env)
@@ -572,7 +710,7 @@ int rec_domain_new_detached(const rec_domain_def *def, kc_client *c, rec_domain 
         if ((rc = store_new(&compact, &d->claims_store)) == KC_OK &&
             (rc = store_new(NULL, &d->pools_store)) == KC_OK &&
             (rc = store_new(&compact, &d->resv_store)) == KC_OK)
-            rc = add_indexes(d, d->claims_store, d->resv_store);
+            rc = add_indexes(d, d->claims_store, d->pools_store, d->resv_store);
     }
     if (rc != KC_OK) {
         rec_domain_free(d);

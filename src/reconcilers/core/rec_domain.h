@@ -32,9 +32,12 @@
  * interface as canonical strings (an address "10.20.0.5", a device id, ...);
  * the domain parses them into whatever it keeps.
  *
- * Today a claim holds one slot (IP addresses; a Volume's extent). A claim of
- * several slots (DeviceClaim.spec.count) extends rec_claim.c: the held list
- * already carries any number.
+ * A claim holds want_count slots of one pool (IP addresses: one; a
+ * DeviceClaim: spec.count devices). A domain whose claims name their pool
+ * sets claim_pool_path; one whose claims describe what they want (a resource
+ * name, a node, a selector) sets choose_pool instead, and the core asks it
+ * which pool, from a view of every pool of the claim's group with what each
+ * could give it now. Slots of a fresh claim are taken all or nothing.
  *
  * Threading: reconciles run on the controllers' worker threads, handlers on
  * the informers' dispatch threads; every table function may be called from
@@ -61,7 +64,19 @@ typedef struct rec_pool_counts {
     int64_t total;     /* what the pool can hand out (saturating at INT64_MAX) */
     int64_t allocated; /* what its Reservations hold */
     int64_t available; /* total minus what is held inside it, >= 0 */
+    void *detail;      /* the domain's (set_counts), for pool_status; freed with
+                        * def->detail_free; NULL when it keeps none */
 } rec_pool_counts;
+
+/* A pool of the claim's group as choose_pool sees it. */
+typedef struct rec_pool_view {
+    const char *name;
+    json_object *obj; /* the pool object (borrowed) */
+    const void *pool; /* def->pool_open's; NULL: unusable spec */
+    bool deleting;
+    int64_t fit;  /* slots of it the claim could ever use (def->pool_fit) */
+    int64_t free; /* of those, free now (not used, requested or in flight) */
+} rec_pool_view;
 
 /* pick: no free slot (not an error). */
 #define REC_NO_SLOT 1
@@ -93,7 +108,11 @@ typedef struct rec_domain_def {
     const char *resv_controller;  /* "ipreservation" */
     const char *resv_selector;    /* "provisio.dev/pool-kind=IPPool" */
     const char *slot_noun;        /* "address": logs, events */
-    const char *claim_pool_path;  /* "spec.pool" */
+    const char *claim_pool_path;  /* "spec.pool"; NULL: the domain chooses (choose_pool) */
+    const char *claim_group_path; /* claims a pool change may help, by this value; NULL:
+                                   * claim_pool_path ("spec.resourceName") */
+    const char *pool_group_path;  /* the same value on a pool; NULL: its name */
+    const char *status_pool_path; /* "status.pool": the pool status says it holds from */
     const char *claim_slot_path;  /* "spec.address": one slot asked for by name; NULL: none */
 
     /* ---- reasons (API.md) --------------------------------------------------- */
@@ -106,6 +125,7 @@ typedef struct rec_domain_def {
     const char *reason_lost;        /* event: a slot status named went to another claim */
     const char *reason_valid;       /* pool Ready=True: "Valid" */
     const char *reason_terminating; /* pool being deleted while in use: "Terminating" */
+    const char *reason_replaced;    /* event: a held slot swapped (slot_replace) */
 
     rec_domain_msgs msgs;
 
@@ -118,15 +138,43 @@ typedef struct rec_domain_def {
     /* Whether slot (canonical) is one the pool can hand out. */
     bool (*pool_contains)(const void *pool, const char *slot);
 
+    /* Whether a pool's update (same generation, not newly deleting) still
+     * matters to its claims (a device turned unhealthy in status). NULL: no. */
+    bool (*pool_changed)(json_object *old_obj, json_object *new_obj);
+
+    /* ---- what a claim wants (optional: NULL for one slot, no conditions) ---- */
+    /* Parse the claim's spec (borrowed). An unusable spec: *want NULL and
+     * *problem (malloc'd) says why; 0. KC_ERR_NOMEM. */
+    int (*want_open)(json_object *claim_obj, void **want, char **problem);
+    void (*want_close)(void *want);
+    int64_t (*want_count)(const void *want); /* slots wanted, >= 1 */
+    /* Whether a held slot should be given up for another (a device turned
+     * unhealthy, the claim asks for replacements). NULL: never. */
+    bool (*slot_replace)(const void *pool, const void *want, const char *slot);
+    /* The pool for a claim that holds nothing (claim_pool_path NULL): views
+     * of every pool of its group (n may be 0). 0 and *chosen (index); or
+     * REC_NO_SLOT with *reason (static) and *message (malloc'd);
+     * KC_ERR_NOMEM. Start from a place derived from claim_uid, so claims
+     * spread over pools. */
+    int (*choose_pool)(const rec_pool_view *views, size_t n, const void *want,
+                       const char *claim_uid, size_t *chosen, const char **reason, char **message);
+    /* For choose_pool: of the pool's slots, how many the claim could ever use
+     * (*fit) and how many of those are free now (*free): not in used,
+     * requested or skip (domain lock held). */
+    void (*pool_fit)(const void *pool, const void *want, const void *used, const void *requested,
+                     const char *const *skip, size_t n_skip, int64_t *fit, int64_t *free);
+
     /* ---- the used set (domain lock held) -------------------------------------- */
     int (*set_new)(void **set);
     void (*set_free)(void *set);
     /* Add or remove slot (any form the domain parses; unparsable:
-     * KC_ERR_INVALID_ARG and nothing changes). 0 or KC_ERR_NOMEM. */
-    int (*set_update)(void *set, const char *slot, bool add);
+     * KC_ERR_INVALID_ARG and nothing changes), held by the claim holder
+     * ("namespace/name"; NULL when removing or unknown). 0 or KC_ERR_NOMEM. */
+    int (*set_update)(void *set, const char *slot, const char *holder, bool add);
     /* Counts of pool_obj (its uid and generation: the domain may keep
      * incremental counts per spec) from the set; pool NULL: invalid spec. */
     void (*set_counts)(void *set, json_object *pool_obj, const void *pool, rec_pool_counts *out);
+    void (*detail_free)(void *detail); /* rec_pool_counts.detail; NULL when never set */
 
     /* ---- slots ------------------------------------------------------------ */
     /* The Reservation name of slot (any form) of pool_name; *canonical (may be
@@ -144,7 +192,7 @@ typedef struct rec_domain_def {
      * claim_uid, so claims spread and a retry tries the same slot first.
      * 0 and *slot (malloc'd, canonical), REC_NO_SLOT, KC_ERR_NOMEM. */
     int (*pick)(const void *pool, const void *used, const void *requested, const char *const *skip,
-                size_t n_skip, const char *claim_uid, char **slot);
+                size_t n_skip, const char *claim_uid, const void *want, char **slot);
     /* Of n >= 1 held slots, the one to keep: the one status names
      * (status_slot, may be NULL), else the one asked for (wanted, may be
      * NULL), else a fixed order. Every replica picks the same. */
@@ -154,6 +202,9 @@ typedef struct rec_domain_def {
     /* ---- status ----------------------------------------------------------- */
     /* The slot a claim's status says it holds (canonical, malloc'd), or NULL. */
     char *(*status_slot)(json_object *status);
+    /* Several: every slot status names (malloc'd list of malloc'd strings).
+     * NULL: status_slot's one. 0 or KC_ERR_NOMEM. */
+    int (*status_slots)(json_object *status, char ***slots, size_t *n);
     /* How status names what the claim holds, for Events ("10.20.0.5/24"):
      * borrowed from status, or NULL. */
     const char *(*status_display)(json_object *status);
@@ -162,6 +213,10 @@ typedef struct rec_domain_def {
     int (*claim_ready)(json_object *cached_status, const char *pool_name, json_object *pool_obj,
                        const void *pool, const char *slot, int64_t generation, time_t now,
                        json_object **out, char **event);
+    /* Several slots (set when want_count may exceed 1; else claim_ready). */
+    int (*claim_ready_n)(json_object *cached_status, const char *pool_name, json_object *pool_obj,
+                         const void *pool, const void *want, const char *const *slots, size_t n,
+                         int64_t generation, time_t now, json_object **out, char **event);
     int (*claim_pending)(json_object *cached_status, const char *reason, const char *message,
                          int64_t generation, time_t now, json_object **out);
     int (*pool_status)(json_object *cached_status, const rec_pool_counts *counts,

@@ -31,6 +31,7 @@
 #define REC_IDX_WAITING "waiting-by-pool"
 #define REC_IDX_CLAIM_UID "by-claim-uid"
 #define REC_IDX_REQUESTED "requested"
+#define REC_IDX_GROUP "by-group" /* pools, by def->pool_group_path */
 
 /* A Reservation this process created that the cache has not shown yet. */
 typedef struct rec_inflight {
@@ -40,6 +41,15 @@ typedef struct rec_inflight {
     double at;
 } rec_inflight;
 
+/* A pool object opened by def->pool_open, shared by the reconciles that read
+ * the same resourceVersion of it (rec_pool_open / rec_pool_put). */
+typedef struct rec_open_pool {
+    void *pool;    /* NULL: unusable spec */
+    char *problem; /* why, when pool is NULL */
+    char *rv;      /* the resourceVersion it was opened from */
+    int refs;      /* d->mu */
+} rec_open_pool;
+
 /* Per pool name (whether or not the pool exists). */
 typedef struct rec_pool_state {
     void *used;      /* def->set_*: slots of the pool's cached Reservations */
@@ -47,6 +57,7 @@ typedef struct rec_pool_state {
     rec_inflight *inflight;
     size_t n_inflight, cap_inflight;
     double last_status_write; /* monotonic s; 0 = never */
+    rec_open_pool *open;      /* the last version opened, or NULL */
     char name[];
 } rec_pool_state;
 
@@ -83,9 +94,20 @@ void rec_inflight_prune(rec_pool_state *ps, double now);
 bool rec_inflight_remove_slot(rec_pool_state *ps, const char *slot, const char *claim_uid);
 /* d->mu held: drop the entries of claim_uid. */
 void rec_inflight_remove_uid(rec_pool_state *ps, const char *claim_uid);
+/* d->mu held: fn for every in-flight entry of claim_uid, in any pool; stops
+ * at (and returns) the first non-zero answer. */
+int rec_inflight_each_of_claim(rec_domain *d, const char *claim_uid,
+                               int (*fn)(const char *pool, const rec_inflight *e, void *arg),
+                               void *arg);
 /* d->mu held: add an entry. false when out of memory. */
 bool rec_inflight_add(rec_pool_state *ps, const char *slot, const char *name,
                       const char *claim_uid);
+
+/* The opened pool of pool_obj (borrowed): shared while its resourceVersion
+ * is the one last opened. *out for rec_pool_put. 0 or KC_ERR_NOMEM. Takes
+ * d->mu: do not hold it. */
+int rec_pool_open(rec_domain *d, json_object *pool_obj, rec_open_pool **out);
+void rec_pool_put(rec_domain *d, rec_open_pool *op);
 
 /* ---- rec_claim.c, rec_pool.c: the reconcile functions --------------------- */
 

@@ -77,8 +77,9 @@ static int ip_domain_check_wanted(const void *pool, const char *pool_name, const
 
 static int ip_domain_pick(const void *pool, const void *used, const void *requested,
                           const char *const *skip, size_t n_skip, const char *claim_uid,
-                          char **slot)
+                          const void *want, char **slot)
 {
+    (void)want;
     const ip_pool_set *u = used, *r = requested;
     ipam_addr *addrs = n_skip ? malloc(n_skip * sizeof *addrs) : NULL;
     if (n_skip && !addrs)

@@ -127,7 +127,7 @@ typedef struct ip_pool_set {
 
 int ip_pool_set_new(void **set);
 void ip_pool_set_free(void *set);
-int ip_pool_set_update(void *set, const char *slot, bool add);
+int ip_pool_set_update(void *set, const char *slot, const char *holder, bool add);
 void ip_pool_set_counts(void *set, json_object *pool_obj, const void *pool, rec_pool_counts *out);
 
 /* ---- ip_status.c -------------------------------------------------------------- */

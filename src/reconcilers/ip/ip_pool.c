@@ -163,8 +163,9 @@ void ip_pool_set_free(void *set)
     free(s);
 }
 
-int ip_pool_set_update(void *set, const char *slot, bool add)
+int ip_pool_set_update(void *set, const char *slot, const char *holder, bool add)
 {
+    (void)holder; /* an address's holder is its Reservation's: not kept here */
     ip_pool_set *s = set;
     ipam_addr a;
     if (!slot || ipam_addr_parse(slot, &a) != 0)
