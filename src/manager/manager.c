@@ -30,6 +30,7 @@
 #include "flags.h"
 #include "httpd.h"
 #include "informer.h"
+#include "dev.h"
 #include "ip.h"
 #include "kc_client.h"
 #include "kc_config.h"
@@ -70,6 +71,7 @@ typedef struct mgr_domain {
  */
 static const mgr_domain mgr_domains[] = {
     {"ip", ip_setup},
+    {"device", dev_setup},
     {NULL, NULL},
 };
 

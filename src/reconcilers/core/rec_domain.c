@@ -672,12 +672,18 @@ static int setup_controllers(rec_domain *d, const rec_env *env)
 
 int rec_domain_setup(const rec_env *env, const rec_domain_def *def)
 {
+    return rec_domain_setup_user(env, def, NULL);
+}
+
+int rec_domain_setup_user(const rec_env *env, const rec_domain_def *def, void *user)
+{
     if (!env || !env->client || !env->factory || !env->add_cleanup || !def)
         return KC_ERR_INVALID_ARG;
     rec_domain *d = NULL;
     int rc = domain_new(def, env->client, env->identity, REC_EVENT_SENDERS, &d);
     if (rc == KC_OK) {
         d->env = *env;
+        d->user = user;
         if (env->watch_namespace && *env->watch_namespace &&
             !(d->watch_namespace = strdup(env->watch_namespace)))
             rc = KC_ERR_NOMEM;

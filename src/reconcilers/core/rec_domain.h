@@ -138,6 +138,20 @@ typedef struct rec_domain_def {
     /* Whether slot (canonical) is one the pool can hand out. */
     bool (*pool_contains)(const void *pool, const char *slot);
 
+    /* Seconds after which a live pool's reconcile runs again although nothing
+     * changed (its status depends on time: a node agent's report going
+     * stale); 0: never. NULL: never. */
+    double (*pool_recheck)(const void *pool);
+    /* Trouble of a usable pool the domain sees outside the pool object (its
+     * node does not exist): *reason (static) and *message (malloc'd) make it
+     * Ready=False; *reason NULL: fine. user: rec_domain_setup_user's. NULL:
+     * none. 0 or KC_ERR_NOMEM. */
+    int (*pool_check)(void *user, json_object *pool_obj, const void *pool, const char **reason,
+                      char **message);
+    /* Last work before a deleted pool's finalizer goes (nothing is held any
+     * more): undo what the domain published for it (node capacity). Not
+     * CTL_DONE: the finalizer stays and this runs again. NULL: none. */
+    ctl_result (*pool_finalize)(void *user, json_object *pool_obj);
     /* Whether a pool's update (same generation, not newly deleting) still
      * matters to its claims (a device turned unhealthy in status). NULL: no. */
     bool (*pool_changed)(json_object *old_obj, json_object *new_obj);
@@ -233,6 +247,9 @@ typedef struct rec_domain rec_domain;
  * 0 or a negative kc_status.
  */
 int rec_domain_setup(const rec_env *env, const rec_domain_def *def);
+/* The same with user data for def's pool_check and pool_finalize (borrowed:
+ * it must outlive the manager's controllers). */
+int rec_domain_setup_user(const rec_env *env, const rec_domain_def *def, void *user);
 
 /* ---- for tests: a domain without informers or controllers ----------------- */
 

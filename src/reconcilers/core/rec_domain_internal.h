@@ -74,6 +74,8 @@ struct rec_domain {
     rec_events *events;
     rec_stale *stale;
 
+    void *user; /* rec_domain_setup_user's, for def's hooks */
+
     pthread_mutex_t mu;
     inf_map pool_states; /* name -> rec_pool_state */
 };

@@ -214,6 +214,10 @@ static ctl_result pool_deleting(rec_domain *d, const kc_ref *ref, json_object *p
     pool_counts(d, ref->name, pool_obj, pool, &counts, &n_held);
     if (pool)
         def->pool_close(pool);
+    if (n_held == 0 && def->detail_free) {
+        def->detail_free(counts.detail);
+        counts.detail = NULL;
+    }
 
     kc_error err = KC_ERROR_INIT;
     int rc;
@@ -227,6 +231,11 @@ static ctl_result pool_deleting(rec_domain *d, const kc_ref *ref, json_object *p
         }
         if (rc > 0)
             return ctl_requeue_after(REC_POOL_GONE_RETRY);
+        if (def->pool_finalize) {
+            ctl_result fin = def->pool_finalize(d->user, pool_obj);
+            if (fin.outcome != CTL_DONE)
+                return fin;
+        }
         rc = rec_ensure_finalizer(d->client, ref, pool_obj, REC_FINALIZER, false, NULL, NULL, &err);
         ctl_result res = ctl_done();
         if (rc == KC_ERR_CONFLICT)
@@ -252,6 +261,8 @@ static ctl_result pool_deleting(rec_domain *d, const kc_ref *ref, json_object *p
                               def->reason_terminating, m, rec_obj_generation(pool_obj), time(NULL),
                               &st);
     free(m);
+    if (def->detail_free)
+        def->detail_free(counts.detail);
     if (rc != KC_OK)
         return ctl_error(rc, "building the pool status: %s", kc_strerror(rc));
     return pool_write_status(d, ref, pool_obj, st);
@@ -295,21 +306,35 @@ static ctl_result pool_live(rec_domain *d, const kc_ref *ref, json_object *cur)
     int64_t n_held;
     pool_counts(d, ref->name, cur, pool, &counts, &n_held);
     char *m = NULL;
-    int rc = pool ? def->msgs.pool_valid(pool, &m)
+    const char *trouble = NULL;
+    int rc = KC_OK;
+    if (pool && def->pool_check)
+        rc = def->pool_check(d->user, cur, pool, &trouble, &m);
+    if (rc == KC_OK && !trouble)
+        rc = pool ? def->msgs.pool_valid(pool, &m)
                   : rec_msg(&m, "%s", problem ? problem : "the spec is invalid");
+    bool ok = pool && !trouble;
     json_object *st = NULL;
     if (rc == KC_OK)
         rc = def->pool_status(rec_obj_at(cur, "status"), &counts,
-                              pool ? REC_COND_TRUE : REC_COND_FALSE,
-                              pool ? def->reason_valid : def->reason_invalid, m,
-                              rec_obj_generation(cur), time(NULL), &st);
+                              ok ? REC_COND_TRUE : REC_COND_FALSE,
+                              ok        ? def->reason_valid
+                              : trouble ? trouble
+                                        : def->reason_invalid,
+                              m, rec_obj_generation(cur), time(NULL), &st);
     free(m);
     free(problem);
+    if (def->detail_free)
+        def->detail_free(counts.detail);
+    double recheck = pool && def->pool_recheck ? def->pool_recheck(pool) : 0;
     if (pool)
         def->pool_close(pool);
     if (rc != KC_OK)
         return ctl_error(rc, "building the pool status: %s", kc_strerror(rc));
-    return pool_write_status(d, ref, cur, st);
+    ctl_result res = pool_write_status(d, ref, cur, st);
+    if (res.outcome == CTL_DONE && recheck > 0)
+        res = ctl_requeue_after(recheck);
+    return res;
 }
 
 ctl_result rec_pool_reconcile(const ctl_ctx *ctx, const char *namespace_, const char *name,
