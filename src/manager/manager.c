@@ -27,6 +27,7 @@
 #include "manager_internal.h"
 
 #include "controller.h"
+#include "dev_agent.h"
 #include "flags.h"
 #include "httpd.h"
 #include "informer.h"
@@ -77,9 +78,10 @@ static const mgr_domain mgr_domains[] = {
 
 /*
  * The node agent's domains (`provisio agent`): the node-side halves of
- * devices and volumes will set up here; none exists yet.
+ * devices (and, next, volumes).
  */
 static const mgr_domain mgr_agent_domains[] = {
+    {"device-agent", dev_agent_setup},
     {NULL, NULL},
 };
 

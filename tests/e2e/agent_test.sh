@@ -7,15 +7,16 @@
 #     flag; a missing --node-name, an operator-only flag (--leader-elect) or
 #     a relative --host-root exit 2 with a message naming the flag;
 #  2. config/agent: config/default (which includes it) passes a server-side
-#     dry run; the agent's RBAC (config/agent/rbac.yaml, applied) is least
-#     privilege: `kubectl auth can-i --as=<the SA>` says yes to getting a
-#     node and no to listing or changing nodes, reading secrets, writing
-#     anything;
+#     dry run; the agent's RBAC (config/agent/rbac.yaml, applied, with the
+#     CRDs) is least privilege: `kubectl auth can-i --as=<the SA>` says yes
+#     to getting a node, reading DevicePools and patching their status, and
+#     no to listing or changing nodes, reading secrets, changing DevicePools
+#     or updating (PUT) their status, writing anything else;
 #  3. in-cluster as that ServiceAccount (a token minted by `kubectl create
 #     token`, given through PROVISIO_SERVICEACCOUNT_DIR; no KUBECONFIG), for
 #     node-a: it finds its Node, /healthz and /readyz turn 200, /metrics holds
 #     the process families and rest_client_requests_total with the GET of its
-#     node and no 403 (no controller yet, so no controller_runtime_* samples); SIGTERM:
+#     node and no 403 (the devicepools list and watch included); SIGTERM:
 #     exit 0 within 5 s, "shutdown complete", the ports closed;
 #  4. no leader election: two agents (node-b, node-c, each its own
 #     --host-root) run and are ready at the same time;
@@ -29,7 +30,7 @@
 #   PROVISIO_KUBE_DIR    the kube-local directory (pki/ca.crt, run/ports.env)
 #   PATH                 with the control plane's bin/ (kubectl) first
 #   PROVISIO_BINARY      the built provisio
-#   PROVISIO_SOURCE_DIR  the source tree (config/)
+#   PROVISIO_SOURCE_DIR  the source tree (config/, crds/)
 # Run by hand:
 #   hack/kube-local up /tmp/kl
 #   KUBECONFIG=/tmp/kl/kubeconfig PROVISIO_KUBE_DIR=/tmp/kl PATH=/tmp/kl/bin:$PATH \
@@ -154,6 +155,9 @@ test_config_and_rbac_install() {
     e2e_fail "config/default does not pass a server-side dry run" "${out:0:2000}"
   grep -q 'daemonset.apps/provisio-agent' <<<"$out" ||
     e2e_fail "config/default has no provisio-agent DaemonSet" "${out:0:2000}"
+  # The agent watches DevicePools: without the CRD it would never be ready.
+  k apply --server-side --force-conflicts -f "$SRC/crds/" >/dev/null
+  k wait --for=condition=Established --timeout=60s -f "$SRC/crds/" >/dev/null
   k apply --server-side --force-conflicts -f "$SRC/config/agent/rbac.yaml" >/dev/null
   k get serviceaccount -n "$SYS_NS" "$SA" >/dev/null
   mkdir -p "$SA_DIR"
@@ -175,12 +179,25 @@ test_rbac_is_least_privilege() {
     "create events -n default"
     "create pods -n $SYS_NS"
     "list storagepools.provisio.dev"
+    "create devicepools.provisio.dev"
+    "update devicepools.provisio.dev"
+    "patch devicepools.provisio.dev"
+    "delete devicepools.provisio.dev"
+    "update devicepools.provisio.dev --subresource=status"
     "list deviceclaims.provisio.dev -A"
+    "patch deviceclaims.provisio.dev -A --subresource=status"
     "create reservations.provisio.dev"
     "update leases.coordination.k8s.io -n $SYS_NS"
     "impersonate users"
   )
-  local -a allowed=("get nodes" "get nodes/node-a")
+  local -a allowed=(
+    "get nodes"
+    "get nodes/node-a"
+    "get devicepools.provisio.dev"
+    "list devicepools.provisio.dev"
+    "watch devicepools.provisio.dev"
+    "patch devicepools.provisio.dev --subresource=status"
+  )
   local q ans bad=()
   for q in "${denied[@]}"; do
     # shellcheck disable=SC2086 # the query is words
@@ -273,7 +290,8 @@ e2e_test "command line: --help, required --node-name, no election flags" test_co
 e2e_test "config/default with config/agent dry-runs; agent RBAC and token installed" \
   test_config_and_rbac_install
 e2e_last_ok || e2e_bail "cannot install the agent's RBAC"
-e2e_test "agent RBAC is least privilege (get nodes only)" test_rbac_is_least_privilege
+e2e_test "agent RBAC is least privilege (get nodes; read devicepools, patch their status)" \
+  test_rbac_is_least_privilege
 e2e_test "in-cluster agent finds its node, serves probes and metrics, stops on SIGTERM" \
   test_agent_in_cluster_serves_and_stops
 e2e_test "two agents run at once (no leader election)" test_two_agents_run_at_once
