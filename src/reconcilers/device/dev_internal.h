@@ -117,6 +117,7 @@ typedef struct dev_detail {
     size_t n;
     int64_t unhealthy;
     bool wants_agent, agent_fresh;
+    dev_publish publish;
 } dev_detail;
 void dev_set_counts(void *set, json_object *pool_obj, const void *pool, rec_pool_counts *out);
 void dev_detail_free(void *detail);

@@ -210,6 +210,12 @@ static ctl_result patch_node(dev_node *n, const char *name, json_object *patch, 
     return res;
 }
 
+/* key: null in a merge patch (removes it). */
+static bool add_null(json_object *o, const char *key)
+{
+    return json_object_object_add(o, key, NULL) == 0;
+}
+
 static json_object *patch_new(json_object **cap, json_object **alloc)
 {
     json_object *p = json_object_new_object();
@@ -283,7 +289,7 @@ static ctl_result node_reconcile(const ctl_ctx *ctx, const char *namespace_, con
             wanted = !strcmp(want[k].name, gone[i]);
         if (wanted || !node_has_key(node, gone[i]))
             continue;
-        ok = pv_json_add(cap, gone[i], NULL) && pv_json_add(alloc, gone[i], NULL);
+        ok = add_null(cap, gone[i]) && add_null(alloc, gone[i]);
         needed = true;
     }
     ctl_result res = ctl_done();
@@ -336,7 +342,7 @@ ctl_result dev_node_pool_finalize(void *user, json_object *pool_obj)
         return ctl_done();
     json_object *cap = NULL, *alloc = NULL;
     json_object *patch = patch_new(&cap, &alloc);
-    if (!patch || !pv_json_add(cap, res, NULL) || !pv_json_add(alloc, res, NULL)) {
+    if (!patch || !add_null(cap, res) || !add_null(alloc, res)) {
         json_object_put(patch);
         return ctl_error(KC_ERR_NOMEM, "out of memory");
     }

@@ -127,6 +127,7 @@ static dev_detail *detail_new(const dev_set *s, const dev_pool *p)
     }
     dt->wants_agent = p->wants_agent;
     dt->agent_fresh = p->agent_fresh;
+    dt->publish = p->publish;
     for (size_t i = 0; i < p->n; i++) {
         const dev_device *d = &p->devs[i];
         dev_detail_dev *e = &dt->devs[dt->n++];

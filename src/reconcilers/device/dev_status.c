@@ -176,6 +176,7 @@ int dev_status_pool(json_object *cached_status, const rec_pool_counts *counts,
               pv_json_add_i64(st, "allocated", counts->allocated) &&
               pv_json_add_i64(st, "available", counts->available) &&
               pv_json_add_i64(st, "unhealthy", dt ? dt->unhealthy : 0) &&
+              (!dt || pv_json_add_str(st, "publish", dev_publish_name(dt->publish))) &&
               (!dt || add_devices(st, dt));
     rc = ok ? rec_set_condition(st, REC_COND_READY, cond_status, reason, message, generation, now,
                                 NULL)
