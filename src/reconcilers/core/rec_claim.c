@@ -377,6 +377,11 @@ static ctl_result remove_finalizer(claim_run *r)
 static ctl_result claim_deleting(claim_run *r)
 {
     const rec_domain_def *def = r->def;
+    if (def->claim_release_gate) {
+        ctl_result gate = def->claim_release_gate(r->d->user, r->cur);
+        if (gate.outcome != CTL_DONE)
+            return gate;
+    }
     int rc = load_held(r);
     if (rc != KC_OK)
         return ctl_error(rc, "listing the claim's reservations: %s", kc_strerror(rc));

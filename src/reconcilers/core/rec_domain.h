@@ -152,6 +152,10 @@ typedef struct rec_domain_def {
      * more): undo what the domain published for it (node capacity). Not
      * CTL_DONE: the finalizer stays and this runs again. NULL: none. */
     ctl_result (*pool_finalize)(void *user, json_object *pool_obj);
+    /* A claim being deleted: whether what it holds may be released now (a
+     * DeviceClaim's ResourceClaim must be deallocated first). Not CTL_DONE:
+     * nothing is released and this is the reconcile's result. NULL: always. */
+    ctl_result (*claim_release_gate)(void *user, json_object *claim_obj);
     /* Whether a pool's update (same generation, not newly deleting) still
      * matters to its claims (a device turned unhealthy in status). NULL: no. */
     bool (*pool_changed)(json_object *old_obj, json_object *new_obj);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "dev_internal.h"
+#include "dev_dra.h"
 #include "dev_node.h"
 #include "kc_error.h"
 #include "rec_reserve.h"
@@ -144,6 +145,29 @@ static int msg_pool_valid(const void *pool, char **out)
                    p->n == 1 ? "" : "s", p->node, p->n_healthy, dev_publish_name(p->publish));
 }
 
+/* ---- hooks: node capacity (dev_node.c) and DRA (dev_dra.c) -------------------- */
+
+typedef struct dev_hooks {
+    dev_node *node;
+    dev_dra *dra;
+} dev_hooks;
+
+static int dev_domain_pool_check(void *user, json_object *pool_obj, const void *pool,
+                                 const char **reason, char **message)
+{
+    return dev_node_pool_check(((dev_hooks *)user)->node, pool_obj, pool, reason, message);
+}
+
+static ctl_result dev_domain_pool_finalize(void *user, json_object *pool_obj)
+{
+    return dev_node_pool_finalize(((dev_hooks *)user)->node, pool_obj);
+}
+
+static ctl_result dev_domain_release_gate(void *user, json_object *claim_obj)
+{
+    return dev_dra_release_gate(((dev_hooks *)user)->dra, claim_obj);
+}
+
 const rec_domain_def dev_domain_def = {
     .api_version = "provisio.dev/v1alpha1",
     .claim_kind = "DeviceClaim",
@@ -188,8 +212,9 @@ const rec_domain_def dev_domain_def = {
     .pool_contains = dev_domain_pool_contains,
     .pool_recheck = dev_domain_pool_recheck,
     .pool_changed = dev_pool_changed,
-    .pool_check = dev_node_pool_check,
-    .pool_finalize = dev_node_pool_finalize,
+    .pool_check = dev_domain_pool_check,
+    .pool_finalize = dev_domain_pool_finalize,
+    .claim_release_gate = dev_domain_release_gate,
     .want_open = dev_domain_want_open,
     .want_close = dev_domain_want_close,
     .want_count = dev_domain_want_count,
@@ -216,9 +241,17 @@ const rec_domain_def dev_domain_def = {
 
 int dev_setup(const rec_env *env)
 {
-    dev_node *n = NULL;
-    int rc = dev_node_setup(env, &dev_domain_def.pools_ref, &n);
-    if (rc != KC_OK)
+    dev_hooks *h = calloc(1, sizeof *h);
+    if (!h)
+        return KC_ERR_NOMEM;
+    int rc = env->add_cleanup(env, free, h);
+    if (rc != KC_OK) {
+        free(h);
         return rc;
-    return rec_domain_setup_user(env, &dev_domain_def, n);
+    }
+    if ((rc = dev_node_setup(env, &dev_domain_def.pools_ref, &h->node)) != KC_OK ||
+        (rc = dev_dra_setup(env, &dev_domain_def.pools_ref, &dev_domain_def.claims_ref, &h->dra)) !=
+            KC_OK)
+        return rc;
+    return rec_domain_setup_user(env, &dev_domain_def, h);
 }

@@ -89,6 +89,11 @@ int dev_status_claim_ready(json_object *cached_status, const char *pool_name, js
         node = rec_obj_str(cached_status, "nodeName");
     bool ok =
         pv_json_add_str(st, "pool", pool_name) && (!node || pv_json_add_str(st, "nodeName", node));
+    /* The ResourceClaim's name is written by dev_dra.c: kept while the pool
+     * publishes ResourceSlices. */
+    const char *rcn = rec_obj_str(cached_status, "resourceClaimName");
+    if (ok && rcn && p && p->publish == DEV_PUBLISH_RESOURCE_SLICE)
+        ok = pv_json_add_str(st, "resourceClaimName", rcn);
     json_object *arr = ok ? json_object_new_array_ext((int)n) : NULL;
     ok = ok && arr && pv_json_add(st, "devices", arr);
     pv_strbuf list = {0}, sick = {0};
