@@ -209,7 +209,9 @@ int dev_slot_name(const char *pool_name, const char *slot, char **name, char **c
     *name = NULL;
     if (canonical)
         *canonical = NULL;
-    if (!pool_name || !slot || !*slot || strlen(slot) > 63)
+    size_t len = slot ? strlen(slot) : 0;
+    /* a DNS label, as the pool's ids are: the name's last label */
+    if (!pool_name || len == 0 || len > 63 || slot[0] == '-' || slot[len - 1] == '-')
         return KC_ERR_INVALID_ARG;
     for (const char *c = slot; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
