@@ -117,8 +117,13 @@ int dev_choose_pool(const rec_pool_view *views, size_t n, const void *want, cons
     const dev_want *w = want;
     *message = NULL;
     *reason = NULL;
-    /* A selector key no device of the resource has is a mistake, not a wait. */
-    for (size_t i = 0; i < w->n_sel; i++)
+    /* A selector key no device of the resource has is a mistake, not a wait;
+     * without a usable pool there is nothing to tell (a claim applied before
+     * its pool waits for one: NoMatchingDevices below). */
+    bool any_pool = false;
+    for (size_t i = 0; i < n && !any_pool; i++)
+        any_pool = views[i].pool != NULL;
+    for (size_t i = 0; i < w->n_sel && any_pool; i++)
         if (!key_known(views, n, w->sel[i].key)) {
             *reason = DEV_REASON_INVALID_SPEC;
             int rc = rec_msg(message,
