@@ -9,7 +9,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 
 #include "dev_internal.h"
 #include "kc_error.h"
+#include "rec_claim_fixture.h"
 #include "rec_util.h"
 
 /* 2026-01-01T00:00:00Z: every test's "now". */
@@ -26,30 +26,36 @@
 
 /* ---- helpers -------------------------------------------------------------------- */
 
-static const char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+/* What a test opened, freed after it (with the strings of rcf_fmt). */
+static void *opened[128];
+static void (*closer[128])(void *);
+static size_t n_opened;
 
-/* Strings fmt made; a test runs in its own process, so they live until it ends. */
-static char *made[256];
-static size_t n_made;
-
-static const char *fmt(const char *f, ...)
+static void *opened_add(void *obj, void (*close)(void *))
 {
-    va_list ap;
-    va_start(ap, f);
-    char *s = NULL;
-    int n = vasprintf(&s, f, ap);
-    va_end(ap);
-    cr_assert_geq(n, 0);
-    cr_assert_lt(n_made, sizeof made / sizeof made[0]);
-    made[n_made++] = s;
-    return s;
+    cr_assert_lt(n_opened, sizeof opened / sizeof opened[0]);
+    opened[n_opened] = obj;
+    closer[n_opened++] = close;
+    return obj;
 }
 
 static void free_made(void)
 {
-    for (size_t i = 0; i < n_made; i++)
-        free(made[i]);
-    n_made = 0;
+    while (n_opened > 0) {
+        n_opened--;
+        closer[n_opened](opened[n_opened]);
+    }
+    rcf_stop();
+}
+
+static void pool_close(void *p)
+{
+    dev_pool_free(p);
+}
+
+static void want_close(void *w)
+{
+    dev_want_free(w);
 }
 
 TestSuite(dev_pool, .fini = free_made);
@@ -75,7 +81,7 @@ static const char *ago(int seconds)
     gmtime_r(&t, &tm);
     char buf[32];
     strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return fmt("%s", buf);
+    return rcf_fmt("%s", buf);
 }
 
 /* A DevicePool object named name on node-a with spec members spec (text
@@ -83,17 +89,17 @@ static const char *ago(int seconds)
  * text, or NULL). */
 static const char *pool_text(const char *name, const char *spec, const char *status)
 {
-    return fmt("{\"metadata\":{\"name\":\"%s\",\"uid\":\"uid-%s\",\"generation\":1},"
-               "\"spec\":{\"nodeName\":\"node-a\",\"resourceName\":\"" RES "\"%s%s}%s%s}",
-               name, name, spec && *spec ? "," : "", spec ? spec : "", status ? ",\"status\":" : "",
-               status ? status : "");
+    return rcf_fmt("{\"metadata\":{\"name\":\"%s\",\"uid\":\"uid-%s\",\"generation\":1},"
+                   "\"spec\":{\"nodeName\":\"node-a\",\"resourceName\":\"" RES "\"%s%s}%s%s}",
+                   name, name, spec && *spec ? "," : "", spec ? spec : "",
+                   status ? ",\"status\":" : "", status ? status : "");
 }
 
 /* status.agent of a report made ago seconds before NOW, with devices (text of
  * the array's members). */
 static const char *agent_status(int age, const char *devices)
 {
-    return fmt("{\"agent\":{\"heartbeatTime\":\"%s\",\"devices\":[%s]}}", ago(age), devices);
+    return rcf_fmt("{\"agent\":{\"heartbeatTime\":\"%s\",\"devices\":[%s]}}", ago(age), devices);
 }
 
 static dev_pool *open_pool(const char *text)
@@ -105,7 +111,7 @@ static dev_pool *open_pool(const char *text)
     cr_assert_not_null(p, "pool %s: %s", text, problem ? problem : "?");
     cr_assert_null(problem);
     json_object_put(o);
-    return p;
+    return opened_add(p, pool_close);
 }
 
 /* The problem of a pool object that cannot be used (malloc'd). */
@@ -123,15 +129,15 @@ static char *pool_problem(const char *text)
 
 static dev_want *open_want(const char *spec)
 {
-    json_object *o = parse(fmt("{\"metadata\":{\"name\":\"c1\",\"namespace\":\"ns\"},"
-                               "\"spec\":{\"resourceName\":\"" RES "\"%s%s}}",
-                               *spec ? "," : "", spec));
+    json_object *o = parse(rcf_fmt("{\"metadata\":{\"name\":\"c1\",\"namespace\":\"ns\"},"
+                                   "\"spec\":{\"resourceName\":\"" RES "\"%s%s}}",
+                                   *spec ? "," : "", spec));
     dev_want *w = NULL;
     char *problem = NULL;
     cr_assert_eq(dev_want_from_obj(o, &w, &problem), KC_OK);
     cr_assert_not_null(w, "claim spec %s: %s", spec, problem ? problem : "?");
     json_object_put(o);
-    return w;
+    return opened_add(w, want_close);
 }
 
 static const char *attr_of(const dev_device *d, const char *key)
@@ -173,7 +179,6 @@ Test(dev_pool, declared_devices_are_sorted_by_id_and_healthy_unless_spec_says_fa
     cr_assert_str_eq(p->node, "node-a");
     cr_assert_str_eq(p->resource, RES);
     cr_assert_null(dev_pool_find(p, "fpga-9"));
-    dev_pool_free(p);
 }
 
 static const char *DECLARED_WITH_PATH = "\"devices\":[{\"id\":\"a\",\"path\":\"/dev/fpga0\"},"
@@ -193,7 +198,6 @@ Test(dev_pool, declared_device_a_fresh_report_says_absent_is_unhealthy_naming_wh
               "%s", a->message);
     cr_assert(must_find(p, "b")->healthy, "a device without a path does not need the agent");
     cr_assert_eq(p->n_healthy, 1);
-    dev_pool_free(p);
 }
 
 Test(dev_pool, declared_device_a_fresh_report_does_not_list_is_unhealthy)
@@ -202,7 +206,6 @@ Test(dev_pool, declared_device_a_fresh_report_does_not_list_is_unhealthy)
     cr_assert(p->agent_fresh, "119 s is within the 120 s");
     cr_assert_not(must_find(p, "a")->healthy);
     cr_assert(must_find(p, "b")->healthy);
-    dev_pool_free(p);
 }
 
 Test(dev_pool, declared_device_a_fresh_report_finds_present_is_healthy)
@@ -213,7 +216,6 @@ Test(dev_pool, declared_device_a_fresh_report_finds_present_is_healthy)
     cr_assert(must_find(p, "a")->healthy);
     cr_assert_null(must_find(p, "a")->message);
     cr_assert_eq(p->n_healthy, 2);
-    dev_pool_free(p);
 }
 
 Test(dev_pool, declared_device_with_a_path_is_healthy_when_the_report_is_stale_or_absent)
@@ -228,7 +230,6 @@ Test(dev_pool, declared_device_with_a_path_is_healthy_when_the_report_is_stale_o
         cr_assert(p->wants_agent);
         cr_assert(must_find(p, "a")->healthy, "status %zu", i);
         cr_assert_eq(p->n_healthy, 2);
-        dev_pool_free(p);
     }
 }
 
@@ -239,7 +240,6 @@ Test(dev_pool, a_declared_healthy_false_stays_unhealthy_whatever_the_agent_says)
     dev_pool *p = open_pool(pool_text(
         "p1", "\"devices\":[{\"id\":\"a\",\"path\":\"/dev/fpga0\",\"healthy\":false}]", st));
     cr_assert_not(must_find(p, "a")->healthy);
-    dev_pool_free(p);
 }
 
 /* ---- pools: discovered devices --------------------------------------------------- */
@@ -271,32 +271,28 @@ Test(dev_pool, discovered_devices_come_from_a_fresh_report_with_spec_discover)
     cr_assert(strstr(p->devs[2].message, "/dev/fpga2") && strstr(p->devs[2].message, "EACCES"),
               "%s", p->devs[2].message);
     cr_assert_eq(p->n_healthy, 2);
-    dev_pool_free(p);
 }
 
 Test(dev_pool, no_discovered_devices_without_spec_discover_or_from_a_stale_report)
 {
     dev_pool *p = open_pool(pool_text("p1", "", agent_status(30, DISCOVERED_REPORT)));
     cr_assert_eq(p->n, 0, "no spec.discover");
-    dev_pool_free(p);
     p = open_pool(pool_text("p1", DISCOVER_SPEC, agent_status(121, DISCOVERED_REPORT)));
     cr_assert_eq(p->n, 0, "a stale report");
     cr_assert(p->wants_agent);
     cr_assert_not(p->agent_fresh);
-    dev_pool_free(p);
 }
 
 Test(dev_pool, a_declared_id_wins_over_a_discovered_one)
 {
-    const char *spec = fmt("%s,\"devices\":[{\"id\":\"fpga0\",\"attributes\":{\"model\":\"own\"}}]",
-                           DISCOVER_SPEC);
+    const char *spec = rcf_fmt(
+        "%s,\"devices\":[{\"id\":\"fpga0\",\"attributes\":{\"model\":\"own\"}}]", DISCOVER_SPEC);
     dev_pool *p = open_pool(pool_text("p1", spec, agent_status(30, DISCOVERED_REPORT)));
     cr_assert_eq(p->n, 3);
     const dev_device *d = must_find(p, "fpga0");
     cr_assert_not(d->discovered);
     cr_assert_str_eq(attr_of(d, "model"), "own");
     cr_assert(must_find(p, "fpga1")->discovered);
-    dev_pool_free(p);
 }
 
 /* ---- pools: publish and unusable specs ------------------------------------------------ */
@@ -319,7 +315,6 @@ Test(dev_pool, publish_comes_from_spec_publish_then_advertise_false_then_node_ca
         dev_pool *p = open_pool(pool_text("p1", cases[i].spec, NULL));
         cr_assert_eq(p->publish, cases[i].want, "spec {%s}: %s", cases[i].spec,
                      dev_publish_name(p->publish));
-        dev_pool_free(p);
     }
     cr_assert_str_eq(dev_publish_name(DEV_PUBLISH_NODE_CAPACITY), "NodeCapacity");
     cr_assert_str_eq(dev_publish_name(DEV_PUBLISH_RESOURCE_SLICE), "ResourceSlice");
@@ -330,8 +325,8 @@ Test(dev_pool, ids_that_are_not_dns_labels_make_the_spec_unusable)
 {
     const char *bad[] = {"FPGA0", "fpga_0", "-fpga", "fpga-", "a.b", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char *problem = pool_problem(
-            pool_text("p1", fmt("\"devices\":[{\"id\":\"ok\"},{\"id\":\"%s\"}]", bad[i]), NULL));
+        char *problem = pool_problem(pool_text(
+            "p1", rcf_fmt("\"devices\":[{\"id\":\"ok\"},{\"id\":\"%s\"}]", bad[i]), NULL));
         cr_assert(strstr(problem, "spec.devices[1].id") && strstr(problem, "DNS label"),
                   "id \"%s\": %s", bad[i], problem);
         free(problem);
@@ -352,7 +347,6 @@ Test(dev_pool, discovered_ids_that_are_not_dns_labels_are_left_out)
     dev_pool *p = open_pool(pool_text("p1", DISCOVER_SPEC, agent_status(1, report)));
     cr_assert_eq(p->n, 1);
     cr_assert_str_eq(p->devs[0].id, "good");
-    dev_pool_free(p);
 }
 
 /* ---- what a claim wants ----------------------------------------------------------------- */
@@ -365,7 +359,6 @@ Test(dev_want, count_defaults_to_one_and_the_rest_is_read)
     cr_assert_null(w->node);
     cr_assert_not(w->replace);
     cr_assert_eq(w->n_sel, 0);
-    dev_want_free(w);
 
     w = open_want("\"count\":64,\"nodeName\":\"node-a\",\"replaceUnhealthy\":true,"
                   "\"selector\":{\"model\":\"x1\",\"rev\":\"b\"}");
@@ -376,7 +369,6 @@ Test(dev_want, count_defaults_to_one_and_the_rest_is_read)
     cr_assert_str_eq(w->sel[0].key, "model");
     cr_assert_str_eq(w->sel[0].value, "x1");
     cr_assert_str_eq(w->sel[1].key, "rev");
-    dev_want_free(w);
 }
 
 Test(dev_want, counts_out_of_range_and_a_missing_resource_name_are_unusable)
@@ -387,7 +379,7 @@ Test(dev_want, counts_out_of_range_and_a_missing_resource_name_are_unusable)
     const char *says[] = {"out of range", "out of range", "out of range", "spec.resourceName",
                           "spec.resourceName"};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
-        json_object *o = parse(fmt("{\"spec\":%s}", specs[i]));
+        json_object *o = parse(rcf_fmt("{\"spec\":%s}", specs[i]));
         dev_want *w = NULL;
         char *problem = NULL;
         cr_assert_eq(dev_want_from_obj(o, &w, &problem), KC_OK);
@@ -417,7 +409,7 @@ static void *new_set(void)
 {
     void *s = NULL;
     cr_assert_eq(dev_set_new(&s), KC_OK);
-    return s;
+    return opened_add(s, dev_set_free);
 }
 
 /* Every device dev_pick hands out for uid, one after another (skipping what it
@@ -446,7 +438,7 @@ static const char *picks(const dev_pool *p, const void *used, const dev_want *w,
         }
     const char *s = "";
     for (size_t i = 0; i < n; i++) {
-        s = fmt("%s%s%s", s, i ? "," : "", got[i]);
+        s = rcf_fmt("%s%s%s", s, i ? "," : "", got[i]);
         free(got[i]);
     }
     return s;
@@ -473,14 +465,6 @@ Test(dev_pick, only_healthy_matching_unused_unskipped_devices_of_the_node)
     const char *skip[] = {"a", "d"};
     char *slot = NULL;
     cr_assert_eq(dev_pick(p, used, NULL, skip, 2, "u1", x1, &slot), REC_NO_SLOT);
-
-    dev_want_free(any);
-    dev_want_free(x1);
-    dev_want_free(x3);
-    dev_want_free(here);
-    dev_want_free(there);
-    dev_set_free(used);
-    dev_pool_free(p);
 }
 
 Test(dev_pick, a_claim_starts_from_its_own_place_and_claims_spread)
@@ -495,16 +479,13 @@ Test(dev_pick, a_claim_starts_from_its_own_place_and_claims_spread)
     bool spread = false;
     for (int i = 0; i < 32 && !spread; i++) {
         char *other = NULL;
-        cr_assert_eq(dev_pick(p, used, NULL, NULL, 0, fmt("uid-%d", i), any, &other), KC_OK);
+        cr_assert_eq(dev_pick(p, used, NULL, NULL, 0, rcf_fmt("uid-%d", i), any, &other), KC_OK);
         spread = strcmp(other, first) != 0;
         free(other);
     }
     cr_assert(spread, "32 claims all start at %s", first);
     free(first);
     free(again);
-    dev_want_free(any);
-    dev_set_free(used);
-    dev_pool_free(p);
 }
 
 Test(dev_pick, fit_counts_matching_devices_and_free_the_healthy_unused_unskipped)
@@ -525,10 +506,6 @@ Test(dev_pick, fit_counts_matching_devices_and_free_the_healthy_unused_unskipped
     dev_pool_fit(p, there, used, NULL, NULL, 0, &fit, &free_now);
     cr_assert_eq(fit, 0);
     cr_assert_eq(free_now, 0);
-    dev_want_free(x1);
-    dev_want_free(there);
-    dev_set_free(used);
-    dev_pool_free(p);
 }
 
 /* ---- choosing a pool ------------------------------------------------------------------------ */
@@ -538,16 +515,17 @@ static dev_pool *pool_of_n(const char *name, const char *node, int n)
 {
     const char *devs = "";
     for (int i = 0; i < n; i++)
-        devs = fmt("%s%s{\"id\":\"d%d\",\"attributes\":{\"model\":\"x1\"}}", devs, i ? "," : "", i);
-    json_object *o = parse(fmt("{\"metadata\":{\"name\":\"%s\"},\"spec\":{\"nodeName\":\"%s\","
-                               "\"resourceName\":\"" RES "\",\"devices\":[%s]}}",
-                               name, node, devs));
+        devs = rcf_fmt("%s%s{\"id\":\"d%d\",\"attributes\":{\"model\":\"x1\"}}", devs, i ? "," : "",
+                       i);
+    json_object *o = parse(rcf_fmt("{\"metadata\":{\"name\":\"%s\"},\"spec\":{\"nodeName\":\"%s\","
+                                   "\"resourceName\":\"" RES "\",\"devices\":[%s]}}",
+                                   name, node, devs));
     dev_pool *p = NULL;
     char *problem = NULL;
     cr_assert_eq(dev_pool_from_obj(o, NOW, &p, &problem), KC_OK);
     cr_assert_not_null(p);
     json_object_put(o);
-    return p;
+    return opened_add(p, pool_close);
 }
 
 /* The view of p with its fit and free for w, used holding the first n_used devices. */
@@ -555,10 +533,9 @@ static rec_pool_view view_of(const dev_pool *p, const dev_want *w, int n_used)
 {
     void *used = new_set();
     for (int i = 0; i < n_used; i++)
-        cr_assert_eq(dev_set_update(used, fmt("d%d", i), "ns/other", true), KC_OK);
+        cr_assert_eq(dev_set_update(used, rcf_fmt("d%d", i), "ns/other", true), KC_OK);
     rec_pool_view v = {.name = p->name, .pool = p};
     dev_pool_fit(p, w, used, NULL, NULL, 0, &v.fit, &v.free);
-    dev_set_free(used);
     return v;
 }
 
@@ -585,7 +562,7 @@ static choice choose(const rec_pool_view *views, size_t n, const dev_want *w, co
         cr_assert_not_null(message);
         c.reason = reason;
     }
-    c.message = fmt("%s", message ? message : "");
+    c.message = rcf_fmt("%s", message ? message : "");
     free(message);
     return c;
 }
@@ -596,13 +573,10 @@ Test(dev_choose, the_pool_with_enough_free_devices_is_chosen)
     dev_want *w = open_want("\"count\":2");
     rec_pool_view v[] = {view_of(p1, w, 1), view_of(p2, w, 0)};
     for (int i = 0; i < 16; i++) {
-        choice c = choose(v, 2, w, fmt("uid-%d", i));
+        choice c = choose(v, 2, w, rcf_fmt("uid-%d", i));
         cr_assert_eq(c.rc, KC_OK);
         cr_assert_str_eq(c.name, "p2", "p1 has 1 free");
     }
-    dev_want_free(w);
-    dev_pool_free(p1);
-    dev_pool_free(p2);
 }
 
 Test(dev_choose, claims_spread_over_fitting_pools_whatever_their_order)
@@ -615,7 +589,7 @@ Test(dev_choose, claims_spread_over_fitting_pools_whatever_their_order)
         v[i] = rev[2 - i] = view_of(p[i], w, 0);
     int seen[3] = {0};
     for (int i = 0; i < 48; i++) {
-        const char *uid = fmt("uid-%d", i);
+        const char *uid = rcf_fmt("uid-%d", i);
         choice a = choose(v, 3, w, uid), b = choose(rev, 3, w, uid);
         cr_assert_eq(a.rc, KC_OK);
         cr_assert_str_eq(a.name, b.name, "the order of the views does not matter");
@@ -629,11 +603,7 @@ Test(dev_choose, claims_spread_over_fitting_pools_whatever_their_order)
     for (int i = 0; i < 3; i++)
         v[i] = view_of(p[i], b, 0);
     for (int i = 0; i < 8; i++)
-        cr_assert_str_eq(choose(v, 3, b, fmt("uid-%d", i)).name, "p3");
-    dev_want_free(b);
-    dev_want_free(w);
-    for (int i = 0; i < 3; i++)
-        dev_pool_free(p[i]);
+        cr_assert_str_eq(choose(v, 3, b, rcf_fmt("uid-%d", i)).name, "p3");
 }
 
 Test(dev_choose, a_pool_that_could_but_not_now_is_insufficient_devices)
@@ -646,9 +616,6 @@ Test(dev_choose, a_pool_that_could_but_not_now_is_insufficient_devices)
     cr_assert(strstr(c.message, "2 devices of " RES " matching model=x1"), "%s", c.message);
     cr_assert(strstr(c.message, "p1 has 1 free"), "%s", c.message);
     cr_assert_null(strstr(c.message, "p2"), "p2 can never hold 2: %s", c.message);
-    dev_want_free(w);
-    dev_pool_free(p1);
-    dev_pool_free(p2);
 }
 
 Test(dev_choose, no_pool_that_ever_could_is_no_matching_devices_saying_why_of_each)
@@ -670,10 +637,6 @@ Test(dev_choose, no_pool_that_ever_could_is_no_matching_devices_saying_why_of_ea
     c = choose(NULL, 0, w, "uid-1");
     cr_assert_str_eq(c.reason, DEV_REASON_NO_MATCH);
     cr_assert(strstr(c.message, "there is no DevicePool of " RES), "%s", c.message);
-    dev_want_free(w);
-    dev_pool_free(p1);
-    dev_pool_free(p2);
-    dev_pool_free(p3);
 }
 
 Test(dev_choose, a_selector_key_no_device_has_is_invalid_spec_naming_it)
@@ -690,9 +653,6 @@ Test(dev_choose, a_selector_key_no_device_has_is_invalid_spec_naming_it)
     v[0] = view_of(p1, x9, 0);
     c = choose(v, 1, x9, "uid-1");
     cr_assert_str_eq(c.reason, DEV_REASON_NO_MATCH);
-    dev_want_free(x9);
-    dev_want_free(w);
-    dev_pool_free(p1);
 }
 
 Test(dev_choose, a_selector_before_any_pool_exists_is_no_matching_devices)
@@ -703,7 +663,6 @@ Test(dev_choose, a_selector_before_any_pool_exists_is_no_matching_devices)
     choice c = choose(NULL, 0, w, "uid-1");
     cr_assert_str_eq(c.reason, DEV_REASON_NO_MATCH, "%s", c.message);
     cr_assert(strstr(c.message, "there is no DevicePool of " RES), "%s", c.message);
-    dev_want_free(w);
 }
 
 /* ---- held devices: keep, replace, names ------------------------------------------------------ */
@@ -727,9 +686,6 @@ Test(dev_slots, replace_only_when_asked_and_the_device_is_unhealthy_or_gone)
     cr_assert_not(dev_slot_replace(p, repl, "a"));
     cr_assert(dev_slot_replace(p, repl, "gone"), "no longer in the pool");
     cr_assert_not(dev_slot_replace(NULL, repl, "c"), "no usable pool: nothing to swap to");
-    dev_want_free(keep);
-    dev_want_free(repl);
-    dev_pool_free(p);
 }
 
 Test(dev_slots, reservation_names_are_devicepool_pool_id_and_refuse_non_dns_ids)
@@ -780,7 +736,6 @@ Test(dev_set, holders_come_and_go)
     cr_assert_eq(dev_set_count(s), 1);
     cr_assert_eq(dev_set_update(s, "", "ns/c1", true), KC_ERR_INVALID_ARG);
     cr_assert_eq(dev_set_count(s), 1);
-    dev_set_free(s);
     dev_set_free(NULL);
 }
 
@@ -812,8 +767,6 @@ Test(dev_set, counts_capacity_is_healthy_available_healthy_free_allocated_held)
     cr_assert_eq(c.available, 0);
     cr_assert_eq(c.allocated, 2);
     cr_assert_null(c.detail);
-    dev_set_free(s);
-    dev_pool_free(p);
 }
 
 /* ---- claim status -------------------------------------------------------------------------------
@@ -873,7 +826,6 @@ Test(dev_status, a_ready_claim_lists_its_devices_sorted_with_pool_and_node)
     free(first);
     free(event);
     json_object_put(st);
-    dev_pool_free(p);
 }
 
 Test(dev_status, a_held_device_unhealthy_or_gone_is_devices_healthy_false_naming_it)
@@ -890,7 +842,6 @@ Test(dev_status, a_held_device_unhealthy_or_gone_is_devices_healthy_false_naming
     cr_assert_null(strstr(m, "a is"), "%s", m);
     free(event);
     json_object_put(st);
-    dev_pool_free(p);
 }
 
 Test(dev_status, status_slots_of_no_or_odd_status_are_none)
@@ -927,7 +878,6 @@ static json_object *pool_status(const dev_pool *p, const char *cached)
     cr_assert_not_null(st);
     json_object_put(cached_obj);
     dev_detail_free(c.detail);
-    dev_set_free(s);
     return st;
 }
 
@@ -964,7 +914,6 @@ Test(dev_status, pool_status_has_counts_devices_with_claims_and_publish)
     assert_cond(st, REC_COND_READY, REC_COND_TRUE, DEV_REASON_VALID);
     cr_assert_null(rec_get_condition(st, DEV_COND_AGENT), "no path, no discover: no agent");
     json_object_put(st);
-    dev_pool_free(p);
 }
 
 Test(dev_status, pool_status_carries_the_agent_report_over_unchanged)
@@ -980,7 +929,6 @@ Test(dev_status, pool_status_carries_the_agent_report_over_unchanged)
     assert_cond(st, DEV_COND_AGENT, REC_COND_TRUE, DEV_REASON_REPORTING);
     json_object_put(want);
     json_object_put(st);
-    dev_pool_free(p);
 }
 
 Test(dev_status, agent_reporting_is_false_without_a_fresh_report_and_gone_when_none_is_wanted)
@@ -989,8 +937,7 @@ Test(dev_status, agent_reporting_is_false_without_a_fresh_report_and_gone_when_n
     json_object *st = pool_status(p, NULL);
     assert_cond(st, DEV_COND_AGENT, REC_COND_FALSE, DEV_REASON_NO_AGENT);
     const char *cached =
-        fmt("{\"conditions\":[%s]}", json_object_to_json_string(cond(st, DEV_COND_AGENT)));
-    dev_pool_free(p);
+        rcf_fmt("{\"conditions\":[%s]}", json_object_to_json_string(cond(st, DEV_COND_AGENT)));
 
     /* The paths went from the spec: the condition goes too. */
     p = open_pool(pool_text("p1", "\"devices\":[{\"id\":\"a\"}]", NULL));
@@ -998,7 +945,6 @@ Test(dev_status, agent_reporting_is_false_without_a_fresh_report_and_gone_when_n
     cr_assert_null(rec_get_condition(st2, DEV_COND_AGENT), "%s", json_object_to_json_string(st2));
     json_object_put(st);
     json_object_put(st2);
-    dev_pool_free(p);
 }
 
 Test(dev_status, pool_changed_when_the_agent_devices_or_its_reporting_change)
