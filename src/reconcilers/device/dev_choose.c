@@ -117,8 +117,13 @@ int dev_choose_pool(const rec_pool_view *views, size_t n, const void *want, cons
     const dev_want *w = want;
     *message = NULL;
     *reason = NULL;
-    /* A selector key no device of the resource has is a mistake, not a wait. */
-    for (size_t i = 0; i < w->n_sel; i++)
+    /* A selector key no device of the resource has is a mistake, not a wait;
+     * without a usable pool there is nothing to tell (a claim applied before
+     * its pool waits for one: NoMatchingDevices below). */
+    bool any_pool = false;
+    for (size_t i = 0; i < n && !any_pool; i++)
+        any_pool = views[i].pool != NULL;
+    for (size_t i = 0; i < w->n_sel && any_pool; i++)
         if (!key_known(views, n, w->sel[i].key)) {
             *reason = DEV_REASON_INVALID_SPEC;
             int rc = rec_msg(message,
@@ -209,7 +214,9 @@ int dev_slot_name(const char *pool_name, const char *slot, char **name, char **c
     *name = NULL;
     if (canonical)
         *canonical = NULL;
-    if (!pool_name || !slot || !*slot || strlen(slot) > 63)
+    size_t len = slot ? strlen(slot) : 0;
+    /* a DNS label, as the pool's ids are: the name's last label */
+    if (!pool_name || len == 0 || len > 63 || slot[0] == '-' || slot[len - 1] == '-')
         return KC_ERR_INVALID_ARG;
     for (const char *c = slot; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))

@@ -221,8 +221,10 @@ static int pool_parse(json_object *obj, time_t now, dev_pool *p, char **problem)
         if ((rc = attrs_add(rec_obj_at(e, "attributes"), &d->attrs, &d->n_attrs)) != KC_OK)
             return rc;
     }
-    /* Declared ids are unique (the schema's list map). */
-    qsort(p->devs, p->n, sizeof *p->devs, dev_cmp);
+    /* Declared ids are unique (the schema's list map). qsort of no devices
+     * (devs NULL) is undefined: a pool may declare none. */
+    if (p->n > 1)
+        qsort(p->devs, p->n, sizeof *p->devs, dev_cmp);
     size_t n_decl = p->n;
     size_t nr = p->agent_fresh && rdevs ? json_object_array_length(rdevs) : 0;
     json_object *dattrs = rec_obj_at(discover, "attributes");
@@ -251,7 +253,8 @@ static int pool_parse(json_object *obj, time_t now, dev_pool *p, char **problem)
         if ((rc = attrs_add(dattrs, &d->attrs, &d->n_attrs)) != KC_OK)
             return rc;
     }
-    qsort(p->devs, p->n, sizeof *p->devs, dev_cmp);
+    if (p->n > 1)
+        qsort(p->devs, p->n, sizeof *p->devs, dev_cmp);
     size_t k = 0; /* one device per id: the agent's report should not repeat one */
     for (size_t i = 0; i < p->n; i++) {
         if (k > 0 && !strcmp(p->devs[k - 1].id, p->devs[i].id)) {
