@@ -8,8 +8,8 @@
 # - every property of every schema has a description, and `kubectl explain`
 #   shows it;
 # - the samples of config/samples and config/default are accepted;
-# - defaults are applied (healthy, advertise, count, reclaimPolicy,
-#   accessModes);
+# - defaults are applied (healthy, count, replaceUnhealthy, reclaimPolicy,
+#   accessModes) and not applied where there is none (publish, advertise);
 # - invalid objects are refused with the expected message fragment;
 # - immutable fields cannot be changed; the Reservation lock gives 409;
 # - printer columns and `kubectl get provisio`.
@@ -169,12 +169,14 @@ else
 fi
 
 # --- defaults -------------------------------------------------------------
+# publish and advertise have no default (the operator reads "unset" as
+# NodeCapacity, or None for the deprecated advertise: false); healthy does.
 got=$(obj DevicePool "crdv-$id-defaults" '{nodeName: node-a, resourceName: vendor.example/fpga, devices: [{id: fpga0}]}' |
-  "$kubectl" create --dry-run=server -o jsonpath='{.spec.advertise} {.spec.devices[0].healthy}' -f -)
-expect_eq "DevicePool defaults advertise and healthy to true" "true true" "$got"
+  "$kubectl" create --dry-run=server -o jsonpath='{.spec.advertise}|{.spec.publish}|{.spec.devices[0].healthy}' -f -)
+expect_eq "DevicePool defaults healthy to true, leaves publish and advertise unset" "||true" "$got"
 got=$(obj DeviceClaim d '{resourceName: vendor.example/fpga}' |
-  "$kubectl" create -n "$ns" --dry-run=server -o jsonpath='{.spec.count}' -f -)
-expect_eq "DeviceClaim defaults count to 1" "1" "$got"
+  "$kubectl" create -n "$ns" --dry-run=server -o jsonpath='{.spec.count} {.spec.replaceUnhealthy}' -f -)
+expect_eq "DeviceClaim defaults count to 1 and replaceUnhealthy to false" "1 false" "$got"
 got=$(obj Volume v '{size: 1Gi}' |
   "$kubectl" create -n "$ns" --dry-run=server -o jsonpath='{.spec.reclaimPolicy} {.spec.accessModes}' -f -)
 expect_eq "Volume defaults reclaimPolicy and accessModes" 'Delete ["ReadWriteOnce"]' "$got"
@@ -218,23 +220,49 @@ refused "an address with a prefix length" "spec.address 10.20.0.5/24 is not an I
 refused "a non-canonical address" "write fd00::5" IPClaim c '{pool: demo-v4, address: "FD00::5"}'
 
 # --- DevicePool / DeviceClaim ---------------------------------------------
-dev='{nodeName: node-a, resourceName: vendor.example/fpga, devices: [{id: fpga0, attributes: {model: u250, vendor.example/pci: "0000:3b:00.0"}}, {id: fpga1, healthy: false}]}'
+dev='{nodeName: node-a, resourceName: vendor.example/fpga, devices: [{id: fpga0, path: /dev/fpga0, attributes: {model: u250, vendor.example/pci: "0000:3b:00.0"}}, {id: fpga1, healthy: false}]}'
+dp() { printf '{nodeName: node-a, resourceName: vendor.example/fpga, %s}' "$1"; }
 accepted "a device pool" DevicePool "$p" "$dev"
-refused "duplicate device ids" 'Duplicate value: {"id":"fpga0"}' DevicePool "$p" '{nodeName: node-a, resourceName: vendor.example/fpga, devices: [{id: fpga0}, {id: fpga0}]}'
-refused "a pool without devices" "should have at least 1 items" DevicePool "$p" '{nodeName: node-a, resourceName: vendor.example/fpga, devices: []}'
+accepted "a pool without devices (0 allowed)" DevicePool "$p" "$(dp 'devices: []')"
+accepted "a pool with only spec.discover" DevicePool "$p" "$(dp 'discover: {paths: [/dev/fpga*, "/dev/dri/renderD[0-9]*"], attributes: {model: u250}}')"
+accepted "a pool with neither devices nor discover" DevicePool "$p" '{nodeName: node-a, resourceName: vendor.example/fpga}'
+for pub in NodeCapacity ResourceSlice None; do
+  accepted "publish: $pub" DevicePool "$p" "$(dp "publish: $pub, devices: [{id: a}]")"
+done
+accepted "the deprecated advertise: false" DevicePool "$p" "$(dp 'advertise: false, devices: [{id: a}]')"
+refused "publish: Bogus" 'Unsupported value: "Bogus"' DevicePool "$p" "$(dp 'publish: Bogus, devices: [{id: a}]')"
+refused "duplicate device ids" 'Duplicate value: {"id":"fpga0"}' DevicePool "$p" "$(dp 'devices: [{id: fpga0}, {id: fpga0}]')"
 many=$(python3 -c 'import json; print(json.dumps({"nodeName": "node-a", "resourceName": "vendor.example/fpga", "devices": [{"id": "d%d" % i} for i in range(1025)]}))')
 refused "1025 devices" "must have at most 1024 items" DevicePool "$p" "$many"
-refused "a device id with ':'" "device id must be lowercase letters" DevicePool "$p" '{nodeName: node-a, resourceName: vendor.example/fpga, devices: [{id: "0000:3b:00.0"}]}'
-refused "a device without id" "spec.devices[0].id: Required value" DevicePool "$p" '{nodeName: node-a, resourceName: vendor.example/fpga, devices: [{healthy: true}]}'
+refused "a device id with ':'" "device id must be a DNS label" DevicePool "$p" "$(dp 'devices: [{id: "0000:3b:00.0"}]')"
+refused "a device id with a dot" "device id must be a DNS label" DevicePool "$p" "$(dp 'devices: [{id: fpga.0}]')"
+refused "an uppercase device id" "device id must be a DNS label" DevicePool "$p" "$(dp 'devices: [{id: FPGA0}]')"
+refused "a device id ending in '-'" "device id must be a DNS label" DevicePool "$p" "$(dp 'devices: [{id: fpga-}]')"
+refused "a device id of 64 characters" "spec.devices[0].id: Too long" DevicePool "$p" "$(dp "devices: [{id: $(printf 'a%.0s' {1..64})}]")"
+refused "a device without id" "spec.devices[0].id: Required value" DevicePool "$p" "$(dp 'devices: [{healthy: true}]')"
+refused "a relative device path" "path must be an absolute path on the node" DevicePool "$p" "$(dp 'devices: [{id: a, path: dev/fpga0}]')"
+refused "a device path with '..'" "path must be an absolute path on the node" DevicePool "$p" "$(dp 'devices: [{id: a, path: /dev/../etc/shadow}]')"
+refused "a relative discover glob" "discover.paths must be absolute paths" DevicePool "$p" "$(dp 'discover: {paths: ["dev/fpga*"]}')"
+refused "a discover glob with '..'" "discover.paths must be absolute paths" DevicePool "$p" "$(dp 'discover: {paths: [/dev/../fpga*]}')"
+refused "discover without paths" "spec.discover.paths: Required value" DevicePool "$p" "$(dp 'discover: {attributes: {model: u250}}')"
+refused "discover with no paths" "should have at least 1 items" DevicePool "$p" "$(dp 'discover: {paths: []}')"
+globs=$(python3 -c 'print(", ".join("/dev/g%d*" % i for i in range(17)))')
+refused "17 discover globs" "must have at most 16 items" DevicePool "$p" "$(dp "discover: {paths: [$globs]}")"
+refused "a bad discover attribute key" "attribute keys must look like label keys" DevicePool "$p" "$(dp 'discover: {paths: [/dev/fpga*], attributes: {"bad key": x}}')"
 refused "a resource name without domain" "spec.resourceName must be an extended resource name" DevicePool "$p" '{nodeName: node-a, resourceName: fpga, devices: [{id: a}]}'
 refused "a kubernetes.io resource name" "must not be in the kubernetes.io domain" DevicePool "$p" '{nodeName: node-a, resourceName: kubernetes.io/fpga, devices: [{id: a}]}'
 refused "a bad node name" "spec.nodeName must be a node name" DevicePool "$p" '{nodeName: Node_A, resourceName: vendor.example/fpga, devices: [{id: a}]}'
-refused "a bad attribute key" "attribute keys must look like label keys" DevicePool "$p" '{nodeName: node-a, resourceName: vendor.example/fpga, devices: [{id: a, attributes: {"bad key": x}}]}'
-refused "a non-string attribute" "spec.devices[0].attributes.count: Invalid value: \"integer\"" DevicePool "$p" '{nodeName: node-a, resourceName: vendor.example/fpga, devices: [{id: a, attributes: {count: 1}}]}'
+refused "a pool without nodeName" "spec.nodeName: Required value" DevicePool "$p" '{resourceName: vendor.example/fpga}'
+refused "a bad attribute key" "attribute keys must look like label keys" DevicePool "$p" "$(dp 'devices: [{id: a, attributes: {"bad key": x}}]')"
+refused "a non-string attribute" "spec.devices[0].attributes.count: Invalid value: \"integer\"" DevicePool "$p" "$(dp 'devices: [{id: a, attributes: {count: 1}}]')"
+refused "a device pool name with a dot" "metadata.name of a DevicePool must be a DNS label" DevicePool "a.$p" "$(dp 'devices: [{id: a}]')"
 accepted "a device claim" DeviceClaim c '{resourceName: vendor.example/fpga, count: 2, nodeName: node-a, selector: {model: u250}}'
+accepted "a device claim with replaceUnhealthy" DeviceClaim c '{resourceName: vendor.example/fpga, count: 64, replaceUnhealthy: true}'
 refused "count 0" "should be greater than or equal to 1" DeviceClaim c '{resourceName: vendor.example/fpga, count: 0}'
 refused "count 65" "should be less than or equal to 64" DeviceClaim c '{resourceName: vendor.example/fpga, count: 65}'
 refused "a device claim without resourceName" "spec.resourceName: Required value" DeviceClaim c '{count: 1}'
+refused "a claim of a kubernetes.io resource" "must not be in the kubernetes.io domain" DeviceClaim c '{resourceName: kubernetes.io/fpga}'
+refused "replaceUnhealthy that is no boolean" 'spec.replaceUnhealthy: Invalid value: "string"' DeviceClaim c '{resourceName: vendor.example/fpga, replaceUnhealthy: "yes"}'
 
 # --- StoragePool / Volume -------------------------------------------------
 accepted "a storage pool" StoragePool "$p" '{nodeName: node-a, path: /var/lib/provisio/a, capacity: 10Gi, storageClassName: provisio-local}'
@@ -328,6 +356,8 @@ row=$("$kubectl" get ippool "$p" --no-headers | tr -s ' ' | cut -d' ' -f2-6)
 expect_eq "IPPool row shows cidr, counts and Ready" "10.20.0.0/24 252 1 251 True" "$row"
 expect_eq "IPClaim columns" "NAME POOL ADDRESS READY AGE" "$(header ipclaims | sed 's/ $//')"
 expect_eq "DevicePool columns" "NAME NODE RESOURCE CAPACITY ALLOCATED AVAILABLE READY AGE" "$(header devicepools | sed 's/ $//')"
+expect_eq "DevicePool wide columns" "NAME NODE RESOURCE CAPACITY ALLOCATED AVAILABLE READY PUBLISH UNHEALTHY AGE" \
+  "$("$kubectl" get devicepools -o wide 2>&1 | head -1 | tr -s ' ' | sed 's/ $//')"
 expect_eq "DeviceClaim columns" "NAME RESOURCE COUNT NODE DEVICES READY AGE" "$(header deviceclaims | sed 's/ $//')"
 expect_eq "StoragePool columns" "NAME NODE PATH CAPACITY ALLOCATED AVAILABLE READY AGE" "$(header storagepools | sed 's/ $//')"
 expect_eq "Volume columns" "NAME SIZE POOL NODE PV READY AGE" "$(header volumes | sed 's/ $//')"
