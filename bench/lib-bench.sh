@@ -250,7 +250,7 @@ bench_one() {
   etcd0=$(cpu_s "$(component_pid etcd)")
   load0=$(loadavg)
   if [ "$perf_on" = 1 ]; then
-    perf record -F 499 -g -p "$op_pid" -o "$tmp/perf-$i.data" >/dev/null 2>&1 &
+    perf record -F 499 -g -p "$op_pid" -o "$tmp/perf-$i.data" >/dev/null 2>"$tmp/perf-$i.err" &
     perf_pid=$!
   fi
   set +e
@@ -267,6 +267,7 @@ bench_one() {
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
     perf_pid=
+    [ -s "$tmp/perf-$i.data" ] || note "perf record wrote nothing: $(tail -3 "$tmp/perf-$i.err")"
     profiles+=("### N=$n, workers=$w: operator, top functions (self)" '```'
       "$(perf_top "$tmp/perf-$i.data")" '```' '')
   fi
