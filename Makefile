@@ -9,7 +9,7 @@ CTEST_FLAGS ?= --output-on-failure --verbose
 
 FUZZ_BUILD ?= build-fuzz
 
-.PHONY: all deps build test unit e2e run down image bench chaos fuzz format clean
+.PHONY: all deps build test unit e2e run down image bench bench-device chaos fuzz format clean
 
 all: build
 
@@ -51,6 +51,12 @@ bench:
 	@$(MAKE) build BUILD=build-release CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release"
 	@cd bench/twin && GOTOOLCHAIN=local $${GO:-$$(command -v go || echo /usr/local/go/bin/go)} build -o ../../build-release/provisio-twin .
 	@bench/run-twin-bench build-release
+
+# The device domain's benchmark: DeviceClaims over 100 DevicePools against
+# the API server's floor, light load, the node agent (bench/run-device-bench).
+bench-device:
+	@$(MAKE) build BUILD=build-release CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release"
+	@bench/run-device-bench build-release
 
 # The chaos run (bench/chaos/README.md): kill -9 of the leader among three
 # replicas, API server restarts, etcd compactions, node-agent kills and node

@@ -1,7 +1,10 @@
 /*
- * bench_claims - the network domain's end-to-end benchmark, against a real
- * API server (bench/run-ip-bench drives it; see that script for the whole
- * procedure and the table it prints).
+ * bench_claims - the end-to-end claims benchmark of the network and device
+ * domains, against a real API server (bench/run-ip-bench and
+ * bench/run-device-bench drive it; see those scripts for the whole procedure
+ * and the tables they print). --kind ip (default) works on IPClaims, --kind
+ * device on DeviceClaims; "IPClaim" below stands for either, and what the
+ * kinds differ in is the claim_kind table (spec, reserved slot, status).
  *
  *   bench_claims claims  create N IPClaims at once from T threads sharing one
  *                        kc_client, and watch ipclaims of the namespace to
@@ -22,13 +25,18 @@
  *                        previous answer's uid/resourceVersion, as the
  *                        operator's do):
  *                          POST   IPClaim           (the user's create)
- *                          POST   Reservation       (1st POST of the operator)
+ *                          POST   Reservation       (1st POST of the operator:
+ *                                                    ippool.<pool>.<address>
+ *                                                    or devicepool.<pool>.dev<i>)
  *                          POST   Event             (further POSTs)
  *                          PATCH  IPClaim           (merge patch of a label
  *                                                    carrying resourceVersion
  *                                                    as a precondition: the
  *                                                    finalizer patch's shape)
- *                          PUT    IPClaim/status    (Ready=True, address)
+ *                          PUT    IPClaim/status    (Ready=True, address;
+ *                                                    device: pool, nodeName,
+ *                                                    devices [dev<i>], Ready
+ *                                                    and DevicesHealthy True)
  *                          DELETE Reservation       (only if the operator
  *                                                    deleted anything)
  *                        The operator's counts come from its
@@ -53,8 +61,13 @@
  *   -n N              claims (1000)
  *   -t T              threads (16)
  *   --namespace NS    namespace (created if missing) (required)
- *   --pool NAME       IPPool named by the claims (claims: must exist;
- *                     floor/cleanup: a name no pool has, e.g. floor-1)
+ *   --kind K          ip (IPClaims, the default) or device (DeviceClaims)
+ *   --pool NAME       ip: IPPool named by the claims (claims: must exist);
+ *                     floor/cleanup: a name no pool has, e.g. floor-1, the
+ *                     pool of the floor's Reservations (device claims: not
+ *                     used, but required)
+ *   --resource R      device: the claims' spec.resourceName, count 1
+ *                     (bench.provisio.dev/dev)
  *   --prefix P        claim names P-0 .. P-(N-1) ("c")
  *   --timeout S       claims: give up waiting for Ready after S s (900)
  *   --latencies FILE  claims/floor: one line per claim: index, start,
@@ -88,8 +101,32 @@
 
 typedef enum bench_mode { MODE_CLAIMS, MODE_FLOOR, MODE_CLEANUP } bench_mode;
 
+struct bench_opts;
+
+/* What differs between the claim kinds (--kind): the resource, the claim's
+ * spec, the slot a floor chain reserves and the status the operator writes
+ * for a Ready claim. Everything else is one code path. */
+typedef struct claim_kind {
+    const char *name;      /* --kind */
+    const char *resource;  /* plural of the claim */
+    const char *kind;      /* the claim's kind */
+    const char *pool_kind; /* the Reservation's spec.pool.kind */
+    const char *prefix;    /* of Reservation names: <prefix>.<pool>.<slot> */
+    /* claim i's spec fields, into spec */
+    void (*spec)(const struct bench_opts *o, json_object *spec);
+    /* the slot floor chain i reserves (an address, a device id) */
+    char *(*slot)(long i, char **in_name); /* *in_name: as it stands in the name */
+    /* the domain's status fields of Ready claim i and its conditions (the
+     * Ready one and any other), each through add_condition */
+    void (*status)(const struct bench_opts *o, long i, json_object *st, json_object *conds,
+                   int64_t generation, const char *now);
+    const char *event_message; /* the Event the operator writes on Ready */
+} claim_kind;
+
 typedef struct bench_opts {
     bench_mode mode;
+    const claim_kind *kind;
+    const char *resource_name; /* device: the claims' spec.resourceName */
     long n;
     int threads;
     const char *ns;
@@ -186,9 +223,109 @@ static void note_error(bench *b, const char *what, long i, const kc_error *err)
                  err->message ? err->message : "?", err->http_status);
 }
 
-static kc_ref claims_ref_ns(const char *ns)
+/* ---- the claim kinds ---------------------------------------------------- */
+
+static json_object *new_obj(void)
 {
-    kc_ref r = {"provisio.dev", "v1alpha1", "ipclaims", ns, NULL, NULL};
+    json_object *o = json_object_new_object();
+    if (o == NULL) {
+        fputs("bench_claims: out of memory\n", stderr);
+        exit(1);
+    }
+    return o;
+}
+
+/* A condition in metav1.Condition's shape, appended to conds. */
+static void add_condition(json_object *conds, const char *type, const char *reason,
+                          const char *message, int64_t generation, const char *now)
+{
+    json_object *c = new_obj();
+    json_object_object_add(c, "type", jstr(type));
+    json_object_object_add(c, "status", jstr("True"));
+    json_object_object_add(c, "observedGeneration", json_object_new_int64(generation));
+    json_object_object_add(c, "lastTransitionTime", jstr(now));
+    json_object_object_add(c, "reason", jstr(reason));
+    json_object_object_add(c, "message", jstr(message));
+    json_object_array_add(conds, c);
+}
+
+/* IPClaim i holds 10.0.0.0 + i + 1. */
+static uint32_t ip_addr(long i)
+{
+    return 0x0A000000u + (uint32_t)i + 1u;
+}
+
+static void ip_spec(const bench_opts *o, json_object *spec)
+{
+    json_object_object_add(spec, "pool", jstr(o->pool));
+}
+
+static char *ip_slot(long i, char **in_name)
+{
+    uint32_t a = ip_addr(i);
+    *in_name = xasprintf("%u-%u-%u-%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+    return xasprintf("%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+}
+
+static void ip_status(const bench_opts *o, long i, json_object *st, json_object *conds,
+                      int64_t generation, const char *now)
+{
+    uint32_t a = ip_addr(i);
+    char *addr = xasprintf("%u.%u.%u.%u/8", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+    json_object_object_add(st, "pool", jstr(o->pool));
+    json_object_object_add(st, "address", jstr(addr));
+    add_condition(conds, "Ready", "Allocated", "address allocated", generation, now);
+    free(addr);
+}
+
+/* DeviceClaim i (count 1) holds device dev<i> of a pool on node-a/b/c. */
+static const char *const device_nodes[] = {"node-a", "node-b", "node-c"};
+
+static void device_spec(const bench_opts *o, json_object *spec)
+{
+    json_object_object_add(spec, "resourceName", jstr(o->resource_name));
+    json_object_object_add(spec, "count", json_object_new_int(1));
+}
+
+static char *device_slot(long i, char **in_name)
+{
+    *in_name = xasprintf("dev%ld", i);
+    return xasprintf("dev%ld", i);
+}
+
+/* As dev_status.c writes it: pool, nodeName, devices, Ready and DevicesHealthy. */
+static void device_status(const bench_opts *o, long i, json_object *st, json_object *conds,
+                          int64_t generation, const char *now)
+{
+    const char *node = device_nodes[i % 3];
+    char *id = xasprintf("dev%ld", i);
+    char *msg = xasprintf("Allocated %s of DevicePool %s on node %s", id, o->pool, node);
+    json_object *devs = json_object_new_array();
+    if (devs == NULL) {
+        fputs("bench_claims: out of memory\n", stderr);
+        exit(1);
+    }
+    json_object_array_add(devs, jstr(id));
+    json_object_object_add(st, "pool", jstr(o->pool));
+    json_object_object_add(st, "nodeName", jstr(node));
+    json_object_object_add(st, "devices", devs);
+    add_condition(conds, "Ready", "Allocated", msg, generation, now);
+    add_condition(conds, "DevicesHealthy", "DevicesHealthy", "every device held is healthy",
+                  generation, now);
+    free(msg);
+    free(id);
+}
+
+static const claim_kind kinds[] = {
+    {"ip", "ipclaims", "IPClaim", "IPPool", "ippool", ip_spec, ip_slot, ip_status,
+     "allocated 10.0.0.1/8 from pool floor"},
+    {"device", "deviceclaims", "DeviceClaim", "DevicePool", "devicepool", device_spec,
+     device_slot, device_status, "Allocated dev0 of DevicePool floor on node node-a"},
+};
+
+static kc_ref claims_ref(const bench_opts *o)
+{
+    kc_ref r = {"provisio.dev", "v1alpha1", o->kind->resource, o->ns, NULL, NULL};
     return r;
 }
 
@@ -197,7 +334,7 @@ static char *claim_name(const bench_opts *o, long i)
     return xasprintf("%s-%ld", o->prefix, i);
 }
 
-/* The IPClaim a user would apply: name, a run label, spec.pool. */
+/* The claim a user would apply: name, a run label, the kind's spec. */
 static json_object *claim_body(const bench_opts *o, const char *name)
 {
     json_object *c = json_object_new_object(), *meta = json_object_new_object(),
@@ -207,12 +344,12 @@ static json_object *claim_body(const bench_opts *o, const char *name)
         exit(1);
     }
     json_object_object_add(c, "apiVersion", jstr("provisio.dev/v1alpha1"));
-    json_object_object_add(c, "kind", jstr("IPClaim"));
+    json_object_object_add(c, "kind", jstr(o->kind->kind));
     json_object_object_add(meta, "name", jstr(name));
     json_object_object_add(labels, BENCH_LABEL_RUN, jstr(o->prefix));
     json_object_object_add(meta, "labels", labels);
     json_object_object_add(c, "metadata", meta);
-    json_object_object_add(spec, "pool", jstr(o->pool));
+    o->kind->spec(o, spec);
     json_object_object_add(c, "spec", spec);
     return c;
 }
@@ -329,7 +466,7 @@ static int on_event(kc_event_type type, json_object *obj, void *user)
 /* After a 410: read the namespace once, take what is Ready now, go on from there. */
 static int relist(bench *b, kc_error *err)
 {
-    kc_ref r = claims_ref_ns(b->o->ns);
+    kc_ref r = claims_ref(b->o);
     json_object *list = NULL;
     int rc = kc_list_all(b->client, &r, NULL, &list, err);
     if (rc != 0)
@@ -353,7 +490,7 @@ static int relist(bench *b, kc_error *err)
 static void *watch_main(void *arg)
 {
     bench *b = arg;
-    kc_ref r = claims_ref_ns(b->o->ns);
+    kc_ref r = claims_ref(b->o);
     for (;;) {
         kc_list_opts lo = {0};
         lo.resource_version = b->watch_rv;
@@ -386,13 +523,13 @@ static void *watch_main(void *arg)
  * this list reaches it, however late the watch connects. */
 static void start_watch(bench *b, pthread_t *wt)
 {
-    kc_ref r = claims_ref_ns(b->o->ns);
+    kc_ref r = claims_ref(b->o);
     kc_list_opts lo = {0};
     lo.limit = 1;
     json_object *list = NULL;
     kc_error err = KC_ERROR_INIT;
     if (kc_list(b->client, &r, &lo, &list, &err) != 0)
-        die("list ipclaims", &err);
+        die("list claims", &err);
     set_rv(b, list);
     json_object_put(list);
     if (kc_watch_new(b->client, 0, &b->watch, &err) != 0)
@@ -417,7 +554,7 @@ static void stop_watch(bench *b, pthread_t wt)
  * AlreadyExists then means the first one got through). 0 or the kc_status. */
 static int create_claim(bench *b, long i, json_object **out)
 {
-    kc_ref r = claims_ref_ns(b->o->ns);
+    kc_ref r = claims_ref(b->o);
     char *name = claim_name(b->o, i);
     json_object *body = claim_body(b->o, name);
     kc_error err = KC_ERROR_INIT;
@@ -499,38 +636,34 @@ static char *utc_now(void)
 }
 
 /* The Reservation the operator would POST for claim i (same shape as
- * rec_reserve.c's), at address 10.0.0.0 + i + 1. Its name goes to *name. */
+ * rec_reserve.c's), for the kind's slot of chain i. Its name goes to *name. */
 static json_object *reservation_body(const bench *b, long i, json_object *claim, char **name)
 {
-    uint32_t a = 0x0A000000u + (uint32_t)i + 1u;
-    char *slot = xasprintf("%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
-    *name = xasprintf("ippool.%s.%u-%u-%u-%u", b->o->pool, a >> 24, (a >> 16) & 255, (a >> 8) & 255,
-                      a & 255);
-    json_object *r = json_object_new_object(), *meta = json_object_new_object(),
-                *labels = json_object_new_object(), *spec = json_object_new_object(),
-                *pool = json_object_new_object(), *cl = json_object_new_object();
-    if (!r || !meta || !labels || !spec || !pool || !cl) {
-        fputs("bench_claims: out of memory\n", stderr);
-        exit(1);
-    }
+    const claim_kind *k = b->o->kind;
+    char *in_name = NULL;
+    char *slot = k->slot(i, &in_name);
+    *name = xasprintf("%s.%s.%s", k->prefix, b->o->pool, in_name);
+    json_object *r = new_obj(), *meta = new_obj(), *labels = new_obj(), *spec = new_obj(),
+                *pool = new_obj(), *cl = new_obj();
     json_object_object_add(r, "apiVersion", jstr("provisio.dev/v1alpha1"));
     json_object_object_add(r, "kind", jstr("Reservation"));
     json_object_object_add(meta, "name", jstr(*name));
-    json_object_object_add(labels, "provisio.dev/pool-kind", jstr("IPPool"));
+    json_object_object_add(labels, "provisio.dev/pool-kind", jstr(k->pool_kind));
     json_object_object_add(labels, "provisio.dev/pool", jstr(b->o->pool));
     json_object_object_add(meta, "labels", labels);
     json_object_object_add(r, "metadata", meta);
-    json_object_object_add(pool, "kind", jstr("IPPool"));
+    json_object_object_add(pool, "kind", jstr(k->pool_kind));
     json_object_object_add(pool, "name", jstr(b->o->pool));
     json_object_object_add(spec, "pool", pool);
     json_object_object_add(spec, "slot", jstr(slot));
-    json_object_object_add(cl, "kind", jstr("IPClaim"));
+    json_object_object_add(cl, "kind", jstr(k->kind));
     json_object_object_add(cl, "namespace", jstr(b->o->ns));
     json_object_object_add(cl, "name", jstr(obj_str(claim, "metadata", "name")));
     json_object_object_add(cl, "uid", jstr(obj_str(claim, "metadata", "uid")));
     json_object_object_add(spec, "claim", cl);
     json_object_object_add(r, "spec", spec);
     free(slot);
+    free(in_name);
     return r;
 }
 
@@ -552,13 +685,13 @@ static json_object *event_body(const bench *b, json_object *claim, long k, char 
     json_object_object_add(meta, "namespace", jstr(b->o->ns));
     json_object_object_add(e, "metadata", meta);
     json_object_object_add(inv, "apiVersion", jstr("provisio.dev/v1alpha1"));
-    json_object_object_add(inv, "kind", jstr("IPClaim"));
+    json_object_object_add(inv, "kind", jstr(b->o->kind->kind));
     json_object_object_add(inv, "namespace", jstr(b->o->ns));
     json_object_object_add(inv, "name", jstr(cname));
     json_object_object_add(inv, "uid", jstr(obj_str(claim, "metadata", "uid")));
     json_object_object_add(e, "involvedObject", inv);
     json_object_object_add(e, "reason", jstr("Allocated"));
-    json_object_object_add(e, "message", jstr("allocated 10.0.0.1/8 from pool floor"));
+    json_object_object_add(e, "message", jstr(b->o->kind->event_message));
     json_object_object_add(e, "type", jstr("Normal"));
     json_object_object_add(src, "component", jstr(EVENT_COMPONENT));
     json_object_object_add(e, "source", src);
@@ -572,35 +705,22 @@ static json_object *event_body(const bench *b, json_object *claim, long k, char 
 }
 
 /* The status the operator writes for a Ready claim. */
-static void set_ready_status(json_object *claim, const char *pool, long i)
+static void set_ready_status(const bench_opts *o, json_object *claim, long i)
 {
-    uint32_t a = 0x0A000000u + (uint32_t)i + 1u;
-    char *addr = xasprintf("%u.%u.%u.%u/8", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
     char *ts = utc_now();
-    json_object *st = json_object_new_object(), *conds = json_object_new_array(),
-                *c = json_object_new_object(), *gen = NULL;
-    if (!st || !conds || !c) {
+    json_object *st = new_obj(), *conds = json_object_new_array(), *gen = NULL, *meta = NULL;
+    if (conds == NULL) {
         fputs("bench_claims: out of memory\n", stderr);
         exit(1);
     }
-    json_object *meta = NULL;
     int64_t g = 1;
     if (json_object_object_get_ex(claim, "metadata", &meta) &&
         json_object_object_get_ex(meta, "generation", &gen))
         g = json_object_get_int64(gen);
     json_object_object_add(st, "observedGeneration", json_object_new_int64(g));
-    json_object_object_add(st, "pool", jstr(pool));
-    json_object_object_add(st, "address", jstr(addr));
-    json_object_object_add(c, "type", jstr("Ready"));
-    json_object_object_add(c, "status", jstr("True"));
-    json_object_object_add(c, "observedGeneration", json_object_new_int64(g));
-    json_object_object_add(c, "lastTransitionTime", jstr(ts));
-    json_object_object_add(c, "reason", jstr("Allocated"));
-    json_object_object_add(c, "message", jstr("address allocated"));
-    json_object_array_add(conds, c);
+    o->kind->status(o, i, st, conds, g, ts);
     json_object_object_add(st, "conditions", conds);
     json_object_object_add(claim, "status", st);
-    free(addr);
     free(ts);
 }
 
@@ -657,7 +777,8 @@ static void floor_chain(bench *b, long i)
         free(name);
     }
 
-    kc_ref cref = {"provisio.dev", "v1alpha1", "ipclaims", o->ns, cname, NULL};
+    kc_ref cref = claims_ref(o);
+    cref.name = cname;
     long patches = share(o->patches, i, o->n);
     for (long k = 0; k < patches; k++) {
         json_object *patch = json_object_new_object(), *meta = json_object_new_object(),
@@ -689,7 +810,7 @@ static void floor_chain(bench *b, long i)
     kc_ref sref = cref;
     sref.subresource = "status";
     for (long k = 0; k < puts_; k++) {
-        set_ready_status(claim, o->pool, i);
+        set_ready_status(o, claim, i);
         json_object *out = NULL;
         rc = kc_update(b->client, &sref, claim, NULL, &out, &err);
         if (floor_write(b, rc, "claim status PUT", i, &err) == 0 && out != NULL) {
@@ -771,7 +892,7 @@ static long count_left(kc_client *c, const kc_ref *r, const char *selector)
 static int run_cleanup(kc_client *c, const bench_opts *o)
 {
     kc_ref resv = {"provisio.dev", "v1alpha1", "reservations", NULL, NULL, NULL};
-    kc_ref claims = claims_ref_ns(o->ns);
+    kc_ref claims = claims_ref(o);
     char *resv_sel = xasprintf("provisio.dev/pool=%s", o->pool);
     char *claim_sel = xasprintf("%s=%s", BENCH_LABEL_RUN, o->prefix);
     double t0 = now_s();
@@ -885,7 +1006,8 @@ static void write_latencies(const bench *b, const char *path)
 static void usage(void)
 {
     fputs("usage: bench_claims claims|floor|cleanup --namespace NS --pool NAME [-n N] [-t T]\n"
-          "         [--prefix P] [--timeout S] [--latencies FILE] [--kubeconfig F]\n"
+          "         [--kind ip|device] [--resource R] [--prefix P] [--timeout S]\n"
+          "         [--latencies FILE] [--kubeconfig F]\n"
           "         [--serial]   (claims)\n"
           "         [--posts X --patches Y --puts Z --deletes D]   (floor)\n",
           stderr);
@@ -919,6 +1041,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
     o->prefix = "c";
     o->timeout_s = 900;
     o->posts = o->patches = o->puts = -1;
+    o->kind = &kinds[0];
+    o->resource_name = "bench.provisio.dev/dev";
     static const struct option lo[] = {
         {"namespace", required_argument, NULL, 'N'},
         {"pool", required_argument, NULL, 'p'},
@@ -931,6 +1055,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
         {"puts", required_argument, NULL, 3},
         {"deletes", required_argument, NULL, 4},
         {"serial", no_argument, NULL, 5},
+        {"kind", required_argument, NULL, 6},
+        {"resource", required_argument, NULL, 7},
         {NULL, 0, NULL, 0},
     };
     optind = 2;
@@ -975,6 +1101,17 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             break;
         case 5:
             o->serial = true;
+            break;
+        case 6:
+            o->kind = NULL;
+            for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+                if (!strcmp(optarg, kinds[k].name))
+                    o->kind = &kinds[k];
+            if (o->kind == NULL)
+                usage();
+            break;
+        case 7:
+            o->resource_name = optarg;
             break;
         default:
             usage();
