@@ -319,8 +319,8 @@ static void device_status(const bench_opts *o, long i, json_object *st, json_obj
 static const claim_kind kinds[] = {
     {"ip", "ipclaims", "IPClaim", "IPPool", "ippool", ip_spec, ip_slot, ip_status,
      "allocated 10.0.0.1/8 from pool floor"},
-    {"device", "deviceclaims", "DeviceClaim", "DevicePool", "devicepool", device_spec,
-     device_slot, device_status, "Allocated dev0 of DevicePool floor on node node-a"},
+    {"device", "deviceclaims", "DeviceClaim", "DevicePool", "devicepool", device_spec, device_slot,
+     device_status, "Allocated dev0 of DevicePool floor on node node-a"},
 };
 
 static kc_ref claims_ref(const bench_opts *o)

@@ -379,35 +379,17 @@ static json_object *allocation_new(json_object *devices, const char *pool, const
 }
 
 /* The devices an allocation lists, sorted, comma-joined (malloc'd). */
-static char *alloc_devices(json_object *allocation)
+static bool allocation_is(json_object *allocation, json_object *devices)
 {
     json_object *res = rec_obj_at(allocation, "devices.results");
-    size_t n = res && json_object_is_type(res, json_type_array) ? json_object_array_length(res) : 0;
-    char *out = strdup("");
-    for (size_t i = 0; out && i < n; i++) {
-        char *next = NULL;
-        if (rec_msg(&next, "%s%s%s", out, i ? "," : "",
-                    nz(rec_obj_str(json_object_array_get_idx(res, i), "device"))) != KC_OK)
-            next = NULL;
-        free(out);
-        out = next;
-    }
-    return out;
-}
-
-static char *status_devices(json_object *devices)
-{
     size_t n = json_object_array_length(devices);
-    char *out = strdup("");
-    for (size_t i = 0; out && i < n; i++) {
-        char *next = NULL;
-        if (rec_msg(&next, "%s%s%s", out, i ? "," : "",
-                    nz(json_object_get_string(json_object_array_get_idx(devices, i)))) != KC_OK)
-            next = NULL;
-        free(out);
-        out = next;
-    }
-    return out;
+    if (!res || !json_object_is_type(res, json_type_array) || json_object_array_length(res) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(nz(rec_obj_str(json_object_array_get_idx(res, i), "device")),
+                   nz(json_object_get_string(json_object_array_get_idx(devices, i)))))
+            return false;
+    return true;
 }
 
 /* A new ResourceClaim for the DeviceClaim claim (count devices). */
@@ -581,23 +563,17 @@ static ctl_result rclaim_reconcile(const ctl_ctx *ctx, const char *namespace_, c
         }
         json_object *cur = created ? created : rclaim;
         json_object *alloc = rec_obj_at(cur, "status.allocation");
-        char *have = alloc ? alloc_devices(alloc) : NULL;
-        char *want = status_devices(devices);
         json_object *reserved = rec_obj_at(cur, "status.reservedFor");
         bool in_use = reserved && json_object_is_type(reserved, json_type_array) &&
                       json_object_array_length(reserved) > 0;
-        if (!want) {
-            rc = KC_ERR_NOMEM;
-        } else if (!alloc) {
+        if (!alloc) {
             rc = write_allocation(dra, cur, allocation_new(devices, pool, node), &err);
-        } else if (strcmp(have ? have : "", want) && !in_use) {
+        } else if (!allocation_is(alloc, devices) && !in_use) {
             /* devices replaced: an allocation cannot change, only go and come back */
             rc = write_allocation(dra, cur, NULL, &err);
             if (rc == KC_OK)
                 res = ctl_requeue();
         }
-        free(have);
-        free(want);
         json_object_put(created);
         if (rc == KC_ERR_CONFLICT) {
             kc_error_clear(&err);

@@ -76,7 +76,8 @@ int dev_status_claim_ready(json_object *cached_status, const char *pool_name, js
     const char **ids = n ? malloc(n * sizeof *ids) : NULL;
     if (n && !ids)
         return KC_ERR_NOMEM;
-    memcpy(ids, slots, n * sizeof *ids);
+    if (n)
+        memcpy(ids, slots, n * sizeof *ids);
     qsort(ids, n, sizeof *ids, str_cmp);
     json_object *st = NULL;
     int rc = rec_status_base(cached_status, &st);
