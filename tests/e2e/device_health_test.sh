@@ -49,6 +49,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+# shellcheck source=device_lib.sh
+. "$here/device_lib.sh"
 e2e_init device-health
 
 e2e_require_env KUBECONFIG PROVISIO_KUBE_DIR PROVISIO_BINARY PROVISIO_SOURCE_DIR
@@ -75,26 +77,7 @@ mkdir -p "$ROOT_C/dev"
 k() { kubectl "$@"; }
 check() { python3 "$here/device_check.py" "$@"; }
 
-cleanup() {
-  local o n r
-  e2e_force_delete_pods "$NS"
-  for o in $(k get deviceclaims -n "$NS" -o name 2>/dev/null); do
-    k patch -n "$NS" "$o" --type=merge -p '{"metadata":{"finalizers":null}}'
-  done
-  k delete namespace "$NS" --wait=false
-  for o in $(k get devicepools -l "$LABEL" -o name 2>/dev/null); do
-    k patch "$o" --type=merge -p '{"metadata":{"finalizers":null}}'
-    k delete reservations -l "provisio.dev/pool=${o#*/}" --wait=false
-  done
-  k delete devicepools -l "$LABEL" --wait=false
-  for n in node-a node-b node-c; do
-    for r in "${RESOURCES[@]}"; do
-      r=${r//\//\~1}
-      k patch node "$n" --subresource=status --type=json \
-        -p "[{\"op\":\"remove\",\"path\":\"/status/capacity/$r\"},{\"op\":\"remove\",\"path\":\"/status/allocatable/$r\"}]"
-    done
-  done
-}
+cleanup() { device_cleanup "$NS" "$LABEL" "${RESOURCES[@]}"; }
 e2e_on_exit cleanup
 
 # ---- helpers ---------------------------------------------------------------------
