@@ -276,6 +276,9 @@ refused "a zero capacity" "spec.capacity must be a positive whole number of byte
 refused "a negative capacity" "spec.capacity must be a positive whole number of bytes" StoragePool "$p" '{nodeName: node-a, path: /var/lib/p, capacity: -1Gi}'
 refused "a fractional capacity" "spec.capacity must be a positive whole number of bytes" StoragePool "$p" '{nodeName: node-a, path: /var/lib/p, capacity: 1500m}'
 refused "a pool without capacity" "spec.capacity: Required value" StoragePool "$p" '{nodeName: node-a, path: /var/lib/p}'
+accepted "quota Off (a string, not YAML's false)" StoragePool "$p" '{nodeName: node-a, path: /var/lib/p, capacity: 1Gi, quota: "Off"}'
+refused "quota: Off unquoted (YAML's false), saying what is allowed" 'supported values: "Auto", "Required", "Off"' StoragePool "$p" '{nodeName: node-a, path: /var/lib/p, capacity: 1Gi, quota: Off}'
+refused "an unknown quota mode" 'Unsupported value: "Sometimes"' StoragePool "$p" '{nodeName: node-a, path: /var/lib/p, capacity: 1Gi, quota: Sometimes}'
 accepted "a volume" Volume v '{size: 1Gi, pool: demo-local, nodeName: node-a, reclaimPolicy: Retain, accessModes: [ReadWriteOnce, ReadOnlyMany]}'
 refused "a size that is no quantity" "spec.size must be a quantity of bytes" Volume v '{size: abc}'
 refused "a volume without size" "spec.size: Required value" Volume v '{pool: demo-local}'
@@ -292,7 +295,9 @@ refused "a reservation whose name is not its slot" "metadata.name of a Reservati
 refused "a reservation named with a compressed IPv6 address" "metadata.name of a Reservation must be" Reservation "ippool.$p.fd00-10--5" "$(r_spec fd00:10::5 c u1)"
 refused "a reservation named without the pool kind" "metadata.name of a Reservation must be" Reservation "$p.10-20-0-5" "$(r_spec 10.20.0.5 c u1)"
 refused "a reservation of a non-canonical address" "must be an IP address in canonical form" Reservation "ippool.$p.fd00-10-0-0-0-0-0-5" "$(r_spec fd00:10:0::5 c u1)"
-refused "a StoragePool reservation without bytes" "must say how many bytes it holds" Reservation "storagepool.$p.u1" "{pool: {kind: StoragePool, name: $p}, slot: u1, claim: {kind: Volume, namespace: $ns, name: v, uid: u1}}"
+refused "a StoragePool reservation without bytes" "must say how many bytes it holds" Reservation "storagepool.$p.u1" "{pool: {kind: StoragePool, name: $p}, slot: u1, admittedUntil: '2026-01-02T15:04:05Z', claim: {kind: Volume, namespace: $ns, name: v, uid: u1}}"
+refused "a StoragePool reservation without its admission's deadline" "must carry the deadline of its admission" Reservation "storagepool.$p.u1" "{pool: {kind: StoragePool, name: $p}, slot: u1, bytes: 1024, claim: {kind: Volume, namespace: $ns, name: v, uid: u1}}"
+accepted "a StoragePool reservation" Reservation "storagepool.$p.u1" "{pool: {kind: StoragePool, name: $p}, slot: u1, bytes: 1024, admittedUntil: '2026-01-02T15:04:05Z', claim: {kind: Volume, namespace: $ns, name: v, uid: u1}}"
 
 # --- real objects: immutability, locks, columns ---------------------------
 create IPPool "$p" '{cidr: 10.20.0.0/24, gateway: 10.20.0.1}'

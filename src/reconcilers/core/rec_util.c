@@ -131,6 +131,33 @@ const char *rec_format_time(time_t t, char buf[REC_TIME_STRLEN])
     return buf;
 }
 
+bool rec_parse_time(const char *s, time_t *out)
+{
+    if (s == NULL)
+        return false;
+    struct tm tm = {0};
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (p == NULL)
+        return false;
+    if (*p == '.') {
+        p++;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    long offset = 0;
+    if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+        long h = strtol(p + 1, NULL, 10), m = strtol(p + 4, NULL, 10);
+        offset = (h * 3600 + m * 60) * (*p == '-' ? -1 : 1);
+    } else if (!((*p == 'Z' || *p == 'z') && p[1] == '\0')) {
+        return false;
+    }
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return false;
+    *out = t - offset;
+    return true;
+}
+
 /* ---- conditions ----------------------------------------------------------- */
 
 static bool is_alnum(char ch)

@@ -47,6 +47,13 @@
  */
 const char *rec_format_time(time_t t, char buf[REC_TIME_STRLEN]);
 
+/*
+ * An RFC 3339 time ("2025-01-02T15:04:05Z"; fractions of a second are cut,
+ * offsets such as +02:00 applied) into *out, seconds since the epoch.
+ * false when s is NULL or not such a time.
+ */
+bool rec_parse_time(const char *s, time_t *out);
+
 /* ---- looking things up (safe on store objects) ---------------------------- */
 
 /*
