@@ -21,6 +21,7 @@
 
 #include <json-c/json.h>
 
+#include "kc_error.h"
 #include "rec_util.h"
 #include "vol_ledger.h"
 
@@ -65,7 +66,7 @@ Test(vol_ledger, capacity_forms)
         json_object *p = pool_json(bad[i], NULL);
         vol_ledger l;
         char *why = NULL;
-        cr_expect_eq(vol_ledger_read(p, &l, &why), -1, "%s", bad[i]);
+        cr_expect_eq(vol_ledger_read(p, &l, &why), KC_ERR_INVALID_ARG, "%s", bad[i]);
         cr_expect(why && strstr(why, "spec.capacity of StoragePool p"), "%s: %s", bad[i],
                   why ? why : "(none)");
         free(why);

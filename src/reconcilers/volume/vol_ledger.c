@@ -47,7 +47,7 @@ static bool get_i64(json_object *o, const char *key, int64_t min, int64_t *out)
     return true;
 }
 
-/* 0, 1 when e is not an entry the schema allows, or -ENOMEM. */
+/* 0, 1 when e is not an entry the schema allows, or KC_ERR_NOMEM. */
 static int read_admission(json_object *e, vol_admission *a)
 {
     const char *uid = rec_obj_str(e, "uid");
@@ -57,11 +57,11 @@ static int read_admission(json_object *e, vol_admission *a)
         return 1;
     a->until = (int64_t)until;
     a->uid = strdup(uid);
-    return a->uid ? 0 : -ENOMEM;
+    return a->uid ? 0 : KC_ERR_NOMEM;
 }
 
 /* Reads status.allocatedBytes and status.inFlight: 0 (known says whether
- * they were usable) or -ENOMEM. */
+ * they were usable) or KC_ERR_NOMEM. */
 static int read_status(json_object *status, vol_ledger *l)
 {
     if (!get_i64(status, "allocatedBytes", 0, &l->allocated))
@@ -75,7 +75,7 @@ static int read_status(json_object *status, vol_ledger *l)
             return 0;
         l->inflight = n ? calloc(n, sizeof *l->inflight) : NULL;
         if (n && !l->inflight)
-            return -ENOMEM;
+            return KC_ERR_NOMEM;
         for (size_t i = 0; i < n; i++) {
             vol_admission a = {0};
             int rc = read_admission(json_object_array_get_idx(arr, i), &a);
@@ -111,11 +111,11 @@ int vol_ledger_read(json_object *pool, vol_ledger *l, char **why)
                     "bytes (such as 100Gi or 1073741824)",
                     rec_obj_str(pool, "metadata.name") ? rec_obj_str(pool, "metadata.name")
                                                        : "?") != 0)
-            return -ENOMEM;
-        return -1;
+            return KC_ERR_NOMEM;
+        return KC_ERR_INVALID_ARG;
     }
     int rc = read_status(rec_obj_at(pool, "status"), l);
-    if (rc == -ENOMEM) {
+    if (rc == KC_ERR_NOMEM) {
         vol_ledger_close(l);
         return rc;
     }
@@ -176,7 +176,7 @@ int vol_ledger_admit(vol_ledger *l, const char *uid, int64_t bytes, int64_t now,
         free(copy);
         if (grown)
             l->inflight = grown;
-        return -ENOMEM;
+        return KC_ERR_NOMEM;
     }
     l->inflight = grown;
     l->inflight[l->n_inflight++] = (vol_admission){copy, bytes, now + VOL_ADMIT_TTL};
@@ -269,26 +269,26 @@ int vol_ledger_write(const vol_ledger *l, json_object *status)
     if (!pv_json_add_i64(status, "capacityBytes", l->capacity) ||
         !pv_json_add_i64(status, "allocatedBytes", l->allocated) ||
         !pv_json_add_i64(status, "availableBytes", vol_ledger_available(l)))
-        return -ENOMEM;
+        return KC_ERR_NOMEM;
     if (l->n_inflight == 0) {
         json_object_object_del(status, "inFlight");
         return 0;
     }
     json_object *arr = json_object_new_array_ext((int)l->n_inflight);
     if (!pv_json_add(status, "inFlight", arr))
-        return -ENOMEM;
+        return KC_ERR_NOMEM;
     for (size_t i = 0; i < l->n_inflight; i++) {
         char buf[REC_TIME_STRLEN];
         json_object *e = json_object_new_object();
         if (!e || json_object_array_add(arr, e) != 0) {
             json_object_put(e);
-            return -ENOMEM;
+            return KC_ERR_NOMEM;
         }
         if (!pv_json_add_str(e, "uid", l->inflight[i].uid) ||
             !pv_json_add_i64(e, "bytes", l->inflight[i].bytes) ||
             !rec_format_time((time_t)l->inflight[i].until, buf) ||
             !pv_json_add_str(e, "admittedUntil", buf))
-            return -ENOMEM;
+            return KC_ERR_NOMEM;
     }
     return 0;
 }

@@ -43,9 +43,9 @@ typedef struct vol_ledger {
  * The ledger of a pool object (borrowed; not kept). A status without
  * allocatedBytes, or with an inFlight entry the schema would not allow, gives
  * known = false: nothing may be admitted until a recount rebuilds it (a
- * status wiped by hand must not read as "nothing held"). Returns 0, or -1
- * with *why (owned, for a condition message) when spec.capacity is not a
- * positive whole number of bytes, or -ENOMEM.
+ * status wiped by hand must not read as "nothing held"). Returns 0,
+ * KC_ERR_INVALID_ARG with *why (owned, for a condition message) when
+ * spec.capacity is not a positive whole number of bytes, or KC_ERR_NOMEM.
  */
 int vol_ledger_read(json_object *pool, vol_ledger *l, char **why);
 
@@ -73,7 +73,7 @@ typedef enum vol_admit_result {
  * the ledger tells it from an older Reservation of the same name (one being
  * released, or a stale cache's). Past its deadline the caller waits for a
  * recount to drop it, then admits again. *changed (may be NULL) is set when l
- * differs from what was read (a write is needed). -ENOMEM leaves l as it was.
+ * differs from what was read (a write is needed). KC_ERR_NOMEM leaves l as it was.
  */
 int vol_ledger_admit(vol_ledger *l, const char *uid, int64_t bytes, int64_t now,
                      vol_admit_result *result, bool *changed);
@@ -138,7 +138,7 @@ bool vol_ledger_recount_due(const vol_ledger *l, int64_t held_bytes, vol_landed_
 /*
  * Writes allocatedBytes, availableBytes, capacityBytes and inFlight (absent
  * when empty) into a status object (borrowed). Nothing is written for an
- * unknown ledger. 0 or -ENOMEM.
+ * unknown ledger. 0 or KC_ERR_NOMEM.
  */
 int vol_ledger_write(const vol_ledger *l, json_object *status);
 
