@@ -325,44 +325,6 @@ def cmd_identity(log):
     return 1
 
 
-def log_time(ts):
-    """Seconds since the epoch of an RFC 3339 "ts" of the JSON log."""
-    from datetime import datetime
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-
-
-def cmd_no_forbidden(window, *logs):
-    """No log line (ts aside) mentions a 403 or Forbidden, except lines whose
-    ts falls in WINDOW ("start,end" epoch seconds, or "-" for none): those
-    are counted and reported on the last line as "tolerated N"."""
-    lo, hi = (float(x) for x in window.split(",")) if window != "-" else (1, 0)
-    hits = []
-    tolerated = 0
-    for log in logs:
-        with open(log, errors="replace") as f:
-            for n, line in enumerate(f, 1):
-                text = line
-                when = None
-                try:
-                    d = json.loads(line)
-                    if isinstance(d, dict):
-                        if isinstance(d.get("ts"), str):
-                            when = log_time(d["ts"])
-                        d.pop("ts", None)
-                        text = json.dumps(d)
-                except ValueError:
-                    pass
-                if re.search(r"\b403\b|forbidden", text, re.I):
-                    if when is not None and lo <= when <= hi:
-                        tolerated += 1
-                    else:
-                        hits.append("%s:%d: %s" % (log, n, line.strip()[:600]))
-    for h in hits[:20]:
-        print(h)
-    print("tolerated %d" % tolerated)
-    return 1 if hits else 0
-
-
 def cmd_rest_code(metrics_file, code):
     """Sum of rest_client_requests_total{code=CODE}; 0 when absent."""
     total = 0.0
@@ -515,7 +477,7 @@ assert_no_403() {
     out=$(rest_code "$n" 401)
     [ "${out:-0}" = 0 ] || e2e_fail "$n: rest_client_requests_total{code=\"401\"} rose by $out"
   done
-  out=$(check no-forbidden "$window" "${logs[@]}") || e2e_fail "403/Forbidden in the operator log:" "$out"
+  out=$(python3 "$SRC/tests/e2e/logcheck.py" no-forbidden "$window" "${logs[@]}") || e2e_fail "403/Forbidden in the operator log:" "$out"
   [ "$out" = "tolerated 0" ] ||
     e2e_diag "${out#tolerated } log lines with 403 while kube-apiserver was starting (before /readyz; RBAC caches not synced): tolerated"
 }

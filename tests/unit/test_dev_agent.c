@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -166,7 +167,13 @@ Test(dev_scan, present_absent_and_directory)
     free(msg);
 }
 
-Test(dev_scan, a_file_that_exists_but_does_not_open_is_not_present)
+static void expect_present_unopened(const char *msg, bool present)
+{
+    cr_expect(present, "a file that cannot be opened is still there");
+    cr_expect_str_eq(msg, "present; not opened (permission denied): only its presence is checked");
+}
+
+Test(dev_scan, a_file_that_exists_but_does_not_open)
 {
     /* A UNIX socket exists but open(2) refuses it (ENXIO), even for root. */
     touch("/dev/.keep");
@@ -191,13 +198,44 @@ Test(dev_scan, a_file_that_exists_but_does_not_open_is_not_present)
     cr_assert_eq(chmod(full, 0), 0);
     free(full);
     cr_assert_eq(dev_scan_check(root, "/dev/locked0", &present, &msg), KC_OK);
-    if (geteuid() != 0) {
-        cr_expect_not(present);
-        cr_expect_str_eq(msg, "Permission denied");
-    } else {
+    if (geteuid() == 0)
         cr_expect(present, "root opens a file of mode 0");
-    }
+    else
+        expect_present_unopened(msg, present);
     free(msg);
+    if (geteuid() != 0)
+        return;
+    /* As a user without the right to open it (the DaemonSet's 65532), in a
+     * child: present, and the message says only presence was checked. */
+    char *dev = NULL;
+    cr_assert_geq(asprintf(&dev, "%s/dev", root), 0);
+    cr_assert_eq(chmod(root, 0755), 0); /* mkdtemp's 0700: nobody else could look in */
+    cr_assert_eq(chmod(dev, 0755), 0);
+    free(dev);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        bool p = false;
+        char *m = NULL;
+        int ok = setgid(65532) == 0 && setuid(65532) == 0 &&
+                 dev_scan_check(root, "/dev/locked0", &p, &m) == KC_OK;
+        dprintf(fds[1], "%d %d %s", ok, p, m ? m : "(none)");
+        _exit(0);
+    }
+    close(fds[1]);
+    char out[256] = {0};
+    ssize_t got = read(fds[0], out, sizeof out - 1);
+    close(fds[0]);
+    waitpid(pid, NULL, 0);
+    cr_assert_gt(got, 0);
+    int ok = 0, p = 0;
+    int used = 0;
+    cr_assert_eq(sscanf(out, "%d %d %n", &ok, &p, &used), 2, "%s", out);
+    cr_assert(ok, "the child could not drop to uid 65532 or check: %s", out);
+    expect_present_unopened(out + used, p);
 }
 
 Test(dev_scan, host_root_slash_and_trailing_slashes_are_the_same_prefix)

@@ -11,6 +11,12 @@
 #     names one of the pods);
 #  3. the node agent DaemonSet of config/agent (in config/default) is ready
 #     on the real node as its ServiceAccount, with no request refused;
+#     3b. it sees the host's /dev (mounted at /host/dev, --host-root=/host):
+#     a DevicePool discovering /dev/null and files the test makes in the
+#     host's /dev lists them healthy, one of them mode 0600 root (the
+#     agent's non-root user cannot open it: present, "only its presence is
+#     checked"), and a file created afterwards appears in its status, then
+#     leaves it when removed;
 #     the network samples become Ready (reconciled in-cluster: the pods reach
 #     the API server at the kubernetes Service address with TLS verified);
 #  4. the leader's process is SIGKILLed (through containerd; no Lease
@@ -51,9 +57,16 @@ sample_ns=realnode-samples
 
 k() { "$KUBECTL" "$@"; }
 
+# Files of the host's /dev the agent pod is shown in 3b.
+DEV_LOCKED=/dev/provisio-e2e-locked
+DEV_PLUGGED=/dev/provisio-e2e-plugged
+DEV_POOL=realnode-e2e-dev
+
 cleanup() {
   k delete -n "$sample_ns" ipclaims --all --wait=false
   k delete namespace "$sample_ns" --wait=false
+  k delete devicepool "$DEV_POOL" --ignore-not-found --wait=false
+  rm -f "$DEV_LOCKED" "$DEV_PLUGGED"
 }
 e2e_on_exit cleanup
 
@@ -128,6 +141,66 @@ test_agent_daemonset_runs() {
   logs=$(k -n "$SYS" logs "$pod") || e2e_fail "no logs of the agent pod $pod"
   ! grep -qi forbidden <<<"$logs" || e2e_fail "the agent logged a forbidden request"
   k -n "$SYS" get daemonset provisio-agent -o wide | sed 's/^/# /'
+}
+
+# dev_status DEVICE-ID: "HEALTHY AGENT-MESSAGE": status.devices[].healthy of
+# the pool, and the message of the agent's own report (status.agent) for it.
+dev_status() {
+  k get devicepool "$DEV_POOL" -o json | python3 -c '
+import json, sys
+st = json.load(sys.stdin).get("status") or {}
+healthy = [d.get("healthy") for d in st.get("devices") or [] if d.get("id") == sys.argv[1]]
+msg = [d.get("message", "") for d in (st.get("agent") or {}).get("devices") or [] if d.get("id") == sys.argv[1]]
+if healthy:
+    print("%s %s" % (healthy[0], msg[0] if msg else ""))' "$1"
+}
+
+dev_is() { # DEVICE-ID WANT-PREFIX
+  local got
+  got=$(dev_status "$1")
+  [[ $got == "$2"* ]] || {
+    echo "device $1: '$got', want '$2...'"
+    return 1
+  }
+}
+
+dev_gone() { # DEVICE-ID
+  [ -z "$(dev_status "$1")" ] || {
+    echo "device $1 still listed: $(dev_status "$1")"
+    return 1
+  }
+}
+
+test_agent_sees_the_host_dev() {
+  : >"$DEV_LOCKED"
+  chmod 600 "$DEV_LOCKED"
+  k apply -f - >/dev/null <<YAML
+apiVersion: provisio.dev/v1alpha1
+kind: DevicePool
+metadata:
+  name: $DEV_POOL
+spec:
+  nodeName: real-node
+  resourceName: e2e.provisio.dev/hostdev
+  publish: None
+  discover:
+    paths: [/dev/null, /dev/provisio-e2e-*]
+YAML
+  e2e_wait_for 60 "/dev/null found by the agent pod" dev_is null "True"
+  e2e_wait_for 30 "$DEV_LOCKED found, presence only" dev_is provisio-e2e-locked \
+    "True present; not opened (permission denied)"
+  local t0
+  t0=$(e2e_now)
+  : >"$DEV_PLUGGED"
+  e2e_wait_for 30 "$DEV_PLUGGED appears in the pool's status" dev_is provisio-e2e-plugged True
+  e2e_diag "a file made in the host's /dev shown in the pool's status after $(e2e_since "$t0") s"
+  rm -f "$DEV_PLUGGED"
+  # A discovered device whose file is gone is gone from the pool (a declared
+  # one would turn unhealthy instead: device_agent_test).
+  e2e_wait_for 30 "$DEV_PLUGGED gone from the pool once removed" dev_gone provisio-e2e-plugged
+  k get devicepool "$DEV_POOL" -o wide | sed 's/^/# /'
+  k delete devicepool "$DEV_POOL" --wait=true --timeout=60s >/dev/null ||
+    e2e_fail "DevicePool $DEV_POOL not deleted"
 }
 
 test_samples_become_ready() {
@@ -219,6 +292,8 @@ e2e_last_ok || e2e_bail "no real node"
 e2e_test "config/default runs two replicas on the real node, one leading" test_config_default_runs_two_replicas_one_leading
 e2e_last_ok || e2e_bail "the Deployment did not come up"
 e2e_test "the node agent DaemonSet (config/agent) runs on the real node" test_agent_daemonset_runs
+e2e_test "the agent pod sees the host's /dev: discovery, presence-only files, hot-plug" \
+  test_agent_sees_the_host_dev
 e2e_test "the network samples become Ready, reconciled in-cluster" test_samples_become_ready
 e2e_test "SIGKILL of the leader's process: another takes the Lease and reconciling goes on" \
   test_sigkill_of_the_leader_moves_the_lease

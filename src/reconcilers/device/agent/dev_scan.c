@@ -98,6 +98,18 @@ static int check_path(const char *full, bool *present, char **message)
          * pod holds the device: it is there and in use, not broken (calling
          * it unhealthy would have the operator replace it under the pod). */
         *present = err == EBUSY;
+        if (err == EACCES || err == EPERM) {
+            /* An agent without the right to open the file (a DaemonSet as
+             * a non-root user) can still see that it is there: present,
+             * saying that only presence was checked. */
+            struct stat st;
+            if (stat(full, &st) == 0 && !S_ISDIR(st.st_mode)) {
+                *present = true;
+                *message = strdup("present; not opened (permission denied): only its presence "
+                                  "is checked");
+                return *message != NULL ? KC_OK : KC_ERR_NOMEM;
+            }
+        }
         return set_message(err, message);
     }
     struct stat st;
