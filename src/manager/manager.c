@@ -33,6 +33,7 @@
 #include "informer.h"
 #include "dev.h"
 #include "ip.h"
+#include "vol.h"
 #include "kc_client.h"
 #include "kc_config.h"
 #include "kc_error.h"
@@ -73,6 +74,7 @@ typedef struct mgr_domain {
 static const mgr_domain mgr_domains[] = {
     {"ip", ip_setup},
     {"device", dev_setup},
+    {"volume", vol_setup},
     {NULL, NULL},
 };
 

@@ -119,7 +119,7 @@ Test(vol_pool, readiness)
     expect_ready(NULL, GOOD_AGENT, false, "False", VOL_REASON_NODE, "node node-a does not exist");
     expect_ready(NULL, NULL, true, "False", VOL_REASON_AGENT, "provisio-agent DaemonSet");
     expect_ready(NULL, "\"observedGeneration\":2,\"present\":true,\"writable\":true", true, "False",
-                 VOL_REASON_AGENT, "since spec changed");
+                 VOL_REASON_AGENT, "since its spec changed");
     expect_ready(NULL, "\"observedGeneration\":3,\"present\":false,\"message\":\"no such dir\"",
                  true, "False", VOL_REASON_PATH_NOT_FOUND,
                  "/srv/pool is not a directory on node node-a: no such dir");

@@ -86,9 +86,9 @@ int vol_pool_readiness(json_object *pool, bool node_exists, const vol_agent_repo
     if (!r->fresh || !r->current) {
         *reason = VOL_REASON_AGENT;
         return rec_msg(message,
-                       "the node agent on %s has not reported on %s%s for %d s: is the "
-                       "provisio-agent DaemonSet running there?",
-                       node, path, r->fresh ? " since spec changed" : "", VOL_AGENT_STALE);
+                       "no report from the node agent on %s about %s%s in the last %d s: is "
+                       "the provisio-agent DaemonSet running there?",
+                       node, path, r->fresh ? " since its spec changed" : "", VOL_AGENT_STALE);
     }
     if (!r->present) {
         *reason = VOL_REASON_PATH_NOT_FOUND;

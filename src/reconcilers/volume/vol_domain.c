@@ -1,0 +1,552 @@
+/*
+ * vol_domain - the volume domain's informers and its "storagepool" controller.
+ *
+ * A StoragePool's reconcile: the finalizer (kept while any Reservation of
+ * the pool exists, the API server asked before it goes), the ledger
+ * (vol_ledger: rebuilt by a recount when the status has none, and recounted
+ * from a consistent LIST when the cached Reservations say something was
+ * freed; at most one recount per pool every VOL_RECOUNT_INTERVAL), Ready
+ * from the node agent's report (vol_pool), and the status, written by PUT at
+ * the cached resourceVersion: the ledger's compare-and-swap (README.md).
+ *
+ * Reconciles are triggered by the pool, by any Reservation of the pool (its
+ * spec.pool.name) and by its Node coming or going; they come back by
+ * themselves when the agent's report would turn stale or an admission
+ * would expire.
+ */
+#include "vol.h"
+#include "vol_ledger.h"
+#include "vol_pool.h"
+
+#include "inf_map.h"
+#include "kc_error.h"
+#include "pv_clock.h"
+#include "pv_json.h"
+#include "rec_reserve.h"
+#include "rec_util.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define VOL_POOL_CONTROLLER "storagepool"
+#define VOL_RECOUNT_INTERVAL 2.0 /* s between recounts of one pool */
+#define VOL_RECHECK_MAX 60.0     /* s: a pool is looked at again at least this often */
+#define VOL_IDX_POOL "by-pool"   /* Reservations by spec.pool.name */
+#define VOL_IDX_NODE "by-node"   /* StoragePools by spec.nodeName */
+
+static const kc_ref pools_ref = {
+    .group = "provisio.dev", .version = "v1alpha1", .resource = "storagepools"};
+static const kc_ref resv_ref = {
+    .group = "provisio.dev", .version = "v1alpha1", .resource = "reservations"};
+static const kc_ref nodes_ref = {.group = "", .version = "v1", .resource = "nodes"};
+
+#define VOL_RESV_SELECTOR REC_LABEL_POOL_KIND "=" REC_POOL_KIND_STORAGE
+
+typedef struct vol_app {
+    rec_env env;
+    kc_client *client;
+    inf_informer *pools, *resv, *nodes;
+    store *pools_store, *resv_store, *nodes_store;
+    ctl *pool_ctl;
+    pthread_mutex_t mu;
+    inf_map last_recount; /* pool name -> recount_mark */
+} vol_app;
+
+/* ---- the pool's Reservations, as the cache shows them ------------------------- */
+
+typedef struct held {
+    const char *uid; /* spec.slot, borrowed from the store object */
+    int64_t bytes;
+    int64_t until;
+    bool valid;
+} held;
+
+typedef struct held_list {
+    json_object **objs; /* the store's objects, kept while v borrows from them */
+    size_t n_objs;
+    held *v;
+    size_t n;
+    int64_t valid_bytes;
+    int64_t valid_count;
+} held_list;
+
+static void held_free(held_list *h)
+{
+    store_objs_free(h->objs, h->n_objs);
+    free(h->v);
+    memset(h, 0, sizeof *h);
+}
+
+static bool read_held(json_object *r, held *out)
+{
+    out->uid = rec_obj_str(r, "spec.slot");
+    json_object *b = rec_obj_at(r, "spec.bytes");
+    time_t created, until;
+    if (!out->uid || !json_object_is_type(b, json_type_int) ||
+        !rec_parse_time(rec_obj_str(r, "metadata.creationTimestamp"), &created) ||
+        !rec_parse_time(rec_obj_str(r, "spec.admittedUntil"), &until))
+        return false;
+    out->bytes = json_object_get_int64(b);
+    out->until = (int64_t)until;
+    out->valid = out->bytes > 0 && vol_resv_valid((int64_t)created, out->until);
+    return true;
+}
+
+static int held_of(vol_app *a, const char *pool, held_list *h)
+{
+    memset(h, 0, sizeof *h);
+    int rc = store_by_index(a->resv_store, VOL_IDX_POOL, pool, &h->objs, &h->n_objs);
+    if (rc != KC_OK)
+        return rc;
+    h->v = h->n_objs ? calloc(h->n_objs, sizeof *h->v) : NULL;
+    if (h->n_objs && !h->v) {
+        held_free(h);
+        return KC_ERR_NOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < h->n_objs; i++) {
+        if (!read_held(h->objs[i], &h->v[k]))
+            continue; /* not ours to count: the schema requires all of it */
+        if (h->v[k].valid) {
+            h->valid_bytes += h->v[k].bytes;
+            h->valid_count++;
+        }
+        k++;
+    }
+    h->n = k;
+    return KC_OK;
+}
+
+/* vol_landed_fn over the cache: the Reservation of uid with deadline until. */
+static bool cache_landed(void *ctx, const char *uid, int64_t until)
+{
+    const held_list *h = ctx;
+    for (size_t i = 0; i < h->n; i++)
+        if (h->v[i].until == until && !strcmp(h->v[i].uid, uid))
+            return true;
+    return false;
+}
+
+/* ---- the recount ------------------------------------------------------------------ */
+
+typedef struct listed_acc {
+    vol_listed *v;
+    char **uids; /* owned copies: the items are released as they are read */
+    size_t n, cap;
+} listed_acc;
+
+static void listed_free(listed_acc *acc)
+{
+    for (size_t i = 0; i < acc->n; i++)
+        free(acc->uids[i]);
+    free(acc->uids);
+    free(acc->v);
+    memset(acc, 0, sizeof *acc);
+}
+
+static int listed_add(json_object *item, void *user)
+{
+    listed_acc *acc = user;
+    held h;
+    int rc = KC_OK;
+    if (read_held(item, &h)) {
+        if (acc->n == acc->cap) {
+            size_t cap = acc->cap ? 2 * acc->cap : 64;
+            vol_listed *v = realloc(acc->v, cap * sizeof *v);
+            if (v)
+                acc->v = v;
+            char **u = v ? realloc(acc->uids, cap * sizeof *u) : NULL;
+            if (u)
+                acc->uids = u;
+            if (!v || !u)
+                rc = KC_ERR_NOMEM;
+            else
+                acc->cap = cap;
+        }
+        time_t created = 0;
+        rec_parse_time(rec_obj_str(item, "metadata.creationTimestamp"), &created);
+        char *uid = rc == KC_OK ? strdup(h.uid) : NULL;
+        if (rc == KC_OK && !uid)
+            rc = KC_ERR_NOMEM;
+        if (rc == KC_OK) {
+            acc->uids[acc->n] = uid;
+            acc->v[acc->n] = (vol_listed){uid, h.bytes, (int64_t)created, h.until};
+            acc->n++;
+        }
+    }
+    json_object_put(item);
+    return rc;
+}
+
+/*
+ * Recount l from a consistent LIST of the pool's Reservations (every page,
+ * items decoded one at a time). t0 is taken before the request goes out.
+ */
+static int recount(vol_app *a, const char *pool, vol_ledger *l, kc_error *err)
+{
+    char *selector = NULL;
+    int rc = rec_msg(&selector, "%s,%s=%s", VOL_RESV_SELECTOR, REC_LABEL_POOL, pool);
+    if (rc != KC_OK)
+        return rc;
+    int64_t t0 = (int64_t)time(NULL);
+    listed_acc acc = {0};
+    char *cont = NULL;
+    do {
+        kc_list_opts lo = {.label_selector = selector, .limit = 500, .continue_token = cont};
+        json_object *page = NULL;
+        rc = kc_list_each(a->client, &resv_ref, &lo, listed_add, &acc, &page, NULL, err);
+        free(cont);
+        cont = NULL;
+        const char *next = rc == KC_OK ? rec_obj_str(page, "metadata.continue") : NULL;
+        if (next && *next && !(cont = strdup(next)))
+            rc = KC_ERR_NOMEM;
+        json_object_put(page);
+    } while (rc == KC_OK && cont);
+    free(selector);
+    if (rc == KC_OK)
+        vol_ledger_recount(l, acc.v, acc.n, t0);
+    listed_free(&acc);
+    return rc;
+}
+
+/* The time of a pool's last recount: the map's key lives here (inf_map keeps
+ * the key pointer it was given). */
+typedef struct recount_mark {
+    char *pool;
+    double at; /* monotonic seconds */
+} recount_mark;
+
+static void mark_free(recount_mark *m)
+{
+    if (m) {
+        free(m->pool);
+        free(m);
+    }
+}
+
+/* Whether a recount of pool may run now; else *wait says how long. */
+static bool recount_allowed(vol_app *a, const char *pool, double *wait)
+{
+    double now = pv_clock_monotonic();
+    pthread_mutex_lock(&a->mu);
+    recount_mark *m = inf_map_get(&a->last_recount, pool);
+    bool ok = !m || now - m->at >= VOL_RECOUNT_INTERVAL;
+    *wait = ok ? 0 : VOL_RECOUNT_INTERVAL - (now - m->at);
+    if (ok && !m && (m = calloc(1, sizeof *m)) &&
+        (!(m->pool = strdup(pool)) || inf_map_put(&a->last_recount, m->pool, m) != KC_OK)) {
+        mark_free(m); /* out of memory: this recount goes unpaced */
+        m = NULL;
+    }
+    if (ok && m)
+        m->at = now;
+    pthread_mutex_unlock(&a->mu);
+    return ok;
+}
+
+static void recount_forget(vol_app *a, const char *pool)
+{
+    pthread_mutex_lock(&a->mu);
+    mark_free(inf_map_remove(&a->last_recount, pool));
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* ---- the reconcile ------------------------------------------------------------------ */
+
+static double min_d(double x, double y)
+{
+    return x < y ? x : y;
+}
+
+/* Whether the API server still has a Reservation of pool (the cache may lag). */
+static int server_has_reservations(vol_app *a, const char *pool, bool *has, kc_error *err)
+{
+    char *selector = NULL;
+    int rc = rec_msg(&selector, "%s,%s=%s", VOL_RESV_SELECTOR, REC_LABEL_POOL, pool);
+    if (rc != KC_OK)
+        return rc;
+    kc_list_opts lo = {.label_selector = selector, .limit = 1};
+    json_object *list = NULL;
+    rc = kc_list(a->client, &resv_ref, &lo, &list, err);
+    free(selector);
+    if (rc == KC_OK) {
+        json_object *items = rec_obj_at(list, "items");
+        *has = json_object_is_type(items, json_type_array) && json_object_array_length(items) > 0;
+    }
+    json_object_put(list);
+    return rc;
+}
+
+static ctl_result write_status(vol_app *a, const char *name, json_object *pool, json_object *st)
+{
+    kc_ref ref = pools_ref;
+    ref.name = name;
+    kc_error err = {0};
+    int rc = rec_update_status(a->client, &ref, pool, st, NULL, NULL, &err);
+    ctl_result res = ctl_done();
+    if (rc == KC_ERR_CONFLICT)
+        res = ctl_requeue(); /* somebody wrote first: decide again from a fresh read */
+    else if (rc == KC_ERR_NOT_FOUND)
+        res = ctl_done();
+    else if (rc != KC_OK)
+        res = ctl_error(rc, "writing the StoragePool status: %s",
+                        err.message ? err.message : kc_strerror(rc));
+    kc_error_clear(&err);
+    return res;
+}
+
+/* The pool being deleted: the finalizer goes once nothing of it is held. */
+static ctl_result reconcile_deleting(vol_app *a, const char *name, json_object *pool,
+                                     const held_list *h)
+{
+    kc_ref ref = pools_ref;
+    ref.name = name;
+    kc_error err = {0};
+    ctl_result res = ctl_done();
+    if (h->n_objs == 0) {
+        bool has = true;
+        int rc = server_has_reservations(a, name, &has, &err);
+        if (rc == KC_OK && !has) {
+            rc =
+                rec_ensure_finalizer(a->client, &ref, pool, REC_FINALIZER, false, NULL, NULL, &err);
+            if (rc == KC_OK || rc == KC_ERR_NOT_FOUND) {
+                recount_forget(a, name);
+                kc_error_clear(&err);
+                return ctl_done();
+            }
+        }
+        if (rc != KC_OK) {
+            res = rc == KC_ERR_CONFLICT ? ctl_requeue()
+                                        : ctl_error(rc, "releasing StoragePool %s: %s", name,
+                                                    err.message ? err.message : kc_strerror(rc));
+            kc_error_clear(&err);
+            return res;
+        }
+        /* The server still has one the cache does not show yet: soon. */
+        return ctl_requeue_after(1.0);
+    }
+    char *msg = NULL;
+    json_object *st = NULL;
+    int rc = rec_msg(&msg,
+                     "StoragePool %s is being deleted; it stays until the %zu volume(s) placed "
+                     "in it are deleted and their directories removed",
+                     name, h->n_objs);
+    if (rc == KC_OK) {
+        rc = rec_status_base(rec_obj_at(pool, "status"), &st);
+        json_object *cached = rec_obj_at(pool, "status");
+        /* Keep everything else of the status as it is. */
+        json_object_object_foreach(cached, key, val)
+        {
+            if (rc == KC_OK && strcmp(key, "conditions") && !rec_put_copy(st, key, val))
+                rc = KC_ERR_NOMEM;
+        }
+        if (rc == KC_OK)
+            rc = rec_set_condition(st, REC_COND_READY, REC_COND_FALSE, "Terminating", msg,
+                                   rec_obj_generation(pool), time(NULL), NULL);
+    }
+    free(msg);
+    if (rc != KC_OK) {
+        json_object_put(st);
+        return ctl_error(rc, "building the StoragePool status: %s", kc_strerror(rc));
+    }
+    res = write_status(a, name, pool, st);
+    json_object_put(st);
+    if (res.outcome == CTL_DONE)
+        res = ctl_requeue_after(5.0);
+    return res;
+}
+
+static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, const char *name,
+                                 void *user)
+{
+    (void)ctx;
+    (void)namespace_;
+    vol_app *a = user;
+    if (!inf_has_synced(a->pools) || !inf_has_synced(a->resv) || !inf_has_synced(a->nodes))
+        return ctl_requeue_after(0.1);
+    json_object *pool = NULL;
+    if (store_get(a->pools_store, name, &pool) != KC_OK) {
+        recount_forget(a, name);
+        return ctl_done();
+    }
+    held_list h;
+    int rc = held_of(a, name, &h);
+    if (rc != KC_OK) {
+        store_obj_put(pool);
+        return ctl_error(rc, "reading the Reservation cache: %s", kc_strerror(rc));
+    }
+    ctl_result res;
+    if (rec_obj_is_deleting(pool)) {
+        res = reconcile_deleting(a, name, pool, &h);
+        goto out;
+    }
+    kc_ref ref = pools_ref;
+    ref.name = name;
+    kc_error err = {0};
+    bool sent = false;
+    rc = rec_ensure_finalizer(a->client, &ref, pool, REC_FINALIZER, true, NULL, &sent, &err);
+    if (rc != KC_OK || sent) {
+        /* Sent: the watch brings the pool back with it. */
+        res = rc == KC_OK || rc == KC_ERR_CONFLICT
+                  ? ctl_done()
+                  : ctl_error(rc, "adding the finalizer: %s",
+                              err.message ? err.message : kc_strerror(rc));
+        if (rc == KC_ERR_CONFLICT)
+            res = ctl_requeue();
+        kc_error_clear(&err);
+        goto out;
+    }
+
+    time_t now = time(NULL);
+    vol_ledger l;
+    char *why = NULL;
+    rc = vol_ledger_read(pool, &l, &why);
+    const char *cond = NULL, *reason = NULL;
+    char *message = NULL;
+    double again = VOL_RECHECK_MAX;
+    if (rc == KC_ERR_INVALID_ARG) {
+        cond = REC_COND_FALSE;
+        reason = VOL_REASON_INVALID;
+        message = why;
+        why = NULL;
+        rc = KC_OK;
+    } else if (rc == KC_OK && vol_ledger_recount_due(&l, h.valid_bytes, cache_landed, &h)) {
+        double wait = 0;
+        if (recount_allowed(a, name, &wait)) {
+            rc = recount(a, name, &l, &err);
+            if (rc != KC_OK) {
+                res = ctl_error(rc, "recounting StoragePool %s: %s", name,
+                                err.message ? err.message : kc_strerror(rc));
+                kc_error_clear(&err);
+                vol_ledger_close(&l);
+                goto out;
+            }
+        } else {
+            again = min_d(again, wait);
+        }
+    }
+    free(why);
+    if (rc != KC_OK) {
+        vol_ledger_close(&l);
+        res = ctl_error(rc, "reading the ledger: %s", kc_strerror(rc));
+        goto out;
+    }
+    /* Admissions the cache shows landed leave the ledger with this write. */
+    vol_ledger_forget_landed(&l, cache_landed, &h);
+
+    vol_agent_report r;
+    vol_pool_report(pool, now, &r);
+    if (!cond) {
+        json_object *node = NULL;
+        const char *node_name = rec_obj_str(pool, "spec.nodeName");
+        bool node_exists = node_name && store_get(a->nodes_store, node_name, &node) == KC_OK;
+        store_obj_put(node);
+        rc = vol_pool_readiness(pool, node_exists, &r, &cond, &reason, &message);
+    }
+    json_object *st = NULL;
+    if (rc == KC_OK)
+        rc = vol_pool_status(rec_obj_at(pool, "status"), &l, h.valid_count, &r,
+                             vol_pool_quota_mode(pool), cond, reason, message,
+                             rec_obj_generation(pool), now, &st);
+    free(message);
+    if (rc != KC_OK) {
+        vol_ledger_close(&l);
+        res = ctl_error(rc, "building the StoragePool status: %s", kc_strerror(rc));
+        goto out;
+    }
+    res = write_status(a, name, pool, st);
+    json_object_put(st);
+
+    /* Come back when the agent's report turns stale, and when an admission
+     * can be dropped. */
+    time_t hb;
+    if (r.fresh && rec_parse_time(rec_obj_str(pool, "status.agent.heartbeatTime"), &hb))
+        again = min_d(again, (double)(hb + VOL_AGENT_STALE + 1 - now));
+    for (size_t i = 0; i < l.n_inflight; i++)
+        again = min_d(again, (double)(l.inflight[i].until + VOL_ADMIT_GRACE + 1 - now));
+    vol_ledger_close(&l);
+    if (res.outcome == CTL_DONE)
+        res = ctl_requeue_after(again < 0.1 ? 0.1 : again);
+out:
+    held_free(&h);
+    store_obj_put(pool);
+    return res;
+}
+
+/* ---- triggers ------------------------------------------------------------------------ */
+
+static int resv_to_pool(json_object *obj, ctl_keys *out, void *user)
+{
+    (void)user;
+    const char *pool = rec_obj_str(obj, "spec.pool.name");
+    return pool ? ctl_keys_add(out, NULL, pool) : KC_OK;
+}
+
+static int node_to_pools(json_object *obj, ctl_keys *out, void *user)
+{
+    vol_app *a = user;
+    const char *node = rec_obj_str(obj, "metadata.name");
+    if (!node)
+        return KC_OK;
+    char **keys = NULL;
+    size_t n = 0;
+    int rc = store_index_keys(a->pools_store, VOL_IDX_NODE, node, &keys, &n);
+    for (size_t i = 0; rc == KC_OK && i < n; i++)
+        rc = ctl_keys_add(out, NULL, keys[i]);
+    store_keys_free(keys, n);
+    return rc;
+}
+
+/* ---- setup ------------------------------------------------------------------------------ */
+
+static void app_free(void *arg)
+{
+    vol_app *a = arg;
+    size_t pos = 0;
+    void *v;
+    while (inf_map_next(&a->last_recount, &pos, NULL, &v))
+        mark_free(v);
+    inf_map_close(&a->last_recount);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+int vol_setup(const rec_env *env)
+{
+    vol_app *a = calloc(1, sizeof *a);
+    if (!a)
+        return KC_ERR_NOMEM;
+    a->env = *env;
+    a->client = env->client;
+    pthread_mutex_init(&a->mu, NULL);
+    inf_map_init(&a->last_recount);
+    int rc = env->add_cleanup(env, app_free, a);
+    if (rc != KC_OK) {
+        app_free(a);
+        return rc;
+    }
+    inf_opts popts = {.store_mode = INF_STORE_SHARED};
+    inf_opts ropts = {.label_selector = VOL_RESV_SELECTOR, .store_mode = INF_STORE_COMPACT};
+    inf_opts nopts = {.store_mode = INF_STORE_SHARED};
+    if ((rc = inf_factory_get(env->factory, &pools_ref, &popts, &a->pools)) != KC_OK ||
+        (rc = inf_factory_get(env->factory, &resv_ref, &ropts, &a->resv)) != KC_OK ||
+        (rc = inf_factory_get(env->factory, &nodes_ref, &nopts, &a->nodes)) != KC_OK)
+        return rc;
+    a->pools_store = inf_store(a->pools);
+    a->resv_store = inf_store(a->resv);
+    a->nodes_store = inf_store(a->nodes);
+    if ((rc = store_add_index(a->pools_store, VOL_IDX_NODE, store_index_field,
+                              (void *)"spec.nodeName")) != KC_OK ||
+        (rc = store_add_index(a->resv_store, VOL_IDX_POOL, store_index_field,
+                              (void *)"spec.pool.name")) != KC_OK)
+        return rc;
+    if ((rc = rec_env_new_controller(env, VOL_POOL_CONTROLLER, pool_reconcile, a, &a->pool_ctl)) !=
+            KC_OK ||
+        (rc = ctl_watch_for(a->pool_ctl, a->pools)) != KC_OK ||
+        (rc = ctl_watch_map(a->pool_ctl, a->resv, resv_to_pool, a)) != KC_OK ||
+        (rc = ctl_watch_map(a->pool_ctl, a->nodes, node_to_pools, a)) != KC_OK)
+        return rc;
+    return KC_OK;
+}
