@@ -77,6 +77,8 @@ void rec_reservation_clear(rec_reservation *r)
     free(r->claim_namespace);
     free(r->claim_name);
     free(r->claim_uid);
+    free(r->created);
+    free(r->admitted_until);
     memset(r, 0, sizeof(*r));
 }
 
@@ -103,7 +105,9 @@ int rec_reservation_parse(json_object *obj, rec_reservation *out)
               dup_at(obj, "spec.claim.kind", &out->claim_kind) &&
               dup_at(obj, "spec.claim.namespace", &out->claim_namespace) &&
               dup_at(obj, "spec.claim.name", &out->claim_name) &&
-              dup_at(obj, "spec.claim.uid", &out->claim_uid);
+              dup_at(obj, "spec.claim.uid", &out->claim_uid) &&
+              dup_at(obj, "metadata.creationTimestamp", &out->created) &&
+              dup_at(obj, "spec.admittedUntil", &out->admitted_until);
     if (!ok) {
         rec_reservation_clear(out);
         return KC_ERR_NOMEM;
@@ -200,7 +204,8 @@ int rec_claim_resource(const char *claim_kind, kc_ref *out)
 /* ---- acquire -------------------------------------------------------------- */
 
 static json_object *reservation_body(const char *name, const char *pool_kind, const char *pool_name,
-                                     const char *slot, const rec_claim_ref *claim, int64_t bytes)
+                                     const char *slot, const rec_claim_ref *claim, int64_t bytes,
+                                     const rec_reserve_extra *extra)
 {
     json_object *r = json_object_new_object();
     if (!r)
@@ -223,6 +228,20 @@ static json_object *reservation_body(const char *name, const char *pool_kind, co
         ok = b && json_object_object_add(spec, "bytes", b) == 0;
         if (!ok)
             json_object_put(b);
+    }
+    if (ok && extra) {
+        ok = pv_json_add_str(spec, "admittedUntil", extra->admitted_until) &&
+             pv_json_add_str(labels, REC_LABEL_NODE, extra->node);
+        if (ok && extra->finalizer) {
+            json_object *f = json_object_new_array_ext(1);
+            json_object *one = json_object_new_string(extra->finalizer);
+            if (f && one && json_object_array_add(f, one) == 0)
+                one = NULL; /* the array has it */
+            else
+                ok = false;
+            json_object_put(one);
+            ok = ok ? pv_json_add(meta, "finalizers", f) : (json_object_put(f), false);
+        }
     }
     if (!ok) {
         json_object_put(r);
@@ -252,6 +271,15 @@ int rec_reserve_acquire(kc_client *c, const char *pool_kind, const char *pool_na
                         const char *name, const char *slot, const rec_claim_ref *claim,
                         int64_t bytes, rec_reservation *holder, kc_error *err)
 {
+    return rec_reserve_acquire_extra(c, pool_kind, pool_name, name, slot, claim, bytes, NULL,
+                                     holder, err);
+}
+
+int rec_reserve_acquire_extra(kc_client *c, const char *pool_kind, const char *pool_name,
+                              const char *name, const char *slot, const rec_claim_ref *claim,
+                              int64_t bytes, const rec_reserve_extra *extra,
+                              rec_reservation *holder, kc_error *err)
+{
     if (holder)
         memset(holder, 0, sizeof(*holder));
     kc_ref claim_res;
@@ -269,7 +297,7 @@ int rec_reserve_acquire(kc_client *c, const char *pool_kind, const char *pool_na
                             "rec_reserve_acquire: bad slot %s/%s/%s (reservation %s)",
                             pool_kind ? pool_kind : "", pool_name ? pool_name : "",
                             slot ? slot : "", name ? name : "");
-    json_object *body = reservation_body(name, pool_kind, pool_name, slot, claim, bytes);
+    json_object *body = reservation_body(name, pool_kind, pool_name, slot, claim, bytes, extra);
     if (!body)
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
     int rc;

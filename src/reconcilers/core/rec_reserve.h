@@ -64,7 +64,9 @@ typedef struct rec_reservation {
     char *claim_namespace;
     char *claim_name;
     char *claim_uid;
-    int64_t bytes; /* spec.bytes, 0 when absent */
+    int64_t bytes;        /* spec.bytes, 0 when absent */
+    char *created;        /* metadata.creationTimestamp (may be NULL) */
+    char *admitted_until; /* spec.admittedUntil, StoragePool only (may be NULL) */
 } rec_reservation;
 
 /*
@@ -110,6 +112,24 @@ int rec_reserve_name(const char *pool_kind, const char *pool_name, const char *s
 int rec_reserve_acquire(kc_client *c, const char *pool_kind, const char *pool_name,
                         const char *name, const char *slot, const rec_claim_ref *claim,
                         int64_t bytes, rec_reservation *holder, kc_error *err);
+
+/*
+ * What a StoragePool Reservation carries besides rec_reserve_acquire's
+ * fields (src/reconcilers/volume/README.md). Strings borrowed; NULL: absent.
+ */
+typedef struct rec_reserve_extra {
+    const char *admitted_until; /* spec.admittedUntil (RFC 3339) */
+    const char *node;           /* label provisio.dev/node (the agent's selector) */
+    const char *finalizer;      /* metadata.finalizers: [finalizer] */
+} rec_reserve_extra;
+
+#define REC_LABEL_NODE "provisio.dev/node"
+
+/* rec_reserve_acquire with extra (may be NULL) in the POSTed body. */
+int rec_reserve_acquire_extra(kc_client *c, const char *pool_kind, const char *pool_name,
+                              const char *name, const char *slot, const rec_claim_ref *claim,
+                              int64_t bytes, const rec_reserve_extra *extra,
+                              rec_reservation *holder, kc_error *err);
 
 /*
  * Free the Reservation `name` if, and only if, claim_uid holds it: GET it,

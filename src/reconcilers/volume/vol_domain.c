@@ -15,6 +15,7 @@
  * would expire.
  */
 #include "vol.h"
+#include "vol_internal.h"
 #include "vol_ledger.h"
 #include "vol_pool.h"
 
@@ -31,29 +32,13 @@
 #include <string.h>
 #include <time.h>
 
-#define VOL_POOL_CONTROLLER "storagepool"
-#define VOL_RECOUNT_INTERVAL 2.0 /* s between recounts of one pool */
-#define VOL_RECHECK_MAX 60.0     /* s: a pool is looked at again at least this often */
-#define VOL_IDX_POOL "by-pool"   /* Reservations by spec.pool.name */
-#define VOL_IDX_NODE "by-node"   /* StoragePools by spec.nodeName */
-
-static const kc_ref pools_ref = {
+const kc_ref vol_pools_ref = {
     .group = "provisio.dev", .version = "v1alpha1", .resource = "storagepools"};
-static const kc_ref resv_ref = {
+const kc_ref vol_resv_ref = {
     .group = "provisio.dev", .version = "v1alpha1", .resource = "reservations"};
-static const kc_ref nodes_ref = {.group = "", .version = "v1", .resource = "nodes"};
-
-#define VOL_RESV_SELECTOR REC_LABEL_POOL_KIND "=" REC_POOL_KIND_STORAGE
-
-typedef struct vol_app {
-    rec_env env;
-    kc_client *client;
-    inf_informer *pools, *resv, *nodes;
-    store *pools_store, *resv_store, *nodes_store;
-    ctl *pool_ctl;
-    pthread_mutex_t mu;
-    inf_map last_recount; /* pool name -> recount_mark */
-} vol_app;
+const kc_ref vol_nodes_ref = {.group = "", .version = "v1", .resource = "nodes"};
+const kc_ref vol_volumes_ref = {
+    .group = "provisio.dev", .version = "v1alpha1", .resource = "volumes"};
 
 /* ---- the pool's Reservations, as the cache shows them ------------------------- */
 
@@ -197,7 +182,7 @@ static int recount(vol_app *a, const char *pool, vol_ledger *l, kc_error *err)
     do {
         kc_list_opts lo = {.label_selector = selector, .limit = 500, .continue_token = cont};
         json_object *page = NULL;
-        rc = kc_list_each(a->client, &resv_ref, &lo, listed_add, &acc, &page, NULL, err);
+        rc = kc_list_each(a->client, &vol_resv_ref, &lo, listed_add, &acc, &page, NULL, err);
         free(cont);
         cont = NULL;
         const char *next = rc == KC_OK ? rec_obj_str(page, "metadata.continue") : NULL;
@@ -269,7 +254,7 @@ static int server_has_reservations(vol_app *a, const char *pool, bool *has, kc_e
         return rc;
     kc_list_opts lo = {.label_selector = selector, .limit = 1};
     json_object *list = NULL;
-    rc = kc_list(a->client, &resv_ref, &lo, &list, err);
+    rc = kc_list(a->client, &vol_resv_ref, &lo, &list, err);
     free(selector);
     if (rc == KC_OK) {
         json_object *items = rec_obj_at(list, "items");
@@ -281,7 +266,7 @@ static int server_has_reservations(vol_app *a, const char *pool, bool *has, kc_e
 
 static ctl_result write_status(vol_app *a, const char *name, json_object *pool, json_object *st)
 {
-    kc_ref ref = pools_ref;
+    kc_ref ref = vol_pools_ref;
     ref.name = name;
     kc_error err = {0};
     int rc = rec_update_status(a->client, &ref, pool, st, NULL, NULL, &err);
@@ -301,7 +286,7 @@ static ctl_result write_status(vol_app *a, const char *name, json_object *pool, 
 static ctl_result reconcile_deleting(vol_app *a, const char *name, json_object *pool,
                                      const held_list *h)
 {
-    kc_ref ref = pools_ref;
+    kc_ref ref = vol_pools_ref;
     ref.name = name;
     kc_error err = {0};
     ctl_result res = ctl_done();
@@ -382,7 +367,7 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
         res = reconcile_deleting(a, name, pool, &h);
         goto out;
     }
-    kc_ref ref = pools_ref;
+    kc_ref ref = vol_pools_ref;
     ref.name = name;
     kc_error err = {0};
     bool sent = false;
@@ -530,9 +515,9 @@ int vol_setup(const rec_env *env)
     inf_opts popts = {.store_mode = INF_STORE_SHARED};
     inf_opts ropts = {.label_selector = VOL_RESV_SELECTOR, .store_mode = INF_STORE_COMPACT};
     inf_opts nopts = {.store_mode = INF_STORE_SHARED};
-    if ((rc = inf_factory_get(env->factory, &pools_ref, &popts, &a->pools)) != KC_OK ||
-        (rc = inf_factory_get(env->factory, &resv_ref, &ropts, &a->resv)) != KC_OK ||
-        (rc = inf_factory_get(env->factory, &nodes_ref, &nopts, &a->nodes)) != KC_OK)
+    if ((rc = inf_factory_get(env->factory, &vol_pools_ref, &popts, &a->pools)) != KC_OK ||
+        (rc = inf_factory_get(env->factory, &vol_resv_ref, &ropts, &a->resv)) != KC_OK ||
+        (rc = inf_factory_get(env->factory, &vol_nodes_ref, &nopts, &a->nodes)) != KC_OK)
         return rc;
     a->pools_store = inf_store(a->pools);
     a->resv_store = inf_store(a->resv);
@@ -548,5 +533,5 @@ int vol_setup(const rec_env *env)
         (rc = ctl_watch_map(a->pool_ctl, a->resv, resv_to_pool, a)) != KC_OK ||
         (rc = ctl_watch_map(a->pool_ctl, a->nodes, node_to_pools, a)) != KC_OK)
         return rc;
-    return KC_OK;
+    return vol_claim_setup(a, env);
 }

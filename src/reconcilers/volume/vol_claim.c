@@ -1,0 +1,657 @@
+/*
+ * vol_claim - the "volume" controller: a Volume placed in a StoragePool
+ * through the pool's ledger (README.md "The ledger", "A volume's life").
+ *
+ * A reconcile: the finalizer; the Reservations of the claim's uid from the
+ * cache (a valid one means placed; an invalid one, made after its deadline,
+ * holds nothing and is released); otherwise a pool is chosen (spec.pool, or
+ * the Ready pool with the most bytes free, on spec.nodeName if set), the
+ * claim is admitted into its ledger (PUT of the pool's status at the cached
+ * resourceVersion) and the Reservation created with the admission's
+ * deadline, checked against the creationTimestamp the API server gave it.
+ * Deleting: each Reservation is released once vol_release_due says so, then
+ * the finalizer goes.
+ *
+ * What comes after the Reservation (the node agent's directory, the
+ * PersistentVolume and its claim) is not built yet: a placed Volume says
+ * Ready=False Provisioning, naming what it waits for.
+ */
+#include "vol_internal.h"
+#include "vol_ledger.h"
+#include "vol_pool.h"
+
+#include "kc_error.h"
+#include "kc_quantity.h"
+#include "pv_json.h"
+#include "rec_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define VOL_KIND "Volume"
+#define VOL_REASON_PROVISIONING "Provisioning"
+#define VOL_REASON_INSUFFICIENT "InsufficientCapacity"
+#define VOL_REASON_POOL_NOT_FOUND "PoolNotFound"
+#define VOL_REASON_POOL_NOT_READY "PoolNotReady"
+#define VOL_CREATE_MARGIN 3  /* s: an admission this close to its deadline is not used */
+#define VOL_ADMIT_ATTEMPTS 8 /* compare-and-swaps of one reconcile */
+
+/* ---- the spec ---------------------------------------------------------------------- */
+
+typedef struct vol_want {
+    int64_t size;
+    const char *pool; /* borrowed from the Volume object; NULL: any */
+    const char *node; /* NULL: any */
+} vol_want;
+
+/* 0, or KC_ERR_INVALID_ARG with *why. */
+static int want_of(json_object *vol, vol_want *w, char **why)
+{
+    memset(w, 0, sizeof *w);
+    json_object *size = rec_obj_at(vol, "spec.size");
+    kc_error err = {0};
+    int rc = KC_ERR_INVALID_ARG;
+    if (json_object_is_type(size, json_type_int)) {
+        w->size = json_object_get_int64(size);
+        rc = KC_OK;
+    } else if (json_object_is_type(size, json_type_string) &&
+               kc_quantity_bytes(json_object_get_string(size), &w->size, &err) == KC_OK) {
+        rc = KC_OK;
+    }
+    kc_error_clear(&err);
+    if (rc != KC_OK || w->size <= 0)
+        return rec_msg(why, "spec.size must be a positive whole number of bytes such as 10Gi") ==
+                       KC_OK
+                   ? KC_ERR_INVALID_ARG
+                   : KC_ERR_NOMEM;
+    w->pool = rec_obj_str(vol, "spec.pool");
+    w->node = rec_obj_str(vol, "spec.nodeName");
+    return KC_OK;
+}
+
+/* ---- the claim's Reservations ------------------------------------------------------------ */
+
+typedef struct claim_resv {
+    json_object *obj; /* store object (reference held by the list) */
+    const char *name;
+    const char *pool;
+    int64_t bytes, until;
+    bool valid;
+} claim_resv;
+
+typedef struct claim_held {
+    json_object **objs;
+    size_t n;
+    claim_resv *v;
+} claim_held;
+
+static void claim_held_free(claim_held *h)
+{
+    store_objs_free(h->objs, h->n);
+    free(h->v);
+    memset(h, 0, sizeof *h);
+}
+
+static int claim_held_of(vol_app *a, const char *uid, claim_held *h)
+{
+    memset(h, 0, sizeof *h);
+    int rc = store_by_index(a->resv_store, VOL_IDX_CLAIM, uid, &h->objs, &h->n);
+    if (rc != KC_OK)
+        return rc;
+    h->v = h->n ? calloc(h->n, sizeof *h->v) : NULL;
+    if (h->n && !h->v) {
+        claim_held_free(h);
+        return KC_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < h->n; i++) {
+        claim_resv *r = &h->v[i];
+        json_object *o = h->objs[i];
+        r->obj = o;
+        r->name = rec_obj_str(o, "metadata.name");
+        r->pool = rec_obj_str(o, "spec.pool.name");
+        json_object *b = rec_obj_at(o, "spec.bytes");
+        r->bytes = json_object_is_type(b, json_type_int) ? json_object_get_int64(b) : 0;
+        time_t created, until;
+        bool times = rec_parse_time(rec_obj_str(o, "metadata.creationTimestamp"), &created) &&
+                     rec_parse_time(rec_obj_str(o, "spec.admittedUntil"), &until);
+        r->until = times ? (int64_t)until : 0;
+        r->valid = times && r->bytes > 0 && r->name && r->pool &&
+                   vol_resv_valid((int64_t)created, (int64_t)until);
+    }
+    return KC_OK;
+}
+
+/* ---- status -----------------------------------------------------------------------------------
+ */
+
+static ctl_result write_volume_status(vol_app *a, json_object *vol, json_object *st)
+{
+    kc_ref ref = vol_volumes_ref;
+    ref.namespace_ = rec_obj_str(vol, "metadata.namespace");
+    ref.name = rec_obj_str(vol, "metadata.name");
+    kc_error err = {0};
+    int rc = rec_update_status(a->client, &ref, vol, st, NULL, NULL, &err);
+    ctl_result res = ctl_done();
+    if (rc == KC_ERR_CONFLICT)
+        res = ctl_requeue();
+    else if (rc != KC_OK && rc != KC_ERR_NOT_FOUND)
+        res = ctl_error(rc, "writing the Volume status: %s",
+                        err.message ? err.message : kc_strerror(rc));
+    kc_error_clear(&err);
+    return res;
+}
+
+/* Ready=False reason message (malloc'd, taken), nothing held. */
+static ctl_result pending(vol_app *a, json_object *vol, const char *reason, char *message,
+                          double again)
+{
+    json_object *st = NULL;
+    int rc = rec_status_not_ready(rec_obj_at(vol, "status"), reason, message,
+                                  rec_obj_generation(vol), time(NULL), &st);
+    free(message);
+    if (rc != KC_OK)
+        return ctl_error(rc, "building the Volume status: %s", kc_strerror(rc));
+    ctl_result res = write_volume_status(a, vol, st);
+    json_object_put(st);
+    if (res.outcome == CTL_DONE && again > 0)
+        res = ctl_requeue_after(again);
+    return res;
+}
+
+/* The status of a Volume placed in pool (may be NULL: gone from the cache). */
+static ctl_result placed(vol_app *a, json_object *vol, const vol_want *w, const char *pool_name,
+                         json_object *pool)
+{
+    const char *node = pool ? rec_obj_str(pool, "spec.nodeName") : NULL;
+    const char *ppath = pool ? rec_obj_str(pool, "spec.path") : NULL;
+    char *path = NULL, *msg = NULL;
+    int rc = KC_OK;
+    if (ppath)
+        rc = rec_msg(&path, "%s/%s_%s_%s", ppath, rec_obj_str(vol, "metadata.namespace"),
+                     rec_obj_str(vol, "metadata.name"), rec_obj_str(vol, "metadata.uid"));
+    if (rc == KC_OK)
+        rc = rec_msg(&msg,
+                     "%lld bytes held in StoragePool %s%s%s; waiting for the node agent to make "
+                     "the directory and for its PersistentVolume (not built yet: issue 12)",
+                     (long long)w->size, pool_name, node ? " on node " : "", node ? node : "");
+    json_object *st = NULL;
+    if (rc == KC_OK)
+        rc = rec_status_not_ready(rec_obj_at(vol, "status"), VOL_REASON_PROVISIONING, msg,
+                                  rec_obj_generation(vol), time(NULL), &st);
+    if (rc == KC_OK &&
+        !(pv_json_add_str(st, "pool", pool_name) && pv_json_add_str(st, "nodeName", node) &&
+          pv_json_add_str(st, "path", path) && pv_json_add_i64(st, "capacityBytes", w->size)))
+        rc = KC_ERR_NOMEM;
+    free(path);
+    free(msg);
+    if (rc != KC_OK) {
+        json_object_put(st);
+        return ctl_error(rc, "building the Volume status: %s", kc_strerror(rc));
+    }
+    ctl_result res = write_volume_status(a, vol, st);
+    json_object_put(st);
+    return res;
+}
+
+/* ---- choosing a pool ----------------------------------------------------------------------------
+ */
+
+typedef struct pool_pick {
+    json_object *pool; /* store reference, owned */
+    const char *reason;
+    char *message; /* owned */
+} pool_pick;
+
+static bool pool_ready(json_object *pool)
+{
+    return rec_condition_is_true(rec_obj_at(pool, "status"), REC_COND_READY);
+}
+
+/* The pool for w: *pick gets it, or a reason and message. */
+static int choose_pool(vol_app *a, const vol_want *w, pool_pick *pick)
+{
+    memset(pick, 0, sizeof *pick);
+    if (w->pool) {
+        json_object *p = NULL;
+        if (store_get(a->pools_store, w->pool, &p) != KC_OK) {
+            pick->reason = VOL_REASON_POOL_NOT_FOUND;
+            return rec_msg(&pick->message, "StoragePool %s does not exist", w->pool);
+        }
+        const char *node = rec_obj_str(p, "spec.nodeName");
+        int rc = KC_OK;
+        if (w->node && (!node || strcmp(node, w->node))) {
+            pick->reason = VOL_REASON_INVALID;
+            rc = rec_msg(&pick->message, "spec.pool %s is on node %s, not on spec.nodeName %s",
+                         w->pool, node ? node : "?", w->node);
+        } else if (rec_obj_is_deleting(p)) {
+            pick->reason = VOL_REASON_POOL_NOT_READY;
+            rc = rec_msg(&pick->message, "StoragePool %s is being deleted", w->pool);
+        } else if (!pool_ready(p)) {
+            json_object *c = rec_get_condition(rec_obj_at(p, "status"), REC_COND_READY);
+            const char *m = c ? rec_obj_str(c, "message") : NULL;
+            pick->reason = VOL_REASON_POOL_NOT_READY;
+            rc = rec_msg(&pick->message, "StoragePool %s is not Ready%s%s", w->pool,
+                         m && *m ? ": " : "", m && *m ? m : "");
+        } else {
+            pick->pool = p;
+            return KC_OK;
+        }
+        store_obj_put(p);
+        return rc;
+    }
+    json_object **pools = NULL;
+    size_t n = 0;
+    int rc = w->node ? store_by_index(a->pools_store, VOL_IDX_NODE, w->node, &pools, &n)
+                     : store_list(a->pools_store, &pools, &n);
+    if (rc != KC_OK)
+        return rc;
+    const char *best = NULL; /* borrowed from pools[] */
+    int64_t best_free = -1, largest_cap = 0, largest_free = 0;
+    size_t ready = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *p = pools[i];
+        if (rec_obj_is_deleting(p) || !pool_ready(p))
+            continue;
+        vol_ledger l;
+        char *why = NULL;
+        if (vol_ledger_read(p, &l, &why) != KC_OK || !l.known) {
+            free(why);
+            vol_ledger_close(&l);
+            continue;
+        }
+        ready++;
+        int64_t avail = vol_ledger_available(&l);
+        if (l.capacity > largest_cap)
+            largest_cap = l.capacity;
+        if (avail > largest_free)
+            largest_free = avail;
+        const char *name = rec_obj_str(p, "metadata.name");
+        if (name && avail >= w->size &&
+            (avail > best_free || (avail == best_free && strcmp(name, best) < 0))) {
+            best = name;
+            best_free = avail;
+        }
+        vol_ledger_close(&l);
+    }
+    if (best) {
+        /* A reference of our own (store objects are never json_object_get). */
+        if (store_get(a->pools_store, best, &pick->pool) != KC_OK) {
+            pick->reason = VOL_REASON_INSUFFICIENT;
+            rc = rec_msg(&pick->message, "StoragePool %s went away; choosing again", best);
+        }
+    } else if (ready == 0) {
+        pick->reason = VOL_REASON_INSUFFICIENT;
+        rc = rec_msg(&pick->message, "no StoragePool%s%s is Ready", w->node ? " on node " : "",
+                     w->node ? w->node : "");
+    } else if (largest_cap < w->size) {
+        pick->reason = VOL_REASON_INVALID;
+        rc = rec_msg(&pick->message,
+                     "spec.size %lld is larger than every Ready StoragePool%s%s (the largest "
+                     "holds %lld bytes)",
+                     (long long)w->size, w->node ? " on node " : "", w->node ? w->node : "",
+                     (long long)largest_cap);
+    } else {
+        pick->reason = VOL_REASON_INSUFFICIENT;
+        rc = rec_msg(&pick->message,
+                     "no Ready StoragePool%s%s has %lld bytes free (the most free: %lld); "
+                     "waiting for space",
+                     w->node ? " on node " : "", w->node ? w->node : "", (long long)w->size,
+                     (long long)largest_free);
+    }
+    store_objs_free(pools, n);
+    return rc;
+}
+
+/* ---- admission and the Reservation --------------------------------------------------------------
+ */
+
+/* Admit the Volume into pool's ledger (or find its admission): *until.
+ * *conflict: the pool changed since it was read (try again on a fresh read). */
+static ctl_result admit(vol_app *a, json_object *vol, const vol_want *w, json_object *pool,
+                        int64_t now, int64_t *until, bool *conflict)
+{
+    *conflict = false;
+    const char *uid = rec_obj_str(vol, "metadata.uid");
+    const char *pname = rec_obj_str(pool, "metadata.name");
+    vol_ledger l;
+    char *why = NULL;
+    int rc = vol_ledger_read(pool, &l, &why);
+    free(why);
+    if (rc != KC_OK || !l.known) {
+        vol_ledger_close(&l);
+        return ctl_requeue_after(0.5); /* the pool's first recount has not been written */
+    }
+    const vol_admission *had = vol_ledger_find(&l, uid);
+    if (had) {
+        int64_t u = had->until;
+        vol_ledger_close(&l);
+        if (u - now >= VOL_CREATE_MARGIN) {
+            *until = u;
+            return ctl_done();
+        }
+        /* Too late to use: a recount drops it, then a new admission. */
+        return ctl_requeue_after((double)(u + VOL_ADMIT_GRACE + 1 - now));
+    }
+    vol_admit_result result;
+    rc = vol_ledger_admit(&l, uid, w->size, now, &result, NULL);
+    ctl_result res = ctl_done();
+    if (rc != KC_OK) {
+        res = ctl_error(rc, "admitting: %s", kc_strerror(rc));
+    } else if (result == VOL_NO_ROOM) {
+        char *msg = NULL;
+        rc = rec_msg(&msg, "StoragePool %s has %lld bytes free, %lld wanted; waiting for space",
+                     pname, (long long)vol_ledger_available(&l), (long long)w->size);
+        res = rc == KC_OK ? pending(a, vol, VOL_REASON_INSUFFICIENT, msg, VOL_RECHECK_MAX)
+                          : ctl_error(rc, "out of memory");
+    } else if (result == VOL_LEDGER_FULL) {
+        res = ctl_requeue_after(1.0);
+    } else {
+        /* The compare-and-swap: the pool's status at its cached version. */
+        json_object *st = NULL;
+        json_object *cached = rec_obj_at(pool, "status");
+        rc = json_object_deep_copy(cached, &st, NULL) == 0 && st ? KC_OK : KC_ERR_NOMEM;
+        if (rc == KC_OK)
+            rc = vol_ledger_write(&l, st);
+        kc_ref ref = vol_pools_ref;
+        ref.name = pname;
+        kc_error err = {0};
+        if (rc == KC_OK)
+            rc = rec_update_status(a->client, &ref, pool, st, NULL, NULL, &err);
+        json_object_put(st);
+        if (rc == KC_OK) {
+            *until = vol_ledger_find(&l, uid)->until;
+        } else if (rc == KC_ERR_CONFLICT) {
+            res = ctl_requeue(); /* the ledger moved: decide again from a fresh read */
+            *conflict = true;
+        } else {
+            res = ctl_error(rc, "admitting into StoragePool %s: %s", pname,
+                            err.message ? err.message : kc_strerror(rc));
+        }
+        kc_error_clear(&err);
+    }
+    vol_ledger_close(&l);
+    return res;
+}
+
+static ctl_result reserve(vol_app *a, json_object *vol, const vol_want *w, json_object *pool,
+                          int64_t until)
+{
+    const char *uid = rec_obj_str(vol, "metadata.uid");
+    const char *pname = rec_obj_str(pool, "metadata.name");
+    char *name = NULL;
+    int rc = rec_reserve_name(REC_POOL_KIND_STORAGE, pname, uid, &name, NULL);
+    if (rc != KC_OK)
+        return ctl_error(rc, "naming the Reservation of %s in %s", uid, pname);
+    char deadline[REC_TIME_STRLEN];
+    rec_format_time((time_t)until, deadline);
+    rec_claim_ref claim = {.kind = VOL_KIND,
+                           .namespace_ = rec_obj_str(vol, "metadata.namespace"),
+                           .name = rec_obj_str(vol, "metadata.name"),
+                           .uid = uid};
+    /* VOL_DIR_FINALIZER joins these once the node agent's volume half
+     * exists to remove it (until then nothing would, and a released
+     * Reservation would stay Terminating). */
+    rec_reserve_extra extra = {.admitted_until = deadline,
+                               .node = rec_obj_str(pool, "spec.nodeName")};
+    rec_reservation got = {0};
+    kc_error err = {0};
+    ctl_result res = ctl_done();
+    if ((int64_t)time(NULL) > until - 1) {
+        res = ctl_requeue(); /* the deadline passed while we worked: admit again */
+    } else {
+        rc = rec_reserve_acquire_extra(a->client, REC_POOL_KIND_STORAGE, pname, name, uid, &claim,
+                                       w->size, &extra, &got, &err);
+        time_t created;
+        if (rc == KC_OK &&
+            !(rec_parse_time(got.created, &created) && vol_resv_valid((int64_t)created, until))) {
+            /* Made after the deadline (a slow request): it holds nothing. */
+            bool released = false;
+            rc = rec_reserve_release(a->client, name, uid, &released, &err);
+            res = rc == KC_OK ? ctl_requeue()
+                              : ctl_error(rc, "releasing a late Reservation %s: %s", name,
+                                          err.message ? err.message : kc_strerror(rc));
+        } else if (rc == KC_OK) {
+            res = placed(a, vol, w, pname, pool);
+        } else if (rc == REC_TAKEN) {
+            res = ctl_error(KC_ERR_CONFLICT, "Reservation %s is held by another claim", name);
+        } else if (rc == KC_ERR_CONFLICT) {
+            res = ctl_requeue();
+        } else {
+            res = ctl_error(rc, "creating Reservation %s: %s", name,
+                            err.message ? err.message : kc_strerror(rc));
+        }
+    }
+    rec_reservation_clear(&got);
+    kc_error_clear(&err);
+    free(name);
+    return res;
+}
+
+/* ---- release ------------------------------------------------------------------------------------
+ */
+
+/* Release every Reservation of the claim whose time has come (all of them,
+ * or all but keep). *wait: seconds until the next one may go (0: none). */
+static ctl_result release(vol_app *a, const char *uid, const claim_held *h, const claim_resv *keep,
+                          int64_t now, double *wait)
+{
+    *wait = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        const claim_resv *r = &h->v[i];
+        if (r == keep || !r->name || rec_obj_is_deleting(r->obj))
+            continue;
+        if (r->valid && !vol_release_due(r->until, now)) {
+            double w = (double)(r->until + VOL_ADMIT_GRACE + 1 - now);
+            *wait = *wait == 0 || w < *wait ? w : *wait;
+            continue;
+        }
+        kc_error err = {0};
+        int rc = rec_reserve_release(a->client, r->name, uid, NULL, &err);
+        if (rc != KC_OK) {
+            ctl_result res = ctl_error(rc, "releasing Reservation %s: %s", r->name,
+                                       err.message ? err.message : kc_strerror(rc));
+            kc_error_clear(&err);
+            return res;
+        }
+    }
+    return ctl_done();
+}
+
+/* ---- the reconcile ------------------------------------------------------------------------------
+ */
+
+static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, const char *name,
+                                  void *user)
+{
+    (void)ctx;
+    vol_app *a = user;
+    if (!inf_has_synced(a->pools) || !inf_has_synced(a->resv) || !inf_has_synced(a->volumes))
+        return ctl_requeue_after(0.1);
+    char *key = NULL;
+    if (rec_msg(&key, "%s/%s", namespace_, name) != KC_OK)
+        return ctl_error(KC_ERR_NOMEM, "out of memory");
+    json_object *vol = NULL;
+    int rc = store_get(a->volumes_store, key, &vol);
+    free(key);
+    if (rc != KC_OK)
+        return ctl_done();
+    const char *uid = rec_obj_str(vol, "metadata.uid");
+    int64_t now = (int64_t)time(NULL);
+    claim_held h;
+    if (!uid || (rc = claim_held_of(a, uid, &h)) != KC_OK) {
+        store_obj_put(vol);
+        return ctl_error(uid ? rc : KC_ERR_DECODE, "reading the Reservation cache");
+    }
+    kc_ref ref = vol_volumes_ref;
+    ref.namespace_ = namespace_;
+    ref.name = name;
+    kc_error err = {0};
+    ctl_result res = ctl_done();
+    double wait = 0;
+
+    if (rec_obj_is_deleting(vol)) {
+        res = release(a, uid, &h, NULL, now, &wait);
+        if (res.outcome == CTL_DONE && wait > 0) {
+            res = ctl_requeue_after(wait); /* rule 4: not before deadline + grace */
+        } else if (res.outcome == CTL_DONE) {
+            rc = rec_ensure_finalizer(a->client, &ref, vol, REC_FINALIZER, false, NULL, NULL, &err);
+            if (rc == KC_ERR_CONFLICT)
+                res = ctl_requeue();
+            else if (rc != KC_OK && rc != KC_ERR_NOT_FOUND)
+                res = ctl_error(rc, "removing the finalizer: %s",
+                                err.message ? err.message : kc_strerror(rc));
+        }
+        goto out;
+    }
+    bool sent = false;
+    rc = rec_ensure_finalizer(a->client, &ref, vol, REC_FINALIZER, true, NULL, &sent, &err);
+    if (rc != KC_OK || sent) {
+        res = rc == KC_OK             ? ctl_done()
+              : rc == KC_ERR_CONFLICT ? ctl_requeue()
+                                      : ctl_error(rc, "adding the finalizer: %s",
+                                                  err.message ? err.message : kc_strerror(rc));
+        goto out;
+    }
+    vol_want w;
+    char *why = NULL;
+    rc = want_of(vol, &w, &why);
+    if (rc == KC_ERR_INVALID_ARG) {
+        res = pending(a, vol, VOL_REASON_INVALID, why, 0);
+        goto out;
+    } else if (rc != KC_OK) {
+        res = ctl_error(rc, "out of memory");
+        goto out;
+    }
+    /* Placed: the valid Reservation status names, else the first. */
+    const char *status_pool = rec_obj_str(vol, "status.pool");
+    const claim_resv *keep = NULL;
+    for (size_t i = 0; i < h.n; i++) {
+        const claim_resv *r = &h.v[i];
+        if (!r->valid || rec_obj_is_deleting(r->obj))
+            continue;
+        if (!keep || (status_pool && !strcmp(r->pool, status_pool)))
+            keep = r;
+    }
+    res = release(a, uid, &h, keep, now, &wait); /* invalid ones, and a second one */
+    if (res.outcome != CTL_DONE)
+        goto out;
+    if (keep) {
+        json_object *pool = NULL;
+        store_get(a->pools_store, keep->pool, &pool);
+        res = placed(a, vol, &w, keep->pool, pool);
+        store_obj_put(pool);
+        if (res.outcome == CTL_DONE && wait > 0)
+            res = ctl_requeue_after(wait);
+        goto out;
+    }
+    pool_pick pick;
+    rc = choose_pool(a, &w, &pick);
+    if (rc != KC_OK) {
+        free(pick.message);
+        store_obj_put(pick.pool);
+        res = ctl_error(rc, "choosing a pool: %s", kc_strerror(rc));
+        goto out;
+    }
+    if (!pick.pool) { /* taken by pending */
+        res = pending(a, vol, pick.reason, pick.message, VOL_RECHECK_MAX);
+        goto out;
+    }
+    free(pick.message);
+    /* The compare-and-swap loses to other writers of the pool (replicas,
+     * the pool's own reconcile, the agent's report) while the cache lags
+     * behind them: retry at once on the server's copy rather than through
+     * the queue's backoff. */
+    int64_t until = 0;
+    json_object *pool = pick.pool, *fresh = NULL;
+    for (int attempt = 0;; attempt++) {
+        bool conflict = false;
+        res = admit(a, vol, &w, fresh ? fresh : pool, now, &until, &conflict);
+        if (!conflict || attempt == VOL_ADMIT_ATTEMPTS - 1)
+            break;
+        kc_ref pref = vol_pools_ref;
+        pref.name = rec_obj_str(pool, "metadata.name");
+        json_object_put(fresh);
+        fresh = NULL;
+        kc_error gerr = {0};
+        int grc = kc_get(a->client, &pref, &fresh, &gerr);
+        kc_error_clear(&gerr);
+        if (grc != KC_OK)
+            break;
+        now = (int64_t)time(NULL);
+    }
+    if (res.outcome == CTL_DONE && until)
+        res = reserve(a, vol, &w, fresh ? fresh : pool, until);
+    json_object_put(fresh);
+    store_obj_put(pool);
+out:
+    kc_error_clear(&err);
+    claim_held_free(&h);
+    store_obj_put(vol);
+    return res;
+}
+
+/* ---- triggers and setup
+ * --------------------------------------------------------------------------- */
+
+static int resv_to_claim(json_object *obj, ctl_keys *out, void *user)
+{
+    (void)user;
+    const char *kind = rec_obj_str(obj, "spec.claim.kind");
+    const char *ns = rec_obj_str(obj, "spec.claim.namespace");
+    const char *name = rec_obj_str(obj, "spec.claim.name");
+    if (!kind || strcmp(kind, VOL_KIND) || !ns || !name)
+        return KC_OK;
+    return ctl_keys_add(out, ns, name);
+}
+
+/* A pool changed: the Volumes placed nowhere yet may fit now. */
+static int pool_to_waiting(json_object *obj, ctl_keys *out, void *user)
+{
+    (void)obj;
+    vol_app *a = user;
+    char **keys = NULL;
+    size_t n = 0;
+    int rc = store_index_keys(a->volumes_store, VOL_IDX_WAITING, "", &keys, &n);
+    for (size_t i = 0; rc == KC_OK && i < n; i++) {
+        char *slash = strchr(keys[i], '/');
+        if (!slash)
+            continue;
+        *slash = '\0';
+        rc = ctl_keys_add(out, keys[i], slash + 1);
+        *slash = '/';
+    }
+    store_keys_free(keys, n);
+    return rc;
+}
+
+static int index_waiting(json_object *obj, store_values *out, void *user)
+{
+    (void)user;
+    const char *pool = rec_obj_str(obj, "status.pool");
+    return pool && *pool ? KC_OK : store_values_add(out, "");
+}
+
+int vol_claim_setup(vol_app *a, const rec_env *env)
+{
+    inf_opts vopts = {.store_mode = INF_STORE_COMPACT};
+    /* --namespace: only the Volumes of that namespace. */
+    kc_ref vref = vol_volumes_ref;
+    vref.namespace_ = env->watch_namespace && *env->watch_namespace ? env->watch_namespace : NULL;
+    int rc = inf_factory_get(env->factory, &vref, &vopts, &a->volumes);
+    if (rc != KC_OK)
+        return rc;
+    a->volumes_store = inf_store(a->volumes);
+    if ((rc = store_add_index(a->volumes_store, VOL_IDX_WAITING, index_waiting, NULL)) != KC_OK ||
+        (rc = store_add_index(a->resv_store, VOL_IDX_CLAIM, store_index_field,
+                              (void *)"spec.claim.uid")) != KC_OK)
+        return rc;
+    if ((rc = rec_env_new_controller(env, VOL_CLAIM_CONTROLLER, claim_reconcile, a,
+                                     &a->claim_ctl)) != KC_OK ||
+        (rc = ctl_watch_for(a->claim_ctl, a->volumes)) != KC_OK ||
+        (rc = ctl_watch_map(a->claim_ctl, a->resv, resv_to_claim, a)) != KC_OK ||
+        (rc = ctl_watch_map(a->claim_ctl, a->pools, pool_to_waiting, a)) != KC_OK)
+        return rc;
+    return KC_OK;
+}
