@@ -35,8 +35,8 @@
 #define VOL_REASON_INSUFFICIENT "InsufficientCapacity"
 #define VOL_REASON_POOL_NOT_FOUND "PoolNotFound"
 #define VOL_REASON_POOL_NOT_READY "PoolNotReady"
-#define VOL_CREATE_MARGIN 3  /* s: an admission this close to its deadline is not used */
-#define VOL_ADMIT_ATTEMPTS 8 /* compare-and-swaps of one reconcile */
+#define VOL_CREATE_MARGIN 3   /* s: an admission this close to its deadline is not used */
+#define VOL_WAIT_RECHECK 10.0 /* s: a waiting Volume looks again (the pool wakes it sooner) */
 
 /* ---- the spec ---------------------------------------------------------------------- */
 
@@ -209,10 +209,53 @@ static bool pool_ready(json_object *pool)
     return rec_condition_is_true(rec_obj_at(pool, "status"), REC_COND_READY);
 }
 
+/* The pool uid was admitted into, as this process remembers it or a cached
+ * ledger shows it: its own admission already holds its bytes there (the
+ * room left no longer counts them). NULL when none. */
+static json_object *admitted_pool(vol_app *a, const char *uid)
+{
+    json_object *pool = NULL;
+    char *name = vol_admitted_pool(a, uid);
+    if (name) {
+        store_get(a->pools_store, name, &pool);
+        free(name);
+        if (pool)
+            return pool;
+    }
+    json_object **pools = NULL;
+    size_t n = 0;
+    if (store_list(a->pools_store, &pools, &n) != KC_OK)
+        return NULL;
+    const char *found = NULL;
+    for (size_t i = 0; i < n && !found; i++) {
+        vol_ledger l;
+        char *why = NULL;
+        if (vol_ledger_read(pools[i], &l, &why) == KC_OK && vol_ledger_find(&l, uid))
+            found = rec_obj_str(pools[i], "metadata.name");
+        free(why);
+        vol_ledger_close(&l);
+    }
+    if (found)
+        store_get(a->pools_store, found, &pool);
+    store_objs_free(pools, n);
+    return pool;
+}
+
 /* The pool for w: *pick gets it, or a reason and message. */
-static int choose_pool(vol_app *a, const vol_want *w, pool_pick *pick)
+static int choose_pool(vol_app *a, const char *uid, const vol_want *w, pool_pick *pick)
 {
     memset(pick, 0, sizeof *pick);
+    json_object *mine = admitted_pool(a, uid);
+    if (mine) {
+        const char *name = rec_obj_str(mine, "metadata.name");
+        const char *node = rec_obj_str(mine, "spec.nodeName");
+        if ((!w->pool || (name && !strcmp(name, w->pool))) &&
+            (!w->node || (node && !strcmp(node, w->node))) && !rec_obj_is_deleting(mine)) {
+            pick->pool = mine;
+            return KC_OK;
+        }
+        store_obj_put(mine);
+    }
     if (w->pool) {
         json_object *p = NULL;
         if (store_get(a->pools_store, w->pool, &p) != KC_OK) {
@@ -235,8 +278,27 @@ static int choose_pool(vol_app *a, const vol_want *w, pool_pick *pick)
             rc = rec_msg(&pick->message, "StoragePool %s is not Ready%s%s", w->pool,
                          m && *m ? ": " : "", m && *m ? m : "");
         } else {
-            pick->pool = p;
-            return KC_OK;
+            vol_ledger l;
+            char *why = NULL;
+            bool known = vol_ledger_read(p, &l, &why) == KC_OK && l.known;
+            free(why);
+            if (known && l.capacity < w->size) {
+                pick->reason = VOL_REASON_INVALID;
+                rc = rec_msg(&pick->message,
+                             "spec.size %lld is larger than StoragePool %s (%lld bytes)",
+                             (long long)w->size, w->pool, (long long)l.capacity);
+            } else if (known && vol_ledger_available(&l) < w->size) {
+                pick->reason = VOL_REASON_INSUFFICIENT;
+                rc = rec_msg(&pick->message,
+                             "StoragePool %s has %lld bytes free, %lld wanted; waiting for space",
+                             w->pool, (long long)vol_ledger_available(&l), (long long)w->size);
+            } else {
+                pick->pool = p;
+                p = NULL;
+            }
+            vol_ledger_close(&l);
+            if (!p)
+                return KC_OK;
         }
         store_obj_put(p);
         return rc;
@@ -307,72 +369,47 @@ static int choose_pool(vol_app *a, const vol_want *w, pool_pick *pick)
 /* ---- admission and the Reservation --------------------------------------------------------------
  */
 
-/* Admit the Volume into pool's ledger (or find its admission): *until.
- * *conflict: the pool changed since it was read (try again on a fresh read). */
-static ctl_result admit(vol_app *a, json_object *vol, const vol_want *w, json_object *pool,
-                        int64_t now, int64_t *until, bool *conflict)
+/*
+ * The Volume's admission into pool: what this process admitted, else an
+ * entry the cached ledger shows (another replica's). 0 in *until when there
+ * is none usable yet: then the Volume waits in the pool's list and the pool
+ * is woken (vol_admit.c), and the result says when to look again.
+ */
+static ctl_result admission(vol_app *a, json_object *vol, const vol_want *w, json_object *pool,
+                            int64_t now, int64_t *until)
 {
-    *conflict = false;
+    *until = 0;
     const char *uid = rec_obj_str(vol, "metadata.uid");
     const char *pname = rec_obj_str(pool, "metadata.name");
-    vol_ledger l;
-    char *why = NULL;
-    int rc = vol_ledger_read(pool, &l, &why);
-    free(why);
-    if (rc != KC_OK || !l.known) {
-        vol_ledger_close(&l);
-        return ctl_requeue_after(0.5); /* the pool's first recount has not been written */
-    }
-    const vol_admission *had = vol_ledger_find(&l, uid);
-    if (had) {
-        int64_t u = had->until;
-        vol_ledger_close(&l);
-        if (u - now >= VOL_CREATE_MARGIN) {
-            *until = u;
-            return ctl_done();
+    int64_t u = 0;
+    bool have = vol_admitted_get(a, uid, pname, &u);
+    if (!have) {
+        vol_ledger l;
+        char *why = NULL;
+        if (vol_ledger_read(pool, &l, &why) == KC_OK && l.known) {
+            const vol_admission *had = vol_ledger_find(&l, uid);
+            if (had) {
+                have = true;
+                u = had->until;
+            }
         }
-        /* Too late to use: a recount drops it, then a new admission. */
+        free(why);
+        vol_ledger_close(&l);
+    }
+    if (have && u - now >= VOL_CREATE_MARGIN) {
+        *until = u;
+        return ctl_done();
+    }
+    if (have) { /* too late to use: a recount drops it, then a new admission */
+        vol_admitted_forget(a, uid);
         return ctl_requeue_after((double)(u + VOL_ADMIT_GRACE + 1 - now));
     }
-    vol_admit_result result;
-    rc = vol_ledger_admit(&l, uid, w->size, now, &result, NULL);
-    ctl_result res = ctl_done();
-    if (rc != KC_OK) {
-        res = ctl_error(rc, "admitting: %s", kc_strerror(rc));
-    } else if (result == VOL_NO_ROOM) {
-        char *msg = NULL;
-        rc = rec_msg(&msg, "StoragePool %s has %lld bytes free, %lld wanted; waiting for space",
-                     pname, (long long)vol_ledger_available(&l), (long long)w->size);
-        res = rc == KC_OK ? pending(a, vol, VOL_REASON_INSUFFICIENT, msg, VOL_RECHECK_MAX)
-                          : ctl_error(rc, "out of memory");
-    } else if (result == VOL_LEDGER_FULL) {
-        res = ctl_requeue_after(1.0);
-    } else {
-        /* The compare-and-swap: the pool's status at its cached version. */
-        json_object *st = NULL;
-        json_object *cached = rec_obj_at(pool, "status");
-        rc = json_object_deep_copy(cached, &st, NULL) == 0 && st ? KC_OK : KC_ERR_NOMEM;
-        if (rc == KC_OK)
-            rc = vol_ledger_write(&l, st);
-        kc_ref ref = vol_pools_ref;
-        ref.name = pname;
-        kc_error err = {0};
-        if (rc == KC_OK)
-            rc = rec_update_status(a->client, &ref, pool, st, NULL, NULL, &err);
-        json_object_put(st);
-        if (rc == KC_OK) {
-            *until = vol_ledger_find(&l, uid)->until;
-        } else if (rc == KC_ERR_CONFLICT) {
-            res = ctl_requeue(); /* the ledger moved: decide again from a fresh read */
-            *conflict = true;
-        } else {
-            res = ctl_error(rc, "admitting into StoragePool %s: %s", pname,
-                            err.message ? err.message : kc_strerror(rc));
-        }
-        kc_error_clear(&err);
-    }
-    vol_ledger_close(&l);
-    return res;
+    int rc = vol_wait_add(a, pname, uid, rec_obj_str(vol, "metadata.namespace"),
+                          rec_obj_str(vol, "metadata.name"), w->size);
+    if (rc != KC_OK)
+        return ctl_error(rc, "out of memory");
+    ctl_enqueue(a->pool_ctl, NULL, pname);
+    return ctl_requeue_after(VOL_WAIT_RECHECK); /* woken sooner by the pool */
 }
 
 static ctl_result reserve(vol_app *a, json_object *vol, const vol_want *w, json_object *pool,
@@ -413,6 +450,7 @@ static ctl_result reserve(vol_app *a, json_object *vol, const vol_want *w, json_
                               : ctl_error(rc, "releasing a late Reservation %s: %s", name,
                                           err.message ? err.message : kc_strerror(rc));
         } else if (rc == KC_OK) {
+            vol_admitted_forget(a, uid);
             res = placed(a, vol, w, pname, pool);
         } else if (rc == REC_TAKEN) {
             res = ctl_error(KC_ERR_CONFLICT, "Reservation %s is held by another claim", name);
@@ -492,6 +530,8 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
     double wait = 0;
 
     if (rec_obj_is_deleting(vol)) {
+        vol_wait_remove(a, uid);
+        vol_admitted_forget(a, uid);
         res = release(a, uid, &h, NULL, now, &wait);
         if (res.outcome == CTL_DONE && wait > 0) {
             res = ctl_requeue_after(wait); /* rule 4: not before deadline + grace */
@@ -538,6 +578,8 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
     if (res.outcome != CTL_DONE)
         goto out;
     if (keep) {
+        vol_wait_remove(a, uid);
+        vol_admitted_forget(a, uid);
         json_object *pool = NULL;
         store_get(a->pools_store, keep->pool, &pool);
         res = placed(a, vol, &w, keep->pool, pool);
@@ -547,7 +589,7 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
         goto out;
     }
     pool_pick pick;
-    rc = choose_pool(a, &w, &pick);
+    rc = choose_pool(a, uid, &w, &pick);
     if (rc != KC_OK) {
         free(pick.message);
         store_obj_put(pick.pool);
@@ -555,35 +597,28 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
         goto out;
     }
     if (!pick.pool) { /* taken by pending */
+        vol_wait_remove(a, uid);
         res = pending(a, vol, pick.reason, pick.message, VOL_RECHECK_MAX);
         goto out;
     }
     free(pick.message);
-    /* The compare-and-swap loses to other writers of the pool (replicas,
-     * the pool's own reconcile, the agent's report) while the cache lags
-     * behind them: retry at once on the server's copy rather than through
-     * the queue's backoff. */
     int64_t until = 0;
-    json_object *pool = pick.pool, *fresh = NULL;
-    for (int attempt = 0;; attempt++) {
-        bool conflict = false;
-        res = admit(a, vol, &w, fresh ? fresh : pool, now, &until, &conflict);
-        if (!conflict || attempt == VOL_ADMIT_ATTEMPTS - 1)
-            break;
-        kc_ref pref = vol_pools_ref;
-        pref.name = rec_obj_str(pool, "metadata.name");
-        json_object_put(fresh);
-        fresh = NULL;
-        kc_error gerr = {0};
-        int grc = kc_get(a->client, &pref, &fresh, &gerr);
-        kc_error_clear(&gerr);
-        if (grc != KC_OK)
-            break;
-        now = (int64_t)time(NULL);
+    json_object *pool = pick.pool;
+    const char *pname = rec_obj_str(pool, "metadata.name");
+    if (vol_rejected_take(a, uid, pname)) {
+        /* The pool's own reconcile found no room though our cache of it
+         * still shows some: wait for the pool to change. */
+        char *msg = NULL;
+        rc = rec_msg(&msg, "StoragePool %s has fewer than %lld bytes free; waiting for space",
+                     pname, (long long)w.size);
+        res = rc == KC_OK ? pending(a, vol, VOL_REASON_INSUFFICIENT, msg, VOL_RECHECK_MAX)
+                          : ctl_error(rc, "out of memory");
+        store_obj_put(pool);
+        goto out;
     }
+    res = admission(a, vol, &w, pool, now, &until);
     if (res.outcome == CTL_DONE && until)
-        res = reserve(a, vol, &w, fresh ? fresh : pool, until);
-    json_object_put(fresh);
+        res = reserve(a, vol, &w, pool, until);
     store_obj_put(pool);
 out:
     kc_error_clear(&err);

@@ -240,6 +240,15 @@ static void recount_forget(vol_app *a, const char *pool)
 
 /* ---- the reconcile ------------------------------------------------------------------ */
 
+/* An admission past its deadline + grace: only a recount may drop it. */
+static bool admission_expired(const vol_ledger *l, int64_t now)
+{
+    for (size_t i = 0; i < l->n_inflight; i++)
+        if (l->inflight[i].until + VOL_ADMIT_GRACE < now)
+            return true;
+    return false;
+}
+
 static double min_d(double x, double y)
 {
     return x < y ? x : y;
@@ -397,7 +406,8 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
         message = why;
         why = NULL;
         rc = KC_OK;
-    } else if (rc == KC_OK && vol_ledger_recount_due(&l, h.valid_bytes, cache_landed, &h)) {
+    } else if (rc == KC_OK && (vol_ledger_recount_due(&l, h.valid_bytes, cache_landed, &h) ||
+                               admission_expired(&l, (int64_t)now))) {
         double wait = 0;
         if (recount_allowed(a, name, &wait)) {
             rc = recount(a, name, &l, &err);
@@ -441,8 +451,30 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
         res = ctl_error(rc, "building the StoragePool status: %s", kc_strerror(rc));
         goto out;
     }
+    /* This process's waiting Volumes, admitted in the same write (only into
+     * a Ready pool with a ledger). */
+    vol_batch in = {0}, out = {0};
+    if (rc == KC_OK && l.known && cond && !strcmp(cond, REC_COND_TRUE)) {
+        rc = vol_admit_batch(a, name, &l, (int64_t)now, &in, &out);
+        if (rc == KC_OK && (in.n || out.n))
+            rc = vol_ledger_write(&l, st);
+    }
+    if (rc != KC_OK) {
+        vol_batch_clear(&in);
+        vol_batch_clear(&out);
+        json_object_put(st);
+        vol_ledger_close(&l);
+        res = ctl_error(rc, "admitting into StoragePool %s: %s", name, kc_strerror(rc));
+        goto out;
+    }
     res = write_status(a, name, pool, st);
     json_object_put(st);
+    if (res.outcome == CTL_DONE)
+        vol_admit_commit(a, name, &in, &out);
+    else if (in.n)
+        res = ctl_requeue_after(0.01); /* lost the race: again at once, from a fresher cache */
+    vol_batch_clear(&in);
+    vol_batch_clear(&out);
 
     /* Come back when the agent's report turns stale, and when an admission
      * can be dropped. */
@@ -494,6 +526,7 @@ static void app_free(void *arg)
     while (inf_map_next(&a->last_recount, &pos, NULL, &v))
         mark_free(v);
     inf_map_close(&a->last_recount);
+    vol_admit_close(a);
     pthread_mutex_destroy(&a->mu);
     free(a);
 }
@@ -507,6 +540,8 @@ int vol_setup(const rec_env *env)
     a->client = env->client;
     pthread_mutex_init(&a->mu, NULL);
     inf_map_init(&a->last_recount);
+    inf_map_init(&a->waiting);
+    inf_map_init(&a->admitted);
     int rc = env->add_cleanup(env, app_free, a);
     if (rc != KC_OK) {
         app_free(a);
