@@ -17,7 +17,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -529,6 +532,171 @@ Test(vol_btrfs, a_plain_directory_in_the_way_is_replaced_when_empty_else_reporte
     vol_dir_result_free(&r);
     free(pa);
     free(pb);
+}
+
+/* Items of one type in a btrfs tree with objectid in [min_obj, max_obj]
+ * (all offsets), counting only those whose offset passes keep. */
+static size_t count_items(int fd, uint64_t tree, uint64_t min_obj, uint64_t max_obj, uint32_t type,
+                          bool (*keep)(uint64_t offset))
+{
+    struct btrfs_ioctl_search_args a;
+    memset(&a, 0, sizeof a);
+    a.key.tree_id = tree;
+    a.key.min_objectid = min_obj;
+    a.key.max_objectid = max_obj;
+    a.key.min_type = a.key.max_type = type;
+    a.key.max_offset = UINT64_MAX;
+    a.key.max_transid = UINT64_MAX;
+    size_t n = 0;
+    for (;;) {
+        a.key.nr_items = 4096;
+        int rc = ioctl(fd, BTRFS_IOC_TREE_SEARCH, &a);
+        if (rc != 0 && errno == ENOENT)
+            return 0; /* no such tree */
+        cr_assert_eq(rc, 0, "tree search: %s", strerror(errno));
+        if (a.key.nr_items == 0)
+            return n;
+        size_t off = 0;
+        struct btrfs_ioctl_search_header h = {0};
+        for (uint32_t i = 0; i < a.key.nr_items; i++) {
+            memcpy(&h, a.buf + off, sizeof h);
+            off += sizeof h + h.len;
+            if (h.type == type && (keep == NULL || keep(h.offset)))
+                n++;
+        }
+        /* Go on after the last key returned. */
+        a.key.min_objectid = h.objectid;
+        a.key.min_type = h.type;
+        a.key.min_offset = h.offset + 1;
+        if (h.offset == UINT64_MAX)
+            return n;
+    }
+}
+
+static bool volume_qgroup(uint64_t qgroupid)
+{
+    return (qgroupid >> 48) == 0 && qgroupid >= 256; /* level 0, not the top (0/5) */
+}
+
+/* Subvolumes (root items, those being dropped included) and level-0
+ * qgroups of volumes on the filesystem of fd. */
+static size_t count_subvols(int fd)
+{
+    return count_items(fd, 1, 256, (uint64_t)-256, 132 /* ROOT_ITEM */, NULL);
+}
+
+static size_t count_qgroups(int fd)
+{
+    return count_items(fd, 8, 0, 0, 242 /* QGROUP_INFO */, volume_qgroup);
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Wait (10 s at most, committing) until the filesystem of fd holds n
+ * subvolumes besides the top one, dropped ones included, and n volume
+ * qgroups (on Linux 6.10 on, which removes the qgroup of a dropped
+ * subvolume itself). */
+static void wait_for_counts(int fd, size_t n)
+{
+    size_t subvols = 0, qgroups = 0;
+    bool qgroups_go = kernel_at_least(6, 10);
+    for (int t = 0; t < 100; t++) {
+        cr_assert_eq(ioctl(fd, BTRFS_IOC_SYNC), 0);
+        subvols = count_subvols(fd);
+        qgroups = count_qgroups(fd);
+        if (subvols == n && (qgroups == n || !qgroups_go))
+            return;
+        usleep(100 * 1000);
+    }
+    cr_assert_fail("want %zu subvolumes and qgroups, have %zu and %zu", n, subvols, qgroups);
+}
+
+/* Run fn(key) in a child and SIGKILL it after delay_us (or let it finish).
+ * delay_us == UINT_MAX: no kill; returns how long the child took (us). */
+static uint64_t killed_run(int (*fn)(const vol_key *), const vol_key *k, unsigned delay_us)
+{
+    uint64_t t0 = now_us();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(fn(k) == 0 ? 0 : 1);
+    if (delay_us != UINT_MAX) {
+        usleep(delay_us);
+        kill(pid, SIGKILL);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    if (delay_us == UINT_MAX)
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "unkilled run failed");
+    return now_us() - t0;
+}
+
+static int ensure_4m(const vol_key *k)
+{
+    vol_dir_result r = {0};
+    int rc = vol_dir_ensure(root, POOL, k, 4 * MIB, VOL_QUOTA_AUTO, &r, NULL);
+    vol_dir_result_free(&r);
+    return rc;
+}
+
+static int remove_it(const vol_key *k)
+{
+    return vol_dir_remove(root, POOL, k, NULL);
+}
+
+Test(vol_btrfs, runs_killed_at_any_moment_then_rerun_leak_nothing)
+{
+    enum { N = 16 };
+    char uids[N][40];
+    vol_key keys[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(uids[i], sizeof uids[i], "00000000-0000-4000-8000-%012d", i);
+        keys[i] = (vol_key){"team-a", "v", uids[i]};
+    }
+    /* How long a whole ensure and a whole removal take here (a throwaway
+     * volume, after a first one has enabled quotas), so the kills below land
+     * all along the way. */
+    const vol_key probe = {"team-z", "probe", "ffffffff-0000-4000-8000-000000000000"};
+    killed_run(ensure_4m, &probe, UINT_MAX);
+    killed_run(remove_it, &probe, UINT_MAX);
+    unsigned t_ensure = (unsigned)killed_run(ensure_4m, &probe, UINT_MAX);
+    unsigned t_remove = (unsigned)killed_run(remove_it, &probe, UINT_MAX);
+    int fd = open_dir(mnt);
+    wait_for_counts(fd, 0);
+    /* Kill each first ensure somewhere between its start and its end, then
+     * rerun it to completion. */
+    srand(12);
+    for (int i = 0; i < N; i++) {
+        killed_run(ensure_4m, &keys[i], (unsigned)rand() % (t_ensure + 1));
+        cr_assert_eq(ensure_4m(&keys[i]), 0, "rerun of %s", uids[i]);
+    }
+    wait_for_counts(fd, N);
+    for (int i = 0; i < N; i++) {
+        char *p = vol_path(&keys[i]);
+        int vfd = open_dir(p);
+        uint64_t id = 0;
+        vol_btrfs_qgroup q;
+        cr_assert_eq(vol_btrfs_subvol_id(vfd, &id, NULL), 0);
+        cr_assert_eq(vol_btrfs_qgroup_get(fd, id, &q, NULL), 0);
+        cr_assert_eq(q.max_rfer, 4 * MIB, "%s without its limit", uids[i]);
+        close(vfd);
+        free(p);
+    }
+    /* The same for removals. */
+    for (int i = 0; i < N; i++) {
+        killed_run(remove_it, &keys[i], (unsigned)rand() % (t_remove + 1));
+        cr_assert_eq(remove_it(&keys[i]), 0, "rerun of the removal of %s", uids[i]);
+    }
+    vol_dirs l = {0};
+    cr_assert_eq(vol_dir_list(root, POOL, &l, NULL), 0);
+    cr_assert_eq(l.n, 0);
+    wait_for_counts(fd, 0);
+    close(fd);
 }
 
 /* mkdir a chain of depth directories under dir, with a file at the bottom. */
