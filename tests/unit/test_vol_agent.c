@@ -252,8 +252,9 @@ Test(vol_name, dir_name_is_ns_name_uid_and_parses_back)
     free(nm);
     free(uid);
     free(name);
-    const char *not_volumes[] = {"lost+found", "a_b",   "_a_b",    "a__b",
-                                 "a_b_",       "A_b_c", "a_b_c/d", ".provisio-probe"};
+    const char *not_volumes[] = {"lost+found", "a_b",    "_a_b",    "a__b",
+                                 "a_b_",       "A_b_c",  "a_b_c/d", ".provisio-probe",
+                                 ".a_b_c",     "a.b_c_d"};
     for (size_t i = 0; i < sizeof not_volumes / sizeof not_volumes[0]; i++)
         cr_assert_eq(vol_dir_name_parse(not_volumes[i], &ns, &nm, &uid), 0, "%s", not_volumes[i]);
 }
@@ -265,6 +266,7 @@ Test(vol_name, dir_name_refuses_bad_parts_and_names_past_255_bytes)
     const vol_key bad[] = {
         {"", "a", "u"},   {"a_b", "c", "u"}, {"a", "b/c", "u"}, {"a", "..", "u_v"},
         {"Ns", "a", "u"}, {"a", "b", ""},    {"a", "b", "u.v"}, {NULL, "b", "u"},
+        {".a", "b", "u"}, {"a.b", "c", "u"}, {"a", ".b", "u"},  {"a", "b", "-u"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cr_assert_eq(vol_dir_name(&bad[i], &name, &e), -EINVAL, "case %zu", i);

@@ -104,8 +104,9 @@ int vol_pool_check(const char *host_root, const char *path, vol_quota_mode mode,
 /* ---- volume directories --------------------------------------------------- */
 
 /* Who a directory belongs to: the Volume's namespace, name and uid
- * (borrowed). namespace and name: [a-z0-9.-]; uid: [A-Za-z0-9-]; the
- * directory name <ns>_<name>_<uid> at most 255 bytes. */
+ * (borrowed). namespace: [a-z0-9-], name: [a-z0-9.-], uid: [A-Za-z0-9-],
+ * each starting with a letter or digit; the directory name
+ * <ns>_<name>_<uid> at most 255 bytes. */
 typedef struct vol_key {
     const char *ns;
     const char *name;

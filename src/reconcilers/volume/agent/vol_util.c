@@ -157,16 +157,22 @@ const char *vol_fs_type_name(uint64_t magic)
 
 /* ---- directory names ------------------------------------------------------- */
 
-/* namespace and name: DNS labels / subdomains ([a-z0-9.-]); uid: a UUID
- * ([A-Za-z0-9-]). None holds '_', so the name splits back unambiguously. */
-static bool part_ok(const char *s, size_t n, bool upper)
+/* The parts of a directory name: namespace a DNS label ([a-z0-9-]), name
+ * a DNS subdomain ([a-z0-9.-]), uid a UUID ([A-Za-z0-9-]); each starts
+ * with a letter or digit. None holds '_', so the name splits back
+ * unambiguously, and none starts with '.', so no volume directory is
+ * hidden from vol_dir_list. */
+typedef enum part_kind { PART_NS, PART_NAME, PART_UID } part_kind;
+
+static bool part_ok(const char *s, size_t n, part_kind kind)
 {
     if (n == 0)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-                  (!upper && c == '.') || (upper && c >= 'A' && c <= 'Z');
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                     (kind == PART_UID && c >= 'A' && c <= 'Z');
+        bool ok = alnum || (i > 0 && (c == '-' || (kind == PART_NAME && c == '.')));
         if (!ok)
             return false;
     }
@@ -178,11 +184,11 @@ int vol_dir_name(const vol_key *key, char **out, vol_error *err)
     *out = NULL;
     if (key == NULL || key->ns == NULL || key->name == NULL || key->uid == NULL)
         return vol_failx(err, EINVAL, "volume key incomplete");
-    if (!part_ok(key->ns, strlen(key->ns), false))
-        return vol_failx(err, EINVAL, "namespace \"%s\" is not a DNS name", key->ns);
-    if (!part_ok(key->name, strlen(key->name), false))
+    if (!part_ok(key->ns, strlen(key->ns), PART_NS))
+        return vol_failx(err, EINVAL, "namespace \"%s\" is not a DNS label", key->ns);
+    if (!part_ok(key->name, strlen(key->name), PART_NAME))
         return vol_failx(err, EINVAL, "name \"%s\" is not a DNS name", key->name);
-    if (!part_ok(key->uid, strlen(key->uid), true))
+    if (!part_ok(key->uid, strlen(key->uid), PART_UID))
         return vol_failx(err, EINVAL, "uid \"%s\" is not a UID", key->uid);
     if (asprintf(out, "%s_%s_%s", key->ns, key->name, key->uid) < 0) {
         *out = NULL;
@@ -206,8 +212,8 @@ int vol_dir_name_parse(const char *dirname, char **ns, char **name, char **uid)
     if (a == NULL || a == b || strlen(dirname) > 255)
         return 0;
     size_t nn = (size_t)(a - dirname), mn = (size_t)(b - a - 1);
-    if (!part_ok(dirname, nn, false) || !part_ok(a + 1, mn, false) ||
-        !part_ok(b + 1, strlen(b + 1), true))
+    if (!part_ok(dirname, nn, PART_NS) || !part_ok(a + 1, mn, PART_NAME) ||
+        !part_ok(b + 1, strlen(b + 1), PART_UID))
         return 0;
     *ns = strndup(dirname, nn);
     *name = strndup(a + 1, mn);
