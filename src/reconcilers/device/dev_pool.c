@@ -148,13 +148,9 @@ static int add_device(dev_pool *p, size_t *cap, const char *id, dev_device **out
 
 static bool agent_fresh(json_object *agent, time_t now)
 {
-    const char *hb = rec_obj_str(agent, "heartbeatTime");
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    if (!hb || !strptime(hb, "%Y-%m-%dT%H:%M:%S", &tm))
-        return false;
-    time_t t = timegm(&tm);
-    return t != (time_t)-1 && now - t <= DEV_AGENT_STALE && t - now <= DEV_AGENT_STALE;
+    time_t t;
+    return rec_parse_time(rec_obj_str(agent, "heartbeatTime"), &t) && now - t <= DEV_AGENT_STALE &&
+           t - now <= DEV_AGENT_STALE;
 }
 
 static int pool_parse(json_object *obj, time_t now, dev_pool *p, char **problem)

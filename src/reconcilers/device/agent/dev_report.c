@@ -62,38 +62,12 @@ bool dev_report_matches(const dev_report *r, json_object *agent)
     return true;
 }
 
-/* An RFC 3339 time ("2025-01-02T15:04:05Z", fractions and offsets too). */
-static bool parse_time(const char *s, time_t *out)
-{
-    struct tm tm = {0};
-    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (p == NULL)
-        return false;
-    if (*p == '.') {
-        p++;
-        while (*p >= '0' && *p <= '9')
-            p++;
-    }
-    long offset = 0;
-    if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
-        long h = strtol(p + 1, NULL, 10), m = strtol(p + 4, NULL, 10);
-        offset = (h * 3600 + m * 60) * (*p == '-' ? -1 : 1);
-    } else if (!((*p == 'Z' || *p == 'z') && p[1] == '\0')) {
-        return false;
-    }
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return false;
-    *out = t - offset;
-    return true;
-}
-
 bool dev_report_heartbeat_due(json_object *agent, time_t now)
 {
     json_object *hb = member(agent, "heartbeatTime");
     time_t t;
     if (hb == NULL || !json_object_is_type(hb, json_type_string) ||
-        !parse_time(json_object_get_string(hb), &t))
+        !rec_parse_time(json_object_get_string(hb), &t))
         return true;
     double age = difftime(now, t);
     return age >= DEV_HEARTBEAT_S || age <= -DEV_HEARTBEAT_S;
