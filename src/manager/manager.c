@@ -28,6 +28,7 @@
 
 #include "controller.h"
 #include "dev_agent.h"
+#include "vol_node.h"
 #include "flags.h"
 #include "httpd.h"
 #include "informer.h"
@@ -84,6 +85,7 @@ static const mgr_domain mgr_domains[] = {
  */
 static const mgr_domain mgr_agent_domains[] = {
     {"device-agent", dev_agent_setup},
+    {"volume-agent", vol_node_setup},
     {NULL, NULL},
 };
 

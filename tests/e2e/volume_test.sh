@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# End-to-end test of the volume domain as far as it is built
-# (src/reconcilers/volume/: the storagepool and volume controllers, the
-# ledger) against the real control plane. Contract: API.md "Volumes", the
-# ledger in src/reconcilers/volume/README.md.
+# End-to-end test of the volume domain (src/reconcilers/volume/: the
+# storagepool and volume controllers, the ledger, the PersistentVolumes; the
+# node agent's volume half, src/reconcilers/volume/agent/) against the real
+# control plane, with real node agents (`provisio agent --host-root`, one per
+# fake node, node-b and node-c) making real directories. Contract: API.md
+# "Volumes", the ledger in src/reconcilers/volume/README.md.
 #
-# The node agent's volume half (directories, quotas, its report) and the
-# PersistentVolumes are not built yet (issue 12): here the test writes the
-# agent's report into status.agent itself (as the agent will, a merge patch
-# of the status subresource), and in 3 Reservations of the pool by hand (as
-# the claim flow does, POST), and checks what the operator makes of them.
+# node-a has no agent: there the test writes the agent's report into
+# status.agent itself (a merge patch of the status subresource, as the
+# agent does) to reach every reason, and Reservations by hand (1-4).
 #
 #  1. a pool on node-a nobody reports on: finalizer, capacityBytes,
 #     allocatedBytes 0 (the ledger set up by a first recount), Ready=False
@@ -17,30 +17,47 @@
 #     Enforced, usedBytes; a missing path, a path that is not writable, quotas
 #     Required on a filesystem without them, a report of an older spec and a
 #     report older than 120 s each give their reason; spec.quota Off: quota Off;
-#  3. the ledger: Reservations of the pool count (allocatedBytes, volumes,
+#  3. the ledger: Reservations count (allocatedBytes, volumes,
 #     availableBytes), one created after its admission's deadline does not,
 #     a deleted one is freed by the next recount, allocatedBytes lowered by
 #     hand is recounted back;
 #  4. deleting a pool that holds a Reservation: Terminating, the finalizer
 #     stays; once the Reservation is gone the pool goes;
-#  5. Volumes: three of 400Mi on a 1Gi pool: two placed (status pool, node,
-#     path, a Reservation with the admission's deadline and the node label),
-#     the third InsufficientCapacity; spec.pool unknown: PoolNotFound; a size
-#     larger than every pool: InvalidSpec; deleting a placed one frees its
-#     bytes (after the admission's deadline + 30 s, rule 4) and the waiting
-#     one is placed;
-#  6. a storm: 30 Volumes of 100Mi at once on a 1Gi pool, two operator
-#     replicas, one killed with SIGKILL mid-storm: exactly 10 placed, the
-#     bytes of the valid Reservations never over the capacity (sampled all
-#     along), the pool's counts equal them after convergence;
-#  7. the operators exit 0 on SIGTERM with no error line of the controllers.
+#  5. the agent of node-b: the pool PathNotFound until its directory
+#     exists, then Ready. Volumes: three of 400Mi on a 1Gi pool: two Ready
+#     (directory made by the agent, PV with node affinity, PVC Bound by
+#     kube-controller-manager, a Pod using the PVC placed on node-b by
+#     kube-scheduler), the third InsufficientCapacity; spec.pool unknown:
+#     PoolNotFound; a size larger than every pool: InvalidSpec; deleting a
+#     Ready one removes PVC, PV, Reservation and directory, and the waiting
+#     one gets the bytes;
+#  6. a storm: 30 Volumes of 100Mi at once on a 1Gi pool of node-c, two
+#     operator replicas, one killed with SIGKILL mid-storm: exactly 10 placed
+#     (and Ready), the bytes of the valid Reservations never over the
+#     capacity (sampled all along), the pool's counts equal them after
+#     convergence;
+#  7. no leaks: Retain keeps the directory; a Volume deleted right after
+#     creation, and the agent killed with SIGKILL while it makes directories
+#     (then restarted): no directory, PV, PVC or Reservation left behind;
+#  8. hard limits: a pool on a loop-mounted btrfs (qgroups): quota Enforced,
+#     writing past the Volume's size fails (EDQUOT), usedBytes from the quota
+#     in the Reservation, the Volume and the pool;
+#  9. dynamic provisioning: the CSIDriver local.provisio.dev, StorageClasses
+#     WaitForFirstConsumer and Immediate: CSIStorageCapacity objects track
+#     the pools' free bytes; a pod with a 1500Mi WaitForFirstConsumer claim is
+#     placed by kube-scheduler on the only node with room, its PV pvc-<uid>
+#     made there and Bound; a claim larger than every pool leaves its pod
+#     Pending; an Immediate claim is Bound without a pod; one larger than
+#     every pool stays Pending with a ProvisioningFailed Event; deleting the
+#     claims leaves no Volume, PV (none Released) or directory;
+# 10. the operators and agents exit 0 on SIGTERM with no error line.
 #
 # Environment (set by the ctest fixture, see tests/CMakeLists.txt):
 #   KUBECONFIG, PROVISIO_KUBE_DIR, PATH, PROVISIO_BINARY, PROVISIO_SOURCE_DIR
 # Run by hand:
 #   hack/kube-local up /tmp/kl && . /tmp/kl/env
 #   PROVISIO_BINARY=build/provisio PROVISIO_SOURCE_DIR=$PWD PROVISIO_KUBE_DIR=/tmp/kl \
-#     bash tests/e2e/volume_pool_test.sh
+#     bash tests/e2e/volume_test.sh
 #
 # Output is TAP; the exit status is non-zero if any test failed.
 # Test functions run through e2e_test, which shellcheck cannot follow.
@@ -53,7 +70,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 e2e_init volume-pool
 
 e2e_require_env KUBECONFIG PROVISIO_KUBE_DIR PROVISIO_BINARY PROVISIO_SOURCE_DIR
-e2e_require_cmd kubectl python3
+e2e_require_cmd kubectl python3 mkfs.btrfs losetup
 [ -x "$PROVISIO_BINARY" ] || e2e_bail "$PROVISIO_BINARY is not an executable"
 
 SRC=$PROVISIO_SOURCE_DIR
@@ -62,7 +79,13 @@ LABEL=provisio-e2e=vol-$RUN
 P=vol-$RUN-a       # on node-a
 P_GONE=vol-$RUN-x  # on a node that does not exist
 P_V=vol-$RUN-v     # Volumes placed (5)
-P_S=vol-$RUN-s     # the storm (6)
+P_S=vol-$RUN-s     # the storm (6), node-c
+P_R=vol-$RUN-r     # no leaks (7), node-b
+P_Q=vol-$RUN-q     # hard limits (8), node-b, on btrfs
+P_DB=vol-$RUN-db   # dynamic provisioning (9), node-b, 300Mi
+P_DC=vol-$RUN-dc   # dynamic provisioning (9), node-c, 2Gi
+SC_W=vol-$RUN-wffc # StorageClasses (9)
+SC_I=vol-$RUN-imm
 NS=e2e-vol-$RUN
 GI=1073741824
 
@@ -72,12 +95,22 @@ cleanup() {
   local r
   for r in $(k get reservations -l "provisio.dev/pool-kind=StoragePool" -o name 2>/dev/null | grep -- "-$RUN-" || true); do
     k delete "$r" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    k patch "$r" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
   done
+  e2e_force_delete_pods "$NS"
+  local pv
+  for pv in $(k get pv -o jsonpath='{range .items[*]}{.metadata.name} {.spec.claimRef.namespace}{"\n"}{end}' 2>/dev/null | awk -v ns="$NS" '$2 == ns {print $1}'); do
+    k delete pv "$pv" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    k patch pv "$pv" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+  done
+  umount "$E2E_TMP/root-b/srv/$P_Q" 2>/dev/null || true
+  [ -z "${LOOPDEV:-}" ] || losetup -d "$LOOPDEV" 2>/dev/null || true
   local v
   for v in $(k get volumes -n "$NS" -o name 2>/dev/null); do
     k patch -n "$NS" "$v" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
   done
   k delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  k delete storageclass "$SC_W" "$SC_I" --ignore-not-found >/dev/null 2>&1 || true
   k delete storagepools -l "$LABEL" --ignore-not-found --wait=false >/dev/null 2>&1 || true
   local sp
   for sp in $(k get storagepools -l "$LABEL" -o name 2>/dev/null); do
@@ -170,11 +203,29 @@ start_op() {
   e2e_wait_for 60 "$name synced its caches" grep -q '"all informers synced"' "$log"
 }
 
+# start_agent NODE: the node agent of NODE, its host root $E2E_TMP/root-NODE
+# (log agent-NODE.N.log).
+start_agent() {
+  local node=$1 mport pport run=1 log
+  while [ -e "$E2E_TMP/agent-$node.$run.log" ]; do run=$((run + 1)); done
+  log=$E2E_TMP/agent-$node.$run.log
+  mkdir -p "$E2E_TMP/root-$node/srv"
+  mport=$(e2e_free_port)
+  pport=$(e2e_free_port)
+  while [ "$pport" = "$mport" ]; do pport=$(e2e_free_port); done
+  e2e_bg_start "agent-$node" "$log" "$PROVISIO_BINARY" agent --node-name "$node" \
+    --host-root "$E2E_TMP/root-$node" --kubeconfig "$KUBECONFIG" \
+    --metrics-bind-address="127.0.0.1:$mport" --health-probe-bind-address="127.0.0.1:$pport"
+  e2e_wait_for 60 "agent-$node synced its caches" grep -q '"all informers synced"' "$log"
+}
+
 test_setup() {
   k apply --server-side --force-conflicts -f "$SRC/crds/" >/dev/null
   k wait --for=condition=Established --timeout=60s -f "$SRC/crds/" >/dev/null
   k create namespace "$NS" >/dev/null
   start_op op
+  start_agent node-b
+  start_agent node-c
 }
 
 # ---- 1. nobody reports ------------------------------------------------------------------
@@ -319,31 +370,92 @@ vols_in() { # PREFIX "POOL..."
   }
 }
 
+# dirs NODE POOL: the directories in the pool's path on NODE's host root.
+dirs() {
+  ls "$E2E_TMP/root-$1/srv/$2" 2>/dev/null | tr '\n' ' ' | sed 's/ $//'
+}
+
+dirs_are() { # NODE POOL "NAMES"
+  local got
+  got=$(dirs "$1" "$2")
+  [ "$got" = "$3" ] || {
+    echo "directories: $got"
+    return 1
+  }
+}
+
+# bound NAME: the Volume is Ready (PVC Bound to its PV).
+bound() {
+  vol_is "$1" "ready.get('status') == 'True' and ready.get('reason') == 'Bound'"
+}
+
+gone() { # KIND NAME [NS]
+  ! k get "$1" "$2" ${3:+-n "$3"} >/dev/null 2>&1
+}
+
+# pod_on NAME CLAIM: a Pod using the PVC CLAIM (placed by kube-scheduler;
+# the fake node runs nothing).
+pod_on() {
+  k create -n "$NS" -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: $1}
+spec:
+  containers: [{name: c, image: busybox, volumeMounts: [{name: d, mountPath: /data}]}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: $2}}]
+YAML
+}
+
 test_volumes_placed_within_capacity() {
   pool "$P_V" node-b
-  report "$P_V" 0 "$GOOD"
-  e2e_wait_for 15 "$P_V Ready" reason_is "$P_V" True PathReady
+  e2e_wait_for 20 "$P_V PathNotFound (the agent's own report)" reason_is "$P_V" False PathNotFound
+  mkdir -p "$E2E_TMP/root-node-b/srv/$P_V"
+  e2e_wait_for 20 "$P_V Ready once its directory exists" reason_is "$P_V" True PathReady
   volumes a 1 2 400Mi "{\"pool\": \"$P_V\"}" | k create -n "$NS" -f - >/dev/null
   e2e_wait_for 15 "a1 and a2 placed" vols_in a "$P_V $P_V"
   volumes a 3 3 400Mi "{\"pool\": \"$P_V\"}" | k create -n "$NS" -f - >/dev/null
   e2e_wait_for 15 "a3 InsufficientCapacity" vol_is a3 \
     "ready.get('reason') == 'InsufficientCapacity' and not st.get('pool')"
-  local uid
+  e2e_wait_for 30 "a1 Ready (PVC Bound)" bound a1
+  e2e_wait_for 30 "a2 Ready (PVC Bound)" bound a2
+  local uid pv
   uid=$(k get volume -n "$NS" a1 -o jsonpath='{.metadata.uid}')
+  pv=vol-$uid
   vol_is a1 "st.get('nodeName') == 'node-b' and st.get('capacityBytes') == 400 * 2**20
-    and st.get('path') == '/srv/$P_V/${NS}_a1_$uid' and ready.get('reason') == 'Provisioning'
+    and st.get('path') == '/srv/$P_V/${NS}_a1_$uid' and st.get('persistentVolumeName') == '$pv'
+    and st.get('persistentVolumeClaimName') == 'a1'
     and 'provisio.dev/finalizer' in o['metadata'].get('finalizers', [])" ||
     e2e_fail "a1's status does not say where it is"
+  [ -d "$E2E_TMP/root-node-b/srv/$P_V/${NS}_a1_$uid" ] || e2e_fail "no directory for a1 on node-b"
   k get reservation "storagepool.$P_V.$uid" -o json | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 assert r["metadata"]["labels"]["provisio.dev/node"] == "node-b", r["metadata"]["labels"]
+assert "provisio.dev/volume-directory" in r["metadata"]["finalizers"], r["metadata"]
 assert r["spec"]["bytes"] == 400 * 2**20 and r["spec"]["admittedUntil"], r["spec"]
-assert r["spec"]["claim"]["kind"] == "Volume"' || e2e_fail "a1's Reservation is not as the ledger wants it"
+assert r["spec"]["claim"]["kind"] == "Volume"
+assert r["status"]["phase"] == "Ready" and r["status"]["path"].endswith("_a1_" + r["spec"]["slot"]), r["status"]' ||
+    e2e_fail "a1's Reservation is not as the ledger and the agent want it"
+  k get pv "$pv" -o json | python3 -c '
+import json, sys
+pv = json.load(sys.stdin)
+sp = pv["spec"]
+assert sp["local"]["path"].endswith("_a1_" + pv["metadata"]["labels"]["provisio.dev/volume-uid"]), sp
+assert sp["capacity"]["storage"] == "400Mi", sp["capacity"]
+assert sp["claimRef"]["name"] == "a1" and sp["persistentVolumeReclaimPolicy"] == "Delete", sp
+t = sp["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+assert t["key"] == "kubernetes.io/hostname" and t["values"] == ["node-b"], t
+assert pv["status"]["phase"] == "Bound", pv["status"]' || e2e_fail "a1's PV is not a local PV on node-b bound to a1"
+  [ "$(k get pvc -n "$NS" a1 -o jsonpath='{.status.phase} {.spec.volumeName}')" = "Bound $pv" ] ||
+    e2e_fail "PVC a1 is not Bound to $pv"
   e2e_wait_for 15 "$P_V counts two volumes" sp_is "$P_V" \
     "st.get('allocatedBytes') == 800 * 2**20 and st.get('volumes') == 2 and not st.get('inFlight')"
+  pod_on user-a2 a2
+  e2e_wait_for 30 "a Pod using PVC a2 placed on node-b" \
+    sh -c "[ \"\$(kubectl get pod -n $NS user-a2 -o jsonpath='{.spec.nodeName}')\" = node-b ]"
   k get volumes -n "$NS" | sed 's/^/# /'
   k get storagepool "$P_V" | sed 's/^/# /'
+  k get pv,pvc -n "$NS" | sed 's/^/# /'
 
   volumes nopool 1 1 1Gi '{"pool": "no-such-pool"}' | k create -n "$NS" -f - >/dev/null
   volumes huge 1 1 5Gi "{\"nodeName\": \"node-b\"}" | k create -n "$NS" -f - >/dev/null
@@ -356,7 +468,12 @@ assert r["spec"]["claim"]["kind"] == "Volume"' || e2e_fail "a1's Reservation is 
   k delete volume -n "$NS" a1 --wait=false >/dev/null
   e2e_wait_for 90 "a3 placed once a1's bytes are free" vol_is a3 "st.get('pool') == '$P_V'"
   e2e_diag "figure: a1 deleted to a3 placed: $(e2e_since "$t0") s (a release waits for its admission's deadline + 30 s)"
-  e2e_wait_for 15 "a1 gone" sh -c "! kubectl get volume -n $NS a1 >/dev/null 2>&1"
+  e2e_wait_for 15 "a1 gone" gone volume a1 "$NS"
+  gone pvc a1 "$NS" || e2e_fail "PVC a1 left behind"
+  gone pv "$pv" || e2e_fail "PV $pv left behind"
+  e2e_wait_for 15 "a1's Reservation gone" gone reservation "storagepool.$P_V.$uid"
+  [ ! -e "$E2E_TMP/root-node-b/srv/$P_V/${NS}_a1_$uid" ] || e2e_fail "a1's directory left behind"
+  e2e_wait_for 30 "a3 Ready" bound a3
   e2e_wait_for 15 "$P_V counts a2 and a3" sp_is "$P_V" "st.get('allocatedBytes') == 800 * 2**20 and st.get('volumes') == 2"
 }
 
@@ -412,9 +529,9 @@ held_is() { # POOL "VALID-BYTES COUNT ALLOCATED VOLUMES"
 
 test_storm_two_replicas_kill9() {
   start_op op2
+  mkdir -p "$E2E_TMP/root-node-c/srv/$P_S"
   pool "$P_S" node-c
-  report "$P_S" 0 "$GOOD"
-  e2e_wait_for 15 "$P_S Ready" reason_is "$P_S" True PathReady
+  e2e_wait_for 20 "$P_S Ready" reason_is "$P_S" True PathReady
   volumes s 1 30 100Mi "{\"pool\": \"$P_S\"}" >"$E2E_TMP/storm.json"
   overcommit_sampler "$P_S" "$GI" &
   local sampler=$! t0
@@ -431,6 +548,8 @@ test_storm_two_replicas_kill9() {
   e2e_diag "figure: 30 Volumes of 100Mi on 1Gi, one of two replicas killed: 10 placed, 20 waiting after $(e2e_since "$t0") s"
   local b=$((10 * 100 * 1048576))
   e2e_wait_for 30 "the pool's counts equal the valid Reservations" held_is "$P_S" "$b 10 $b 10"
+  e2e_wait_for 60 "the 10 placed are Ready (PVC Bound)" sh -c "[ \"\$(kubectl get volumes -n $NS -l e2e-batch=s -o jsonpath='{.items[*].status.conditions[?(@.type==\"Ready\")].status}' | tr ' ' '\\n' | grep -c True)\" = 10 ]"
+  [ "$(dirs node-c "$P_S" | wc -w)" = 10 ] || e2e_fail "node-c holds $(dirs node-c "$P_S" | wc -w) directories, want 10"
   touch "$E2E_TMP/storm.stop"
   wait "$sampler" || true
   [ ! -s "$E2E_TMP/over.txt" ] || e2e_fail "the valid Reservations exceeded the capacity:" "$(head -3 "$E2E_TMP/over.txt")"
@@ -440,24 +559,221 @@ test_storm_two_replicas_kill9() {
   [ "$rc" = 0 ] || e2e_fail "op2 exited $rc on SIGTERM, want 0"
 }
 
+# ---- 7. no leaks ------------------------------------------------------------------------
+
+test_no_leaks() {
+  mkdir -p "$E2E_TMP/root-node-b/srv/$P_R"
+  pool "$P_R" node-b
+  e2e_wait_for 20 "$P_R Ready" reason_is "$P_R" True PathReady
+  # Retain: the directory stays, nothing else does.
+  volumes keep 1 1 10Mi "{\"pool\": \"$P_R\", \"reclaimPolicy\": \"Retain\"}" | k create -n "$NS" -f - >/dev/null
+  e2e_wait_for 30 "keep1 Ready" bound keep1
+  local uid
+  uid=$(k get volume -n "$NS" keep1 -o jsonpath='{.metadata.uid}')
+  echo data >"$E2E_TMP/root-node-b/srv/$P_R/${NS}_keep1_$uid/file"
+  k delete volume -n "$NS" keep1 --wait=false >/dev/null
+  e2e_wait_for 90 "keep1, its PV, PVC and Reservation gone" sh -c \
+    "! kubectl get volume -n $NS keep1 >/dev/null 2>&1 && ! kubectl get pv vol-$uid >/dev/null 2>&1 &&
+     ! kubectl get pvc -n $NS keep1 >/dev/null 2>&1 && ! kubectl get reservation storagepool.$P_R.$uid >/dev/null 2>&1"
+  [ "$(cat "$E2E_TMP/root-node-b/srv/$P_R/${NS}_keep1_$uid/file" 2>/dev/null)" = data ] ||
+    e2e_fail "Retain: keep1's directory or its data is gone"
+  rm -rf "$E2E_TMP/root-node-b/srv/$P_R/${NS}_keep1_$uid"
+
+  # Deleted right after creation, and the agent killed while it works.
+  volumes quick 1 6 10Mi "{\"pool\": \"$P_R\"}" | k create -n "$NS" -f - >/dev/null
+  k delete volumes -n "$NS" quick1 quick2 quick3 --wait=false >/dev/null
+  sleep 0.5
+  kill -KILL "$(e2e_bg_pid agent-node-b)"
+  e2e_bg_wait agent-node-b 10 >/dev/null || true
+  k delete volumes -n "$NS" quick4 --wait=false >/dev/null
+  sleep 2
+  start_agent node-b
+  e2e_wait_for 30 "quick5 and quick6 Ready" sh -c "kubectl wait -n $NS --for=condition=Ready volume/quick5 volume/quick6 --timeout=1s >/dev/null 2>&1"
+  k delete volumes -n "$NS" quick5 quick6 --wait=false >/dev/null
+  e2e_wait_for 120 "every quick Volume gone" sh -c "[ -z \"\$(kubectl get volumes -n $NS -l e2e-batch=quick -o name)\" ]"
+  e2e_wait_for 15 "no Reservation of $P_R left" sh -c "[ -z \"\$(kubectl get reservations -l provisio.dev/pool=$P_R -o name)\" ]"
+  e2e_wait_for 15 "no directory left in $P_R" dirs_are node-b "$P_R" ""
+  [ -z "$(k get pvc -n "$NS" -o name | grep quick)" ] || e2e_fail "PVCs left: $(k get pvc -n "$NS" -o name | grep quick)"
+  [ -z "$(k get pv -o jsonpath='{.items[*].spec.claimRef.name}' | tr ' ' '\n' | grep quick)" ] || e2e_fail "PVs left"
+  e2e_wait_for 15 "$P_R counts nothing" sp_is "$P_R" "st.get('allocatedBytes') == 0 and st.get('volumes') == 0"
+}
+
+# ---- 8. hard limits --------------------------------------------------------------------------
+
+test_hard_limits_btrfs() {
+  local img=$E2E_TMP/btrfs.img mnt=$E2E_TMP/root-node-b/srv/$P_Q
+  truncate -s 256M "$img"
+  mkfs.btrfs -q "$img" >/dev/null
+  mkdir -p "$mnt"
+  LOOPDEV=$(losetup -f --show "$img")
+  mount "$LOOPDEV" "$mnt" || e2e_fail "cannot mount btrfs"
+  pool "$P_Q" node-b '{"quota": "Required", "capacity": "200Mi"}'
+  e2e_wait_for 20 "$P_Q Ready, quota Enforced" sp_is "$P_Q" \
+    "ready.get('status') == 'True' and st.get('quota') == 'Enforced'"
+  volumes lim 1 1 16Mi "{\"pool\": \"$P_Q\"}" | k create -n "$NS" -f - >/dev/null
+  e2e_wait_for 30 "lim1 Ready" bound lim1
+  local uid dir out
+  uid=$(k get volume -n "$NS" lim1 -o jsonpath='{.metadata.uid}')
+  dir=$mnt/${NS}_lim1_$uid
+  k get reservation "storagepool.$P_Q.$uid" -o jsonpath='{.status.quota}' | grep -qx Enforced ||
+    e2e_fail "lim1's directory has no hard limit"
+  if out=$(dd if=/dev/zero of="$dir/big" bs=1M count=32 conv=fsync 2>&1); then
+    e2e_fail "writing 32 MiB into a 16 MiB volume succeeded"
+  else
+    grep -q 'Disk quota exceeded' <<<"$out" || e2e_fail "dd failed, but not with EDQUOT:" "$out"
+    e2e_diag "dd past the size: $(grep -o 'Disk quota exceeded' <<<"$out" | head -1)"
+  fi
+  # usedBytes comes from the qgroup, read by the agent every 60 s or at its
+  # restart: restart it rather than wait.
+  e2e_bg_stop agent-node-b TERM 15 >/dev/null || true
+  start_agent node-b
+  e2e_wait_for 30 "usedBytes of lim1 (Volume) from the quota" vol_is lim1 \
+    "st.get('usedBytes', 0) >= 8 * 2**20 and st.get('usedBytes', 0) <= 17 * 2**20"
+  e2e_wait_for 30 "usedBytes of $P_Q" sp_is "$P_Q" "st.get('usedBytes', 0) >= 8 * 2**20"
+  e2e_diag "figure: lim1 usedBytes $(k get volume -n "$NS" lim1 -o jsonpath='{.status.usedBytes}') after writing past 16 MiB"
+  k delete volume -n "$NS" lim1 --wait=false >/dev/null
+  e2e_wait_for 90 "lim1 gone, its subvolume removed" sh -c "! kubectl get volume -n $NS lim1 >/dev/null 2>&1 && [ ! -e $dir ]"
+}
+
+# ---- 9. dynamic provisioning ---------------------------------------------------------------
+
+# capacity_of POOL: "CLASS=CAPACITY ..." of its CSIStorageCapacity objects.
+capacity_of() {
+  k get csistoragecapacities -A -l "provisio.dev/pool=$1" \
+    -o jsonpath='{range .items[*]}{.storageClassName}={.capacity} {end}' | sed 's/ $//'
+}
+
+capacity_is() { # POOL "CLASS=CAP ..."
+  local got
+  got=$(capacity_of "$1")
+  [ "$got" = "$2" ] || {
+    echo "capacities: $got"
+    return 1
+  }
+}
+
+# claim NAME CLASS SIZE: a plain PVC.
+claim() {
+  k create -n "$NS" -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: $1}
+spec:
+  storageClassName: $2
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: $3}}
+YAML
+}
+
+pvc_phase_is() { # NAME PHASE
+  [ "$(k get pvc -n "$NS" "$1" -o jsonpath='{.status.phase}')" = "$2" ]
+}
+
+test_dynamic_provisioning() {
+  k apply -f "$SRC/config/storage/csidriver.yaml" >/dev/null
+  k apply -f - >/dev/null <<YAML
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: $SC_W}
+provisioner: local.provisio.dev
+reclaimPolicy: Delete
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: $SC_I}
+provisioner: local.provisio.dev
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+YAML
+  mkdir -p "$E2E_TMP/root-node-b/srv/$P_DB" "$E2E_TMP/root-node-c/srv/$P_DC"
+  pool "$P_DB" node-b "{\"capacity\": \"300Mi\", \"storageClassName\": \"$SC_W\"}"
+  pool "$P_DC" node-c "{\"capacity\": \"2Gi\", \"storageClassName\": \"$SC_W\"}"
+  e2e_wait_for 20 "$P_DB and $P_DC Ready" sh -c "kubectl wait --for=condition=Ready storagepool/$P_DB storagepool/$P_DC --timeout=1s >/dev/null 2>&1"
+  e2e_wait_for 20 "CSIStorageCapacity of $P_DB" capacity_is "$P_DB" "$SC_W=300Mi"
+  e2e_wait_for 20 "CSIStorageCapacity of $P_DC" capacity_is "$P_DC" "$SC_W=2Gi"
+  k get csistoragecapacities -A -l provisio.dev/pool | sed 's/^/# /'
+
+  # Pools with no class serve every class: their objects exist too. Only
+  # node-c has 1500Mi free for $SC_W (node-b's largest: 1Gi).
+  claim big "$SC_W" 1500Mi
+  sleep 1
+  pvc_phase_is big Pending || e2e_fail "a WaitForFirstConsumer claim was bound before any pod"
+  pod_on user-big big
+  e2e_wait_for 30 "the pod of claim big placed on node-c" \
+    sh -c "[ \"\$(kubectl get pod -n $NS user-big -o jsonpath='{.spec.nodeName}')\" = node-c ]"
+  e2e_wait_for 60 "claim big Bound" pvc_phase_is big Bound
+  local uid
+  uid=$(k get pvc -n "$NS" big -o jsonpath='{.metadata.uid}')
+  [ "$(k get pvc -n "$NS" big -o jsonpath='{.spec.volumeName}')" = "pvc-$uid" ] || e2e_fail "claim big is not bound to PV pvc-$uid"
+  k get pv "pvc-$uid" -o json | python3 -c '
+import json, sys
+pv = json.load(sys.stdin)
+assert pv["spec"]["storageClassName"] == sys.argv[1], pv["spec"]
+assert pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["node-c"]
+assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"' "$SC_W" || e2e_fail "PV pvc-$uid is not on node-c with the class"
+  vol_is big "st.get('pool') == '$P_DC' and ready.get('status') == 'True'" || e2e_fail "Volume big is not Ready in $P_DC"
+  e2e_wait_for 20 "the capacity of $P_DC lowered by 1500Mi" capacity_is "$P_DC" "$SC_W=548Mi"
+  k get pvc,pv -n "$NS" | grep -E 'NAME|big' | sed 's/^/# /'
+
+  claim huge "$SC_W" 5Gi
+  pod_on user-huge huge
+  e2e_wait_for 30 "the pod of a claim larger than every pool stays Pending, unschedulable" sh -c \
+    "kubectl get pod -n $NS user-huge -o jsonpath='{.status.conditions[?(@.type==\"PodScheduled\")].message}' | grep -q 'free storage'"
+  e2e_diag "scheduler: $(k get pod -n "$NS" user-huge -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].message}')"
+  pvc_phase_is huge Pending || e2e_fail "claim huge is not Pending"
+
+  claim now "$SC_I" 100Mi
+  e2e_wait_for 60 "an Immediate claim Bound without a pod" pvc_phase_is now Bound
+  claim nowhuge "$SC_I" 5Gi
+  e2e_wait_for 30 "ProvisioningFailed Event on claim nowhuge" sh -c \
+    "kubectl get events -n $NS --field-selector involvedObject.name=nowhuge,reason=ProvisioningFailed -o jsonpath='{.items[*].message}' | grep -q 'larger than every'"
+  e2e_diag "event: $(k get events -n "$NS" --field-selector involvedObject.name=nowhuge,reason=ProvisioningFailed -o jsonpath='{.items[0].message}')"
+  pvc_phase_is nowhuge Pending || e2e_fail "claim nowhuge is not Pending"
+
+  e2e_force_delete_pods "$NS"
+  k delete pvc -n "$NS" big huge now nowhuge --wait=false >/dev/null
+  e2e_wait_for 120 "the claims' Volumes and PVs gone" sh -c \
+    "[ -z \"\$(kubectl get volumes -n $NS -o name | grep -E '/(big|huge|now|nowhuge)\$')\" ] && ! kubectl get pv pvc-$uid >/dev/null 2>&1"
+  [ -z "$(k get pv -o jsonpath='{.items[?(@.status.phase=="Released")].metadata.name}')" ] ||
+    e2e_fail "PVs left Released: $(k get pv -o jsonpath='{.items[?(@.status.phase=="Released")].metadata.name}')"
+  e2e_wait_for 15 "no directory left in $P_DC" dirs_are node-c "$P_DC" ""
+  e2e_wait_for 20 "the capacity of $P_DC back to 2Gi" capacity_is "$P_DC" "$SC_W=2Gi"
+  k delete storageclass "$SC_I" >/dev/null
+  e2e_wait_for 20 "deleting a class deletes its capacity objects" sh -c "! kubectl get csistoragecapacities -A -l provisio.dev/pool -o jsonpath='{.items[*].storageClassName}' | grep -q $SC_I"
+}
+
+# ---- 10. exits ----------------------------------------------------------------------------------
+
 test_operator_exits_cleanly() {
+  e2e_force_delete_pods "$NS"
+  local rc a
+  for a in agent-node-b agent-node-c; do
+    rc=$(e2e_bg_stop "$a" TERM 15) || true
+    [ "$rc" = 0 ] || e2e_fail "$a exited $rc on SIGTERM, want 0"
+  done
   k delete namespace "$NS" --wait=false >/dev/null
-  local rc
   rc=$(e2e_bg_stop op TERM 15) || true
   [ "$rc" = 0 ] || e2e_fail "the operator exited $rc on SIGTERM, want 0"
   ! grep -hE '"level":"error".*"(storagepool|volume)"' "$E2E_TMP"/op*.log ||
     e2e_fail "error lines of the volume controllers"
+  ! grep -hE '"level":"error".*"(storagepool-agent|volume-agent)"' "$E2E_TMP"/agent-*.log ||
+    e2e_fail "error lines of the agents' volume controllers"
 }
 
-e2e_test "setup: CRDs, the operator" test_setup
+e2e_test "setup: CRDs, the operator, agents on node-b and node-c" test_setup
 e2e_last_ok || e2e_bail "no operator"
 e2e_test "no report: AgentNotReporting, ledger set up; no node: NodeNotFound" test_unreported_and_nodeless_pools
 e2e_test "the agent's report: PathReady, PathNotFound, NotWritable, QuotaUnsupported, stale, old spec" test_agent_report
 e2e_test "the ledger: Reservations count, late ones do not, frees recounted, hand edits undone" test_ledger
 e2e_test "a pool holding a Reservation is Terminating, then goes" test_delete_waits_for_reservations
-e2e_test "Volumes placed within capacity; PoolNotFound, InvalidSpec; a delete frees bytes for the waiting one" \
+e2e_test "the agent's pool report; Volumes Ready with PV, PVC Bound, a Pod placed; PoolNotFound, InvalidSpec; a delete removes all and frees bytes" \
   test_volumes_placed_within_capacity
 e2e_test "30 Volumes on a 1Gi pool, two replicas, kill -9: exactly 10 placed, never overcommitted" \
   test_storm_two_replicas_kill9
-e2e_test "the operators exit 0 on SIGTERM, no error lines" test_operator_exits_cleanly
+e2e_test "no leaks: Retain keeps the directory; deleted at once, agent killed -9: nothing left" test_no_leaks
+e2e_test "hard limits on btrfs: EDQUOT past the size, usedBytes from the quota" test_hard_limits_btrfs
+e2e_test "dynamic provisioning: WaitForFirstConsumer on the node with room, Immediate, CSIStorageCapacity, ProvisioningFailed, nothing left" \
+  test_dynamic_provisioning
+e2e_test "the operators and agents exit 0 on SIGTERM, no error lines" test_operator_exits_cleanly
 e2e_done

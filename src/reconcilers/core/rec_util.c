@@ -735,3 +735,22 @@ int rec_msg(char **out, const char *fmt, ...)
     }
     return KC_OK;
 }
+
+static const char *map_str(json_object *map, const char *key)
+{
+    json_object *v = NULL;
+    if (!json_object_is_type(map, json_type_object) || !json_object_object_get_ex(map, key, &v) ||
+        !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+const char *rec_obj_label(json_object *obj, const char *key)
+{
+    return map_str(rec_obj_at(obj, "metadata.labels"), key);
+}
+
+const char *rec_obj_annotation(json_object *obj, const char *key)
+{
+    return map_str(rec_obj_at(obj, "metadata.annotations"), key);
+}

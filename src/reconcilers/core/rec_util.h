@@ -65,6 +65,11 @@ const char *rec_obj_str(json_object *obj, const char *dotted_path);
 /* The value at a dotted path, or NULL. Borrowed from obj (no reference taken). */
 json_object *rec_obj_at(json_object *obj, const char *dotted_path);
 
+/* metadata.labels[key] / metadata.annotations[key] of obj as a string, or
+ * NULL (keys hold dots, so no dotted path can name them). */
+const char *rec_obj_label(json_object *obj, const char *key);
+const char *rec_obj_annotation(json_object *obj, const char *key);
+
 /* metadata.generation, or 0 when absent. */
 int64_t rec_obj_generation(json_object *obj);
 

@@ -23,6 +23,7 @@
 #include "kc_error.h"
 #include "kc_quantity.h"
 #include "pv_json.h"
+#include "rec_events.h"
 #include "rec_util.h"
 
 #include <stdio.h>
@@ -31,12 +32,12 @@
 #include <time.h>
 
 #define VOL_KIND "Volume"
-#define VOL_REASON_PROVISIONING "Provisioning"
 #define VOL_REASON_INSUFFICIENT "InsufficientCapacity"
 #define VOL_REASON_POOL_NOT_FOUND "PoolNotFound"
 #define VOL_REASON_POOL_NOT_READY "PoolNotReady"
-#define VOL_CREATE_MARGIN 3   /* s: an admission this close to its deadline is not used */
-#define VOL_WAIT_RECHECK 10.0 /* s: a waiting Volume looks again (the pool wakes it sooner) */
+#define VOL_CREATE_MARGIN 3      /* s: an admission this close to its deadline is not used */
+#define VOL_WAIT_RECHECK 10.0    /* s: a waiting Volume looks again (the pool wakes it sooner) */
+#define VOL_TEARDOWN_RECHECK 5.0 /* s: a deleted Volume looks at its PV again */
 
 /* ---- the spec ---------------------------------------------------------------------- */
 
@@ -44,6 +45,7 @@ typedef struct vol_want {
     int64_t size;
     const char *pool; /* borrowed from the Volume object; NULL: any */
     const char *node; /* NULL: any */
+    const char *cls;  /* dynamic provisioning: the PVC's StorageClass; NULL: any pool */
 } vol_want;
 
 /* 0, or KC_ERR_INVALID_ARG with *why. */
@@ -68,6 +70,7 @@ static int want_of(json_object *vol, vol_want *w, char **why)
                    : KC_ERR_NOMEM;
     w->pool = rec_obj_str(vol, "spec.pool");
     w->node = rec_obj_str(vol, "spec.nodeName");
+    w->cls = rec_obj_annotation(vol, VOL_ANN_CLASS);
     return KC_OK;
 }
 
@@ -147,6 +150,10 @@ static ctl_result write_volume_status(vol_app *a, json_object *vol, json_object 
 static ctl_result pending(vol_app *a, json_object *vol, const char *reason, char *message,
                           double again)
 {
+    /* Repeats fold into one Event (rec_events: same reason and message). */
+    if (a->events && message && strcmp(reason, VOL_REASON_PROVISIONING) != 0)
+        rec_event(a->events, vol, "provisio.dev/v1alpha1", VOL_KIND, REC_EVENT_WARNING, reason,
+                  "%s", message);
     json_object *st = NULL;
     int rc = rec_status_not_ready(rec_obj_at(vol, "status"), reason, message,
                                   rec_obj_generation(vol), time(NULL), &st);
@@ -160,39 +167,101 @@ static ctl_result pending(vol_app *a, json_object *vol, const char *reason, char
     return res;
 }
 
-/* The status of a Volume placed in pool (may be NULL: gone from the cache). */
+/* The status of a Volume placed in pool (may be NULL: gone from the
+ * cache), held by the Reservation resv (NULL: just made, no status yet):
+ * waiting for the node agent's directory, then for the PV and its claim to
+ * be bound (made here, vol_pv.c). */
 static ctl_result placed(vol_app *a, json_object *vol, const vol_want *w, const char *pool_name,
-                         json_object *pool)
+                         json_object *pool, json_object *resv)
 {
     const char *node = pool ? rec_obj_str(pool, "spec.nodeName") : NULL;
     const char *ppath = pool ? rec_obj_str(pool, "spec.path") : NULL;
+    const char *phase = resv ? rec_obj_str(resv, "status.phase") : NULL;
+    const char *dir = resv ? rec_obj_str(resv, "status.path") : NULL;
+    json_object *used = resv ? rec_obj_at(resv, "status.usedBytes") : NULL;
     char *path = NULL, *msg = NULL;
+    const char *reason = VOL_REASON_PROVISIONING, *cond = REC_COND_FALSE;
+    vol_binding b = {0};
     int rc = KC_OK;
-    if (ppath)
+    if (dir)
+        rc = rec_msg(&path, "%s", dir);
+    else if (ppath)
         rc = rec_msg(&path, "%s/%s_%s_%s", ppath, rec_obj_str(vol, "metadata.namespace"),
                      rec_obj_str(vol, "metadata.name"), rec_obj_str(vol, "metadata.uid"));
-    if (rc == KC_OK)
+    if (rc != KC_OK)
+        return ctl_error(rc, "out of memory");
+    ctl_result res = ctl_done();
+    if (phase && !strcmp(phase, "Ready") && dir && node) {
+        const char *cls = rec_obj_annotation(vol, VOL_ANN_CLASS);
+        vol_pv_want pw = {.size = w->size,
+                          .node = node,
+                          .path = dir,
+                          .storage_class = cls ? cls : rec_obj_str(pool, "spec.storageClassName")};
+        rc = vol_pv_ensure(a, vol, &pw, &b);
+        if (rc != KC_OK) {
+            res = ctl_error(rc, "making the PersistentVolume and its claim: %s",
+                            b.message ? b.message : kc_strerror(rc));
+            vol_binding_clear(&b);
+            free(path);
+            return res;
+        }
+        if (b.ready) {
+            if (a->events && !rec_condition_is_true(rec_obj_at(vol, "status"), REC_COND_READY))
+                rec_event(a->events, vol, "provisio.dev/v1alpha1", VOL_KIND, REC_EVENT_NORMAL,
+                          VOL_REASON_BOUND,
+                          "PersistentVolumeClaim %s Bound to PersistentVolume %s on node %s", b.pvc,
+                          b.pv, node);
+            cond = REC_COND_TRUE;
+            reason = VOL_REASON_BOUND;
+            rc = rec_msg(&msg,
+                         "%lld bytes in StoragePool %s on node %s; PersistentVolumeClaim %s is "
+                         "Bound to PersistentVolume %s",
+                         (long long)w->size, pool_name, node, b.pvc, b.pv);
+        } else {
+            reason = b.reason;
+            msg = b.message;
+            b.message = NULL;
+            res = ctl_requeue_after(VOL_RECHECK_MAX); /* PV and PVC events come sooner */
+        }
+    } else if (phase && !strcmp(phase, "Failed")) {
+        const char *why = rec_obj_str(resv, "status.message");
+        reason = VOL_REASON_DIR_FAILED;
+        if (a->events)
+            rec_event(a->events, vol, "provisio.dev/v1alpha1", VOL_KIND, REC_EVENT_WARNING, reason,
+                      "the node agent on node %s could not make the directory: %s",
+                      node ? node : "?", why ? why : "(no message)");
+        rc = rec_msg(&msg, "the node agent on node %s could not make the directory: %s",
+                     node ? node : "?", why ? why : "(no message)");
+    } else {
         rc = rec_msg(&msg,
                      "%lld bytes held in StoragePool %s%s%s; waiting for the node agent to make "
-                     "the directory and for its PersistentVolume (not built yet: issue 12)",
+                     "the directory",
                      (long long)w->size, pool_name, node ? " on node " : "", node ? node : "");
+    }
     json_object *st = NULL;
     if (rc == KC_OK)
-        rc = rec_status_not_ready(rec_obj_at(vol, "status"), VOL_REASON_PROVISIONING, msg,
-                                  rec_obj_generation(vol), time(NULL), &st);
+        rc = rec_status_base(rec_obj_at(vol, "status"), &st);
+    if (rc == KC_OK)
+        rc = rec_set_condition(st, REC_COND_READY, cond, reason, msg, rec_obj_generation(vol),
+                               time(NULL), NULL);
     if (rc == KC_OK &&
         !(pv_json_add_str(st, "pool", pool_name) && pv_json_add_str(st, "nodeName", node) &&
-          pv_json_add_str(st, "path", path) && pv_json_add_i64(st, "capacityBytes", w->size)))
+          pv_json_add_str(st, "path", path) && pv_json_add_i64(st, "capacityBytes", w->size) &&
+          pv_json_add_str(st, "persistentVolumeName", b.pv) &&
+          pv_json_add_str(st, "persistentVolumeClaimName", b.pv ? b.pvc : NULL) &&
+          (!json_object_is_type(used, json_type_int) ||
+           pv_json_add_i64(st, "usedBytes", json_object_get_int64(used)))))
         rc = KC_ERR_NOMEM;
     free(path);
     free(msg);
+    vol_binding_clear(&b);
     if (rc != KC_OK) {
         json_object_put(st);
         return ctl_error(rc, "building the Volume status: %s", kc_strerror(rc));
     }
-    ctl_result res = write_volume_status(a, vol, st);
+    ctl_result wr = write_volume_status(a, vol, st);
     json_object_put(st);
-    return res;
+    return wr.outcome == CTL_DONE ? res : wr;
 }
 
 /* ---- choosing a pool ----------------------------------------------------------------------------
@@ -314,7 +383,7 @@ static int choose_pool(vol_app *a, const char *uid, const vol_want *w, pool_pick
     size_t ready = 0;
     for (size_t i = 0; i < n; i++) {
         json_object *p = pools[i];
-        if (rec_obj_is_deleting(p) || !pool_ready(p))
+        if (rec_obj_is_deleting(p) || !pool_ready(p) || (w->cls && !vol_pool_serves(p, w->cls)))
             continue;
         vol_ledger l;
         char *why = NULL;
@@ -427,11 +496,10 @@ static ctl_result reserve(vol_app *a, json_object *vol, const vol_want *w, json_
                            .namespace_ = rec_obj_str(vol, "metadata.namespace"),
                            .name = rec_obj_str(vol, "metadata.name"),
                            .uid = uid};
-    /* VOL_DIR_FINALIZER joins these once the node agent's volume half
-     * exists to remove it (until then nothing would, and a released
-     * Reservation would stay Terminating). */
+    /* The node agent removes the directory, then this finalizer. */
     rec_reserve_extra extra = {.admitted_until = deadline,
-                               .node = rec_obj_str(pool, "spec.nodeName")};
+                               .node = rec_obj_str(pool, "spec.nodeName"),
+                               .finalizer = VOL_DIR_FINALIZER};
     rec_reservation got = {0};
     kc_error err = {0};
     ctl_result res = ctl_done();
@@ -451,7 +519,11 @@ static ctl_result reserve(vol_app *a, json_object *vol, const vol_want *w, json_
                                           err.message ? err.message : kc_strerror(rc));
         } else if (rc == KC_OK) {
             vol_admitted_forget(a, uid);
-            res = placed(a, vol, w, pname, pool);
+            if (a->events)
+                rec_event(a->events, vol, "provisio.dev/v1alpha1", VOL_KIND, REC_EVENT_NORMAL,
+                          "Placed", "%lld bytes held in StoragePool %s on node %s",
+                          (long long)w->size, pname, extra.node ? extra.node : "?");
+            res = placed(a, vol, w, pname, pool, NULL);
         } else if (rc == REC_TAKEN) {
             res = ctl_error(KC_ERR_CONFLICT, "Reservation %s is held by another claim", name);
         } else if (rc == KC_ERR_CONFLICT) {
@@ -470,17 +542,54 @@ static ctl_result reserve(vol_app *a, json_object *vol, const vol_want *w, json_
 /* ---- release ------------------------------------------------------------------------------------
  */
 
+/* Whether the directory finalizer must come off r before it is released:
+ * the Volume keeps its directory (Retain), or the node is gone, so no agent
+ * will ever remove it (README.md "A node that never returns"). */
+static bool strip_dir_finalizer(vol_app *a, const claim_resv *r, bool retain)
+{
+    if (!rec_has_finalizer(r->obj, VOL_DIR_FINALIZER))
+        return false;
+    if (retain)
+        return true;
+    const char *node = rec_obj_label(r->obj, REC_LABEL_NODE);
+    json_object *n = NULL;
+    if (!node || !inf_has_synced(a->nodes) || store_get(a->nodes_store, node, &n) == KC_OK) {
+        store_obj_put(n);
+        return false;
+    }
+    return true;
+}
+
 /* Release every Reservation of the claim whose time has come (all of them,
- * or all but keep). *wait: seconds until the next one may go (0: none). */
+ * or all but keep). retain: their directories stay. *wait: seconds until the
+ * next one may go (0: none). */
 static ctl_result release(vol_app *a, const char *uid, const claim_held *h, const claim_resv *keep,
-                          int64_t now, double *wait)
+                          bool retain, int64_t now, double *wait)
 {
     *wait = 0;
     for (size_t i = 0; i < h->n; i++) {
         const claim_resv *r = &h->v[i];
-        if (r == keep || !r->name || rec_obj_is_deleting(r->obj))
+        if (r == keep || !r->name)
             continue;
-        if (r->valid && !vol_release_due(r->until, now)) {
+        bool due = !r->valid || vol_release_due(r->until, now);
+        if ((due || rec_obj_is_deleting(r->obj)) && strip_dir_finalizer(a, r, retain)) {
+            kc_ref ref = vol_resv_ref;
+            ref.name = r->name;
+            kc_error err = {0};
+            int rc = rec_ensure_finalizer(a->client, &ref, r->obj, VOL_DIR_FINALIZER, false, NULL,
+                                          NULL, &err);
+            ctl_result res = rc == KC_OK || rc == KC_ERR_NOT_FOUND ? ctl_done()
+                             : rc == KC_ERR_CONFLICT
+                                 ? ctl_requeue()
+                                 : ctl_error(rc, "keeping the directory of %s: %s", r->name,
+                                             err.message ? err.message : kc_strerror(rc));
+            kc_error_clear(&err);
+            if (res.outcome != CTL_DONE)
+                return res;
+        }
+        if (rec_obj_is_deleting(r->obj))
+            continue;
+        if (!due) {
             double w = (double)(r->until + VOL_ADMIT_GRACE + 1 - now);
             *wait = *wait == 0 || w < *wait ? w : *wait;
             continue;
@@ -505,7 +614,8 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
 {
     (void)ctx;
     vol_app *a = user;
-    if (!inf_has_synced(a->pools) || !inf_has_synced(a->resv) || !inf_has_synced(a->volumes))
+    if (!inf_has_synced(a->pools) || !inf_has_synced(a->resv) || !inf_has_synced(a->volumes) ||
+        !inf_has_synced(a->pvs) || !inf_has_synced(a->pvcs) || !inf_has_synced(a->nodes))
         return ctl_requeue_after(0.1);
     char *key = NULL;
     if (rec_msg(&key, "%s/%s", namespace_, name) != KC_OK)
@@ -532,7 +642,21 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
     if (rec_obj_is_deleting(vol)) {
         vol_wait_remove(a, uid);
         vol_admitted_forget(a, uid);
-        res = release(a, uid, &h, NULL, now, &wait);
+        bool gone = false;
+        char *why = NULL;
+        rc = vol_pv_teardown(a, vol, &gone, &why);
+        if (rc != KC_OK) {
+            res = ctl_error(rc, "deleting the PersistentVolume and its claim: %s",
+                            why ? why : kc_strerror(rc));
+            free(why);
+            goto out;
+        }
+        free(why);
+        if (!gone) {
+            res = ctl_requeue_after(VOL_TEARDOWN_RECHECK); /* the PV's events come sooner */
+            goto out;
+        }
+        res = release(a, uid, &h, NULL, vol_retains(vol), now, &wait);
         if (res.outcome == CTL_DONE && wait > 0) {
             res = ctl_requeue_after(wait); /* rule 4: not before deadline + grace */
         } else if (res.outcome == CTL_DONE) {
@@ -574,7 +698,7 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
         if (!keep || (status_pool && !strcmp(r->pool, status_pool)))
             keep = r;
     }
-    res = release(a, uid, &h, keep, now, &wait); /* invalid ones, and a second one */
+    res = release(a, uid, &h, keep, false, now, &wait); /* invalid ones, and a second one */
     if (res.outcome != CTL_DONE)
         goto out;
     if (keep) {
@@ -582,7 +706,7 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
         vol_admitted_forget(a, uid);
         json_object *pool = NULL;
         store_get(a->pools_store, keep->pool, &pool);
-        res = placed(a, vol, &w, keep->pool, pool);
+        res = placed(a, vol, &w, keep->pool, pool, keep->obj);
         store_obj_put(pool);
         if (res.outcome == CTL_DONE && wait > 0)
             res = ctl_requeue_after(wait);

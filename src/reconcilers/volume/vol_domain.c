@@ -527,6 +527,7 @@ static void app_free(void *arg)
         mark_free(v);
     inf_map_close(&a->last_recount);
     vol_admit_close(a);
+    vol_dyn_close(a);
     pthread_mutex_destroy(&a->mu);
     free(a);
 }
@@ -542,6 +543,7 @@ int vol_setup(const rec_env *env)
     inf_map_init(&a->last_recount);
     inf_map_init(&a->waiting);
     inf_map_init(&a->admitted);
+    inf_map_init(&a->cap_marks);
     int rc = env->add_cleanup(env, app_free, a);
     if (rc != KC_OK) {
         app_free(a);
@@ -568,5 +570,9 @@ int vol_setup(const rec_env *env)
         (rc = ctl_watch_map(a->pool_ctl, a->resv, resv_to_pool, a)) != KC_OK ||
         (rc = ctl_watch_map(a->pool_ctl, a->nodes, node_to_pools, a)) != KC_OK)
         return rc;
-    return vol_claim_setup(a, env);
+    if ((rc = vol_claim_setup(a, env)) != KC_OK)
+        return rc;
+    if ((rc = vol_pv_setup(a, env)) != KC_OK)
+        return rc;
+    return vol_dyn_setup(a, env);
 }

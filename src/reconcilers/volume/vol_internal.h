@@ -19,6 +19,8 @@
 
 #define VOL_POOL_CONTROLLER "storagepool"
 #define VOL_CLAIM_CONTROLLER "volume"
+#define VOL_PVC_CONTROLLER "persistentvolumeclaim"
+#define VOL_CAPACITY_CONTROLLER "storagecapacity"
 #define VOL_RECOUNT_INTERVAL 2.0     /* s between recounts of one pool */
 #define VOL_RECHECK_MAX 60.0         /* s: a pool is looked at again at least this often */
 #define VOL_IDX_POOL "by-pool"       /* Reservations by spec.pool.name */
@@ -36,21 +38,92 @@ extern const kc_ref vol_pools_ref;
 extern const kc_ref vol_resv_ref;
 extern const kc_ref vol_nodes_ref;
 extern const kc_ref vol_volumes_ref;
+extern const kc_ref vol_pvs_ref;
+extern const kc_ref vol_pvcs_ref;
+extern const kc_ref vol_classes_ref;
+extern const kc_ref vol_capacities_ref;
+
+#define VOL_PROVISIONER "local.provisio.dev"
+/* On the PV and the PVC made for a Volume: the Volume's uid. */
+#define VOL_LABEL_UID "provisio.dev/volume-uid"
+/* On a Volume made for a dynamically provisioned PVC: its PV's name. */
+#define VOL_ANN_PV_NAME "provisio.dev/persistent-volume-name"
+/* On a Volume made for a dynamically provisioned PVC: its StorageClass. */
+#define VOL_ANN_CLASS "provisio.dev/storage-class"
+
+#define VOL_REASON_BOUND "Bound"
+#define VOL_REASON_BINDING "Binding"
+#define VOL_REASON_PROVISIONING "Provisioning"
+#define VOL_REASON_DIR_FAILED "DirectoryFailed"
+#define VOL_REASON_VOLUME_CONFLICT "VolumeConflict"
+#define VOL_REASON_CLAIM_CONFLICT "ClaimConflict"
 
 typedef struct vol_app {
     rec_env env;
     kc_client *client;
-    inf_informer *pools, *resv, *nodes, *volumes;
-    store *pools_store, *resv_store, *nodes_store, *volumes_store;
+    inf_informer *pools, *resv, *nodes, *volumes, *pvs, *pvcs, *classes, *capacities;
+    store *pools_store, *resv_store, *nodes_store, *volumes_store, *pvs_store, *pvcs_store;
+    store *classes_store, *capacities_store;
+    struct rec_events *events; /* Events on PVCs (vol_dyn.c) */
     ctl *pool_ctl, *claim_ctl;
     pthread_mutex_t mu;
     inf_map last_recount; /* pool name -> recount_mark (vol_domain.c) */
     inf_map waiting;      /* pool name -> its waiting Volumes (vol_admit.c) */
     inf_map admitted;     /* Volume uid -> what this process admitted (vol_admit.c) */
+    inf_map cap_marks;    /* pool name -> its last capacity write (vol_dyn.c) */
 } vol_app;
 
 /* The Volume half (vol_claim.c): its informer, indexes and controller. */
 int vol_claim_setup(vol_app *a, const rec_env *env);
+
+/* ---- the PersistentVolume and its claim (vol_pv.c) ---------------------------- */
+
+/* The PV and PVC informers, their triggers of the volume controller (after
+ * vol_claim_setup). */
+int vol_pv_setup(vol_app *a, const rec_env *env);
+
+/* The PV's name of a Volume (malloc'd): the annotation VOL_ANN_PV_NAME, or
+ * vol-<uid>. */
+int vol_pv_name(json_object *vol, char **out);
+
+/* spec.reclaimPolicy is Retain. */
+bool vol_retains(json_object *vol);
+
+typedef struct vol_pv_want {
+    int64_t size;
+    const char *node;          /* the pool's node */
+    const char *path;          /* the directory on it */
+    const char *storage_class; /* the pool's (or the PVC's) class; NULL: none */
+} vol_pv_want;
+
+typedef struct vol_binding {
+    bool ready;         /* the PVC is Bound to the PV */
+    char *pv;           /* its name (owned) */
+    const char *pvc;    /* borrowed from the Volume */
+    const char *reason; /* when not ready */
+    char *message;      /* when not ready, or a failed request's message */
+} vol_binding;
+
+/* Make the PV and the PVC where missing and say whether they are bound.
+ * 0 (b filled), or a failed request's status (b->message may say more). */
+int vol_pv_ensure(vol_app *a, json_object *vol, const vol_pv_want *w, vol_binding *b);
+void vol_binding_clear(vol_binding *b);
+
+/* Delete the Volume's PVC (if it owns it) and its PV; *gone once the PV is
+ * gone (checked on the server when the cache has none). *why (malloc'd)
+ * says what is awaited. 0 or a failed request's status. */
+int vol_pv_teardown(vol_app *a, json_object *vol, bool *gone, char **why);
+
+/* ---- dynamic provisioning (vol_dyn.c) ---------------------------------------------- */
+
+/* StorageClasses, CSIStorageCapacities, Events; the "persistentvolumeclaim"
+ * and "storagecapacity" controllers (after vol_pv_setup). */
+int vol_dyn_setup(vol_app *a, const rec_env *env);
+void vol_dyn_close(vol_app *a);
+
+/* The pool serves StorageClass cls: its spec.storageClassName is cls or
+ * empty (cls NULL: a Volume of no class, served by every pool). */
+bool vol_pool_serves(json_object *pool, const char *cls);
 
 /* ---- admissions batched per pool (vol_admit.c) ------------------------------- */
 
