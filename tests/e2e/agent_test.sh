@@ -9,9 +9,11 @@
 #  2. config/agent: config/default (which includes it) passes a server-side
 #     dry run; the agent's RBAC (config/agent/rbac.yaml, applied, with the
 #     CRDs) is least privilege: `kubectl auth can-i --as=<the SA>` says yes
-#     to getting a node, reading DevicePools and patching their status, and
-#     no to listing or changing nodes, reading secrets, changing DevicePools
-#     or updating (PUT) their status, writing anything else;
+#     to getting a node, reading DevicePools and StoragePools and patching
+#     their status, reading Reservations and patching them (the directory
+#     finalizer) and their status, and no to listing or changing nodes,
+#     reading secrets, changing pools or updating (PUT) their status,
+#     creating, updating or deleting Reservations, writing anything else;
 #  3. in-cluster as that ServiceAccount (a token minted by `kubectl create
 #     token`, given through PROVISIO_SERVICEACCOUNT_DIR; no KUBECONFIG), for
 #     node-a: it finds its Node, /healthz and /readyz turn 200, /metrics holds
@@ -178,7 +180,12 @@ test_rbac_is_least_privilege() {
     "list pods -A"
     "create events -n default"
     "create pods -n $SYS_NS"
-    "list storagepools.provisio.dev"
+    "update storagepools.provisio.dev"
+    "patch storagepools.provisio.dev"
+    "update storagepools.provisio.dev --subresource=status"
+    "update reservations.provisio.dev"
+    "delete reservations.provisio.dev"
+    "update reservations.provisio.dev --subresource=status"
     "create devicepools.provisio.dev"
     "update devicepools.provisio.dev"
     "patch devicepools.provisio.dev"
@@ -197,6 +204,13 @@ test_rbac_is_least_privilege() {
     "list devicepools.provisio.dev"
     "watch devicepools.provisio.dev"
     "patch devicepools.provisio.dev --subresource=status"
+    "list storagepools.provisio.dev"
+    "watch storagepools.provisio.dev"
+    "patch storagepools.provisio.dev --subresource=status"
+    "list reservations.provisio.dev"
+    "watch reservations.provisio.dev"
+    "patch reservations.provisio.dev"
+    "patch reservations.provisio.dev --subresource=status"
   )
   local q ans bad=()
   for q in "${denied[@]}"; do
@@ -290,7 +304,7 @@ e2e_test "command line: --help, required --node-name, no election flags" test_co
 e2e_test "config/default with config/agent dry-runs; agent RBAC and token installed" \
   test_config_and_rbac_install
 e2e_last_ok || e2e_bail "cannot install the agent's RBAC"
-e2e_test "agent RBAC is least privilege (get nodes; read devicepools, patch their status)" \
+e2e_test "agent RBAC is least privilege (get nodes; read pools, patch their status; read Reservations, patch them and their status)" \
   test_rbac_is_least_privilege
 e2e_test "in-cluster agent finds its node, serves probes and metrics, stops on SIGTERM" \
   test_agent_in_cluster_serves_and_stops
