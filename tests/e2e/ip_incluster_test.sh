@@ -564,7 +564,6 @@ test_role_is_not_over_broad() {
     "create ipclaims.provisio.dev -n default"
     "delete ipclaims.provisio.dev -A"
     "update reservations.provisio.dev"
-    "patch reservations.provisio.dev"
     "create leases.coordination.k8s.io -n default"
     "update leases.coordination.k8s.io -n kube-system"
     "create clusterrolebindings"
