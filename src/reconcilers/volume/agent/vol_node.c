@@ -183,6 +183,24 @@ static json_object *report_json(json_object *pool, const vol_pool_report *r, int
     return o;
 }
 
+/* Whether merging patch (one level: a null value removes its key) into
+ * cached would change nothing, the key skip (may be NULL) left out. */
+static bool merge_is_noop(json_object *cached, json_object *patch, const char *skip)
+{
+    if (!json_object_is_type(cached, json_type_object))
+        return false;
+    json_object_object_foreach(patch, key, val)
+    {
+        if (skip && !strcmp(key, skip))
+            continue;
+        json_object *had = NULL;
+        bool has = json_object_object_get_ex(cached, key, &had) && had != NULL;
+        if (val == NULL ? has : (!has || !json_object_equal(val, had)))
+            return false;
+    }
+    return true;
+}
+
 /* Whether the cached report says what want says (heartbeatTime and the free
  * bytes, which change all the time, left out) and its heartbeat is recent. */
 static bool report_current(json_object *cached, json_object *want, time_t now)
@@ -193,16 +211,7 @@ static bool report_current(json_object *cached, json_object *want, time_t now)
     if (!rec_parse_time(rec_obj_str(cached, "heartbeatTime"), &hb) ||
         now - hb >= VOL_NODE_HEARTBEAT || hb - now > VOL_NODE_HEARTBEAT)
         return false;
-    json_object_object_foreach(want, key, val)
-    {
-        if (!strcmp(key, "filesystemFreeBytes"))
-            continue;
-        json_object *had = NULL;
-        bool has = json_object_object_get_ex(cached, key, &had) && had != NULL;
-        if (val == NULL ? has : (!has || !json_object_equal(val, had)))
-            return false;
-    }
-    return true;
+    return merge_is_noop(cached, want, "filesystemFreeBytes");
 }
 
 static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, const char *name,
@@ -300,16 +309,7 @@ static int write_resv_status(vol_node *n, json_object *resv, const char *name, j
                              bool *sent, kc_error *err)
 {
     *sent = false;
-    json_object *had = rec_obj_at(resv, "status");
-    bool same = json_object_is_type(had, json_type_object);
-    json_object_object_foreach(st, key, val)
-    {
-        json_object *h = NULL;
-        bool has = same && json_object_object_get_ex(had, key, &h) && h != NULL;
-        if (val == NULL ? has : (!has || !json_object_equal(val, h)))
-            same = false;
-    }
-    if (same)
+    if (merge_is_noop(rec_obj_at(resv, "status"), st, NULL))
         return KC_OK;
     json_object *patch = json_object_new_object();
     if (!patch || !pv_json_add(patch, "status", json_object_get(st))) {
