@@ -52,6 +52,14 @@ real_node_preflight() {
     die "--real-node needs cgroups: neither cgroup v1 (memory) nor v2 is mounted at /sys/fs/cgroup"
   local other
   other=$(cat "$REAL_NODE_LOCK" 2>/dev/null || true)
+  if [ -n "$other" ] && [ "$other" != "$DIR" ] && [ -e "$other/run/real-node" ] &&
+    ! (DIR=$other && { component_running kubelet || component_running containerd; }); then
+    # A run that was killed before its `down`: nothing of it runs, but its
+    # bridge, rules and cgroups would get in this node's way.
+    log "the real node of $other is stale (neither its kubelet nor its containerd runs); cleaning up after it"
+    "$ROOT/hack/kube-local" down "$other" || die "could not clean up the stale real node of $other"
+    other=""
+  fi
   if [ -n "$other" ] && [ "$other" != "$DIR" ] && [ -e "$other/run/real-node" ]; then
     die "a real node already runs from $other (one per machine: the kubelet writes fixed paths); hack/kube-local down $other first"
   fi
