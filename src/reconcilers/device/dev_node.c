@@ -18,7 +18,11 @@
  *
  * Writes are JSON merge patches of nodes/status with only the keys of the
  * resources concerned (null removes one); nothing else of the node's status
- * is touched.
+ * is touched. A patch that only changes numbers (every key is already there,
+ * none goes) waits until DEV_NODE_PATCH_INTERVAL has passed since the node's
+ * last patch: a storm of allocations on a node's pools becomes one patch a
+ * second, written from the pools as they are then. Keys added or removed,
+ * and the finalize of a deleted pool, go at once.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -28,13 +32,21 @@
 #include "dev_node.h"
 #include "inf_map.h"
 #include "kc_error.h"
+#include "pv_clock.h"
 #include "pv_json.h"
 #include "rec_util.h"
 
 #define DEV_IDX_NODE "dev-by-node"
 #define DEV_NODE_CONTROLLER "devicenode"
+#define DEV_NODE_PATCH_INTERVAL 1.0 /* s between count-only patches of one node */
 
 static const kc_ref nodes_ref = {.group = "", .version = "v1", .resource = "nodes"};
+
+/* When a node was last patched (monotonic s). */
+typedef struct node_paced {
+    double last_patch;
+    char node[];
+} node_paced;
 
 /* Resource names to take off one node. */
 typedef struct gone_list {
@@ -50,7 +62,8 @@ struct dev_node {
     store *pools_store, *nodes_store;
     ctl *c;
     pthread_mutex_t mu;
-    inf_map gone; /* node -> gone_list */
+    inf_map gone;  /* node -> gone_list */
+    inf_map paced; /* node -> node_paced; nodes patched at least once */
 };
 
 static const char *nz(const char *s)
@@ -124,6 +137,46 @@ static void strings_free(char **v, size_t n)
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
+}
+
+/* How long a count-only patch of node must still wait (0: none). */
+static double paced_wait(dev_node *n, const char *node, double now)
+{
+    double wait = 0;
+    pthread_mutex_lock(&n->mu);
+    node_paced *p = inf_map_get(&n->paced, node);
+    if (p && now - p->last_patch < DEV_NODE_PATCH_INTERVAL)
+        wait = DEV_NODE_PATCH_INTERVAL - (now - p->last_patch);
+    pthread_mutex_unlock(&n->mu);
+    return wait;
+}
+
+/* node was patched at now (out of memory: the next patch is not paced). */
+static void paced_note(dev_node *n, const char *node, double now)
+{
+    pthread_mutex_lock(&n->mu);
+    node_paced *p = inf_map_get(&n->paced, node);
+    if (!p) {
+        size_t len = strlen(node);
+        p = calloc(1, sizeof *p + len + 1);
+        if (p) {
+            memcpy(p->node, node, len + 1);
+            if (inf_map_put(&n->paced, p->node, p) != 0) {
+                free(p);
+                p = NULL;
+            }
+        }
+    }
+    if (p)
+        p->last_patch = now;
+    pthread_mutex_unlock(&n->mu);
+}
+
+static void paced_forget(dev_node *n, const char *node)
+{
+    pthread_mutex_lock(&n->mu);
+    free(inf_map_remove(&n->paced, node));
+    pthread_mutex_unlock(&n->mu);
 }
 
 /* ---- handlers ------------------------------------------------------------------ */
@@ -243,6 +296,7 @@ static ctl_result node_reconcile(const ctl_ctx *ctx, const char *namespace_, con
         size_t ng = 0;
         gone_take(n, name, &g, &ng); /* nothing to take off a node that is not there */
         strings_free(g, ng);
+        paced_forget(n, name);
         return ctl_done();
     }
     json_object **pools = NULL;
@@ -272,11 +326,13 @@ static ctl_result node_reconcile(const ctl_ctx *ctx, const char *namespace_, con
 
     json_object *cap = NULL, *alloc = NULL;
     json_object *patch = (np && !want) ? NULL : patch_new(&cap, &alloc);
-    bool needed = false, ok = patch != NULL;
+    /* keys: a key comes or goes, which is never paced */
+    bool needed = false, keys = false, ok = patch != NULL;
     for (size_t k = 0; ok && k < nw; k++) {
         if (node_has(node, "status.capacity", want[k].name, want[k].capacity) &&
             node_has(node, "status.allocatable", want[k].name, want[k].allocatable))
             continue;
+        keys = keys || !node_has_key(node, want[k].name);
         char c[32], a[32];
         snprintf(c, sizeof c, "%lld", (long long)want[k].capacity);
         snprintf(a, sizeof a, "%lld", (long long)want[k].allocatable);
@@ -290,14 +346,22 @@ static ctl_result node_reconcile(const ctl_ctx *ctx, const char *namespace_, con
         if (wanted || !node_has_key(node, gone[i]))
             continue;
         ok = add_null(cap, gone[i]) && add_null(alloc, gone[i]);
-        needed = true;
+        needed = keys = true;
     }
     ctl_result res = ctl_done();
+    double now = pv_clock_monotonic();
+    double wait = ok && needed && !keys ? paced_wait(n, name, now) : 0;
     if (!ok) {
         json_object_put(patch);
         res = ctl_error(KC_ERR_NOMEM, "out of memory");
+    } else if (wait > 0) {
+        /* Only numbers: the reconcile after the wait patches what they are then. */
+        json_object_put(patch);
+        res = ctl_requeue_after(wait);
     } else if (needed) {
         res = patch_node(n, name, patch, "publishing device capacity");
+        if (res.outcome == CTL_DONE)
+            paced_note(n, name, now);
     } else {
         json_object_put(patch);
     }
@@ -384,6 +448,10 @@ static void node_free(void *arg)
         free(g);
     }
     inf_map_close(&n->gone);
+    pos = 0;
+    while (inf_map_next(&n->paced, &pos, NULL, &v))
+        free(v);
+    inf_map_close(&n->paced);
     pthread_mutex_destroy(&n->mu);
     free(n);
 }
@@ -398,6 +466,7 @@ int dev_node_setup(const rec_env *env, const kc_ref *pools_ref, dev_node **out)
     n->client = env->client;
     pthread_mutex_init(&n->mu, NULL);
     inf_map_init(&n->gone);
+    inf_map_init(&n->paced);
     int rc = env->add_cleanup(env, node_free, n);
     if (rc != KC_OK) {
         node_free(n);
