@@ -974,3 +974,48 @@ Test(dev_status, pool_changed_when_the_agent_devices_or_its_reporting_change)
         json_object_put(b);
     }
 }
+
+Test(dev_status, count_only_is_counts_and_holders_not_devices_health_or_conditions)
+{
+    const char *base = "{\"capacity\":2,\"allocated\":0,\"available\":2,\"devices\":["
+                       "{\"id\":\"a\",\"healthy\":true},{\"id\":\"b\",\"healthy\":true}],"
+                       "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}";
+    struct {
+        const char *new_status;
+        bool counts_only;
+    } cases[] = {
+        {"{\"capacity\":2,\"allocated\":1,\"available\":1,\"devices\":["
+         "{\"id\":\"a\",\"healthy\":true,\"claim\":\"ns/c\"},{\"id\":\"b\",\"healthy\":true}],"
+         "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}",
+         true},
+        /* a device turned unhealthy */
+        {"{\"capacity\":1,\"allocated\":0,\"available\":1,\"devices\":["
+         "{\"id\":\"a\",\"healthy\":false},{\"id\":\"b\",\"healthy\":true}],"
+         "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}",
+         false},
+        /* a device the agent found */
+        {"{\"capacity\":3,\"allocated\":0,\"available\":3,\"devices\":["
+         "{\"id\":\"a\",\"healthy\":true},{\"id\":\"b\",\"healthy\":true},"
+         "{\"id\":\"c\",\"healthy\":true}],"
+         "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}",
+         false},
+        /* Ready changes */
+        {"{\"capacity\":2,\"allocated\":1,\"available\":1,\"devices\":["
+         "{\"id\":\"a\",\"healthy\":true,\"claim\":\"ns/c\"},{\"id\":\"b\",\"healthy\":true}],"
+         "\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\"}]}",
+         false},
+        /* the node agent's report, carried over */
+        {"{\"capacity\":2,\"allocated\":0,\"available\":2,\"devices\":["
+         "{\"id\":\"a\",\"healthy\":true},{\"id\":\"b\",\"healthy\":true}],"
+         "\"agent\":{\"devices\":[]},"
+         "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}",
+         false},
+    };
+    json_object *old = parse(base);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_object *st = parse(cases[i].new_status);
+        cr_assert_eq(dev_status_pool_counts_only(old, st), cases[i].counts_only, "case %zu", i);
+        json_object_put(st);
+    }
+    json_object_put(old);
+}

@@ -1008,22 +1008,27 @@ DOMAIN_TEST(claim, a_cache_still_showing_what_our_write_replaced_sends_nothing)
     rcf_assert_api_count(2);
 }
 
-DOMAIN_TEST(pool, count_only_changes_are_written_at_most_every_half_second)
+/* Write the pool's status once and let the cache catch up with that write
+ * (rv 4, the status as written). */
+static void pool_written_and_seen(void)
 {
     cache_pool((obj_args){.finalizer = true});
     rcf_answer("PUT", rcf_fmt("%s/status", pool_path()), 200, pool_json((obj_args){.rv = "4"}));
     rcf_assert_outcome(reconcile_pool(), CTL_DONE);
     rcf_assert_api_count(1);
-
-    /* The cache catches up with that write (rv 4, the status as written),
-     * then a Reservation comes: only a count changes, so the next write
-     * waits for the rest of the interval instead of going out at once. */
     const rs_request *w = rcf_api_at(0);
     cr_assert_not_null(w);
     json_object *seen = rcf_parse(w->body);
     json_object_object_add(rec_obj_at(seen, "metadata"), "resourceVersion",
                            json_object_new_string("4"));
     cr_assert_eq(store_add(RCF.pools, seen, NULL), KC_OK);
+}
+
+DOMAIN_TEST(pool, count_only_changes_are_written_at_most_every_half_second)
+{
+    pool_written_and_seen();
+    /* A Reservation comes: only a count changes, so the next write waits for
+     * the rest of the interval instead of going out at once. */
     cache_resv(FX->slots[0], CLAIM, CLAIM_UID, "r-0", "70");
 
     ctl_result r = reconcile_pool();
@@ -1031,4 +1036,56 @@ DOMAIN_TEST(pool, count_only_changes_are_written_at_most_every_half_second)
                  rcf_outcome_name(r.outcome));
     cr_assert(r.after > 0 && r.after <= 0.5, "[%s] after %.3f s", FX->name, r.after);
     rcf_assert_api_count(1);
+}
+
+DOMAIN_TEST(pool, a_count_only_change_waits_for_more_and_is_then_written_with_them)
+{
+    pool_written_and_seen();
+    cache_resv(FX->slots[0], CLAIM, CLAIM_UID, "r-0", "70");
+    ctl_result r = reconcile_pool();
+    cr_assert_eq(r.outcome, CTL_REQUEUE_AFTER, "[%s] got %s", FX->name,
+                 rcf_outcome_name(r.outcome));
+    cr_assert_gt(r.after, 0);
+    /* A second allocation meanwhile: still waiting, no sooner than before. */
+    cache_resv(FX->slots[1], "other", "uid-other", "r-1", "71");
+    ctl_result r2 = reconcile_pool();
+    cr_assert_eq(r2.outcome, CTL_REQUEUE_AFTER, "[%s] got %s", FX->name,
+                 rcf_outcome_name(r2.outcome));
+    cr_assert_leq(r2.after, r.after);
+    rcf_assert_api_count(1);
+
+    /* The wait over, one write carries both. */
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(r2.after * 1e9) + 20000000L};
+    nanosleep(&ts, NULL);
+    rcf_answer("PUT", rcf_fmt("%s/status", pool_path()), 200, pool_json((obj_args){.rv = "5"}));
+    rcf_assert_outcome(reconcile_pool(), CTL_DONE);
+    rcf_assert_api_count(2);
+    json_object *st = rcf_assert_status(1, rcf_fmt("%s/status", pool_path()), "4", REC_COND_TRUE,
+                                        RCF.def->reason_valid);
+    cr_assert_eq(rcf_int_at(st, "allocated"), 2);
+}
+
+DOMAIN_TEST(pool, a_change_of_conditions_is_written_at_once_with_the_counts)
+{
+    pool_written_and_seen();
+    cache_resv(FX->slots[0], CLAIM, CLAIM_UID, "r-0", "70");
+    rcf_assert_outcome(reconcile_pool(), CTL_REQUEUE_AFTER);
+    /* The pool starts deleting: Ready=False Terminating goes out now. */
+    json_object *cur = NULL;
+    cr_assert_eq(store_get(RCF.pools, POOL, &cur), KC_OK);
+    json_object *del = NULL;
+    cr_assert_eq(json_object_deep_copy(cur, &del, NULL), 0);
+    store_obj_put(cur);
+    json_object_object_add(rec_obj_at(del, "metadata"), "deletionTimestamp",
+                           json_object_new_string("2026-12-06T00:00:00Z"));
+    json_object_object_add(rec_obj_at(del, "metadata"), "resourceVersion",
+                           json_object_new_string("5"));
+    cr_assert_eq(store_add(RCF.pools, del, NULL), KC_OK);
+    rcf_answer("PUT", rcf_fmt("%s/status", pool_path()), 200, pool_json((obj_args){.rv = "6"}));
+
+    rcf_assert_outcome(reconcile_pool(), CTL_DONE);
+    rcf_assert_api_count(2);
+    json_object *st = rcf_assert_status(1, rcf_fmt("%s/status", pool_path()), "5", REC_COND_FALSE,
+                                        RCF.def->reason_terminating);
+    cr_assert_eq(rcf_int_at(st, "allocated"), 1);
 }

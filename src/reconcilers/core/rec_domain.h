@@ -240,6 +240,13 @@ typedef struct rec_domain_def {
     int (*pool_status)(json_object *cached_status, const rec_pool_counts *counts,
                        const char *cond_status, const char *reason, const char *message,
                        int64_t generation, time_t now, json_object **out);
+    /* Whether a pool's new status (pool_status's) differs from the cached one
+     * (both borrowed, not NULL) only where allocations move it: counts, which
+     * claim holds a slot; not conditions, not the slots themselves. Such a
+     * write waits a little (REC_POOL_COALESCE) so that a burst of
+     * allocations makes one write. NULL: only "allocated" and "available"
+     * may differ. */
+    bool (*pool_status_counts_only)(json_object *cached_status, json_object *new_status);
 } rec_domain_def;
 
 typedef struct rec_domain rec_domain;

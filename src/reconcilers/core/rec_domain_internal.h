@@ -21,6 +21,7 @@
 #define REC_ATTEMPTS 8              /* slots tried per reconcile when others win them */
 #define REC_INFLIGHT_TTL 30.0       /* s: our Reservation the cache has not shown */
 #define REC_POOL_WRITE_INTERVAL 0.5 /* s between count-only status writes of a pool */
+#define REC_POOL_COALESCE 0.2       /* s a count-only change waits for more of them */
 #define REC_RESV_RESYNC 60.0        /* s: orphan sweep period */
 #define REC_EVENT_SENDERS 4         /* one Event a claim: keep up with a storm */
 #define REC_SYNC_RETRY 0.1          /* s: requeue while caches are not synced */
@@ -57,6 +58,7 @@ typedef struct rec_pool_state {
     rec_inflight *inflight;
     size_t n_inflight, cap_inflight;
     double last_status_write; /* monotonic s; 0 = never */
+    double counts_since;      /* monotonic s: a count-only change waits since; 0 = none */
     rec_open_pool *open;      /* the last version opened, or NULL */
     char name[];
 } rec_pool_state;

@@ -4,9 +4,13 @@
  *
  * Pools: the operator's finalizer goes on first; status counts come from the
  * pool's used set (the Reservations cache, def->set_counts), with Ready=True
- * reason def->reason_valid or Ready=False reason def->reason_invalid. Status
- * writes of one pool are spaced REC_POOL_WRITE_INTERVAL apart while only the
- * counts change, so a storm of allocations is not a storm of pool writes.
+ * reason def->reason_valid or Ready=False reason def->reason_invalid. A
+ * status write whose only change is what allocations move (counts, holders:
+ * def->pool_status_counts_only) waits REC_POOL_COALESCE after the first such
+ * change, and at least REC_POOL_WRITE_INTERVAL after the pool's last write
+ * (requeue-after on the pool's key), so that many allocations in one pool
+ * make one write; a change of conditions or of the slots themselves (a node
+ * agent's report, a spec edit) is written at once and carries the counts.
  * Deleting a pool works like PVC protection: while claims hold slots of it it
  * stays, Ready=False reason def->reason_terminating naming the first holders;
  * when nothing is held (the API server is asked, the cache may lag) the
@@ -82,16 +86,46 @@ static const char *cond_field(json_object *cond, const char *key)
     return cond ? rec_obj_str(cond, key) : NULL;
 }
 
-/* Only the counts changed and the last write was recent: how long to wait. */
-static double write_wait(rec_domain *d, const char *name, double now)
+static bool counts_only(rec_domain *d, json_object *cached_status, json_object *new_status)
+{
+    static const char *const counts[] = {"allocated", "available"};
+    if (!cached_status)
+        return false;
+    if (d->def->pool_status_counts_only)
+        return d->def->pool_status_counts_only(cached_status, new_status);
+    return rec_json_equal_except(cached_status, new_status, counts, 2);
+}
+
+/* A count-only change of the pool: how long it still waits (0: write now).
+ * Out of memory: no wait. */
+static double counts_wait(rec_domain *d, const char *name, double now)
 {
     double wait = 0;
     pthread_mutex_lock(&d->mu);
-    rec_pool_state *ps = rec_pool_state_get(d, name, false);
-    if (ps && ps->last_status_write > 0 && now - ps->last_status_write < REC_POOL_WRITE_INTERVAL)
-        wait = REC_POOL_WRITE_INTERVAL - (now - ps->last_status_write);
+    rec_pool_state *ps = rec_pool_state_get(d, name, true);
+    if (ps) {
+        if (ps->counts_since <= 0)
+            ps->counts_since = now;
+        double due = ps->counts_since + REC_POOL_COALESCE;
+        if (ps->last_status_write > 0 && ps->last_status_write + REC_POOL_WRITE_INTERVAL > due)
+            due = ps->last_status_write + REC_POOL_WRITE_INTERVAL;
+        wait = due > now ? due - now : 0;
+    }
     pthread_mutex_unlock(&d->mu);
     return wait;
+}
+
+/* Nothing of the pool's status waits any more; written: at now. */
+static void counts_settled(rec_domain *d, const char *name, bool written, double now)
+{
+    pthread_mutex_lock(&d->mu);
+    rec_pool_state *ps = rec_pool_state_get(d, name, written);
+    if (ps) {
+        ps->counts_since = 0;
+        if (written)
+            ps->last_status_write = now;
+    }
+    pthread_mutex_unlock(&d->mu);
 }
 
 /* Events for trouble and for the recovery from it, not for every new pool. */
@@ -121,15 +155,15 @@ static ctl_result pool_write_status(rec_domain *d, const kc_ref *ref, json_objec
         json_object_put(new_status);
         return ctl_error(KC_ERR_NOMEM, "out of memory");
     }
+    double now = pv_clock_monotonic();
     if (cached_status && json_object_equal(cached_status, new_status)) {
+        counts_settled(d, ref->name, false, now);
         json_object_put(new_status);
         return ctl_done();
     }
     json_object *old_ready = rec_get_condition(cached_status, REC_COND_READY);
     json_object *new_ready = rec_get_condition(new_status, REC_COND_READY);
-    bool same_ready = old_ready && new_ready && json_object_equal(old_ready, new_ready);
-    double now = pv_clock_monotonic();
-    double wait = same_ready ? write_wait(d, ref->name, now) : 0;
+    double wait = counts_only(d, cached_status, new_status) ? counts_wait(d, ref->name, now) : 0;
     if (wait > 0) {
         json_object_put(new_status);
         return ctl_requeue_after(wait);
@@ -142,11 +176,7 @@ static ctl_result pool_write_status(rec_domain *d, const kc_ref *ref, json_objec
     ctl_result res = ctl_done();
     if (rc == KC_OK && written) {
         rec_stale_note(d->stale, rec_obj_str(cur, "metadata.uid"), before_rv);
-        pthread_mutex_lock(&d->mu);
-        rec_pool_state *ps = rec_pool_state_get(d, ref->name, true);
-        if (ps)
-            ps->last_status_write = now;
-        pthread_mutex_unlock(&d->mu);
+        counts_settled(d, ref->name, true, now);
         pool_event(d, cur, old_ready, new_ready);
     } else if (rc == KC_ERR_CONFLICT) {
         res = ctl_requeue();

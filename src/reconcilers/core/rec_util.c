@@ -688,6 +688,35 @@ bool rec_put_copy(json_object *o, const char *key, json_object *src)
     return true;
 }
 
+static bool skipped(const char *key, const char *const *skip, size_t n_skip)
+{
+    for (size_t i = 0; i < n_skip; i++)
+        if (!strcmp(key, skip[i]))
+            return true;
+    return false;
+}
+
+/* Every key of a but those skipped is in b with an equal value. */
+static bool covers(json_object *a, json_object *b, const char *const *skip, size_t n_skip)
+{
+    json_object_object_foreach(a, key, va)
+    {
+        json_object *vb = NULL;
+        if (skipped(key, skip, n_skip))
+            continue;
+        if (!json_object_object_get_ex(b, key, &vb) || !json_object_equal(va, vb))
+            return false;
+    }
+    return true;
+}
+
+bool rec_json_equal_except(json_object *a, json_object *b, const char *const *skip, size_t n_skip)
+{
+    if (!json_object_is_type(a, json_type_object) || !json_object_is_type(b, json_type_object))
+        return json_object_equal(a, b);
+    return covers(a, b, skip, n_skip) && covers(b, a, skip, n_skip);
+}
+
 int rec_status_base(json_object *cached_status, json_object **out)
 {
     *out = NULL;

@@ -211,6 +211,11 @@ int rec_update_status(kc_client *c, const kc_ref *ref, json_object *cached, json
  * false when memory ran out. */
 bool rec_put_copy(json_object *o, const char *key, json_object *src);
 
+/* Whether objects a and b (borrowed; either may be NULL) hold the same keys
+ * with equal values, leaving out the keys skip[0..n_skip): they may differ or
+ * be missing on either side. Not objects: json_object_equal. */
+bool rec_json_equal_except(json_object *a, json_object *b, const char *const *skip, size_t n_skip);
+
 /* A new status object holding a copy of cached_status.conditions (cached_status
  * borrowed, may be NULL or a store object). *out is new. 0 or KC_ERR_NOMEM. */
 int rec_status_base(json_object *cached_status, json_object **out);

@@ -240,6 +240,7 @@ const rec_domain_def dev_domain_def = {
     .claim_ready_n = dev_status_claim_ready,
     .claim_pending = rec_status_not_ready,
     .pool_status = dev_status_pool,
+    .pool_status_counts_only = dev_status_pool_counts_only,
 };
 
 int dev_setup(const rec_env *env)

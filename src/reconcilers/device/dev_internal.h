@@ -145,6 +145,9 @@ int dev_status_pool(json_object *cached_status, const rec_pool_counts *counts,
                     const char *cond_status, const char *reason, const char *message,
                     int64_t generation, time_t now, json_object **out);
 bool dev_pool_changed(json_object *old_obj, json_object *new_obj);
+/* rec_domain_def.pool_status_counts_only: counts and the devices' holders
+ * ("claim") may differ; the devices, their health, conditions may not. */
+bool dev_status_pool_counts_only(json_object *cached_status, json_object *new_status);
 
 extern const rec_domain_def dev_domain_def;
 

@@ -206,6 +206,28 @@ int dev_status_pool(json_object *cached_status, const rec_pool_counts *counts,
     return KC_OK;
 }
 
+bool dev_status_pool_counts_only(json_object *cached_status, json_object *new_status)
+{
+    static const char *const moved[] = {"allocated", "available", "devices"};
+    static const char *const holder[] = {"claim"};
+    if (!rec_json_equal_except(cached_status, new_status, moved, 3))
+        return false;
+    /* The same devices in the same order; only who holds them may differ. */
+    json_object *a = rec_obj_at(cached_status, "devices");
+    json_object *b = rec_obj_at(new_status, "devices");
+    if (!a || !b || !json_object_is_type(a, json_type_array) ||
+        !json_object_is_type(b, json_type_array))
+        return !a && !b;
+    size_t n = json_object_array_length(a);
+    if (json_object_array_length(b) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!rec_json_equal_except(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i),
+                                   holder, 1))
+            return false;
+    return true;
+}
+
 /* The agent's devices changed, or its report went stale or fresh. */
 bool dev_pool_changed(json_object *old_obj, json_object *new_obj)
 {
