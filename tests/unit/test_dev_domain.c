@@ -1019,3 +1019,31 @@ Test(dev_status, count_only_is_counts_and_holders_not_devices_health_or_conditio
     }
     json_object_put(old);
 }
+
+Test(dev_pick, free_without_a_selector_follows_the_set_and_counts_a_skipped_device_once)
+{
+    dev_pool *p = mixed_pool();
+    void *used = new_set();
+    dev_want *any = open_want("");
+    int64_t fit = -1, free_now = -1;
+    dev_pool_fit(p, any, used, NULL, NULL, 0, &fit, &free_now);
+    cr_assert_eq(fit, 5);
+    cr_assert_eq(free_now, 4, "every healthy one: a, b, d, e");
+    dev_pool_fit(p, any, used, NULL, NULL, 0, &fit, &free_now);
+    cr_assert_eq(free_now, 4, "asked again (the memo)");
+    cr_assert_eq(dev_set_update(used, "a", "ns/other", true), KC_OK);
+    dev_pool_fit(p, any, used, NULL, NULL, 0, &fit, &free_now);
+    cr_assert_eq(free_now, 3, "a taken");
+    /* b twice, a (held), c (unhealthy), zz (not in the pool): b counts once */
+    const char *skip[] = {"b", "a", "b", "c", "zz"};
+    dev_pool_fit(p, any, used, NULL, skip, 5, &fit, &free_now);
+    cr_assert_eq(free_now, 2, "d and e");
+    cr_assert_eq(dev_set_update(used, "a", NULL, false), KC_OK);
+    dev_pool_fit(p, any, used, NULL, NULL, 0, &fit, &free_now);
+    cr_assert_eq(free_now, 4, "a free again");
+    /* Another pool through the same set: its own count. */
+    dev_pool *q = pool_of_n("p2", "node-a", 3);
+    dev_pool_fit(q, any, used, NULL, NULL, 0, &fit, &free_now);
+    cr_assert_eq(fit, 3);
+    cr_assert_eq(free_now, 3);
+}

@@ -38,6 +38,17 @@ void dev_pool_fit(const void *pool, const void *want, const void *used, const vo
     *free_now = 0;
     if (!p || !w || !on_node(p, w))
         return;
+    if (w->n_sel == 0) {
+        /* Every device matches: the set's memo, less the skipped free ones. */
+        *fit = (int64_t)p->n;
+        *free_now = dev_set_free_healthy(used, p);
+        for (size_t i = 0; i < n_skip; i++) {
+            const dev_device *d = dev_pool_find(p, skip[i]);
+            if (d && d->healthy && !dev_set_has(used, d->id) && !in_list(skip, i, skip[i]))
+                (*free_now)--;
+        }
+        return;
+    }
     for (size_t i = 0; i < p->n; i++) {
         const dev_device *d = &p->devs[i];
         if (!dev_device_matches(d, w))

@@ -69,6 +69,7 @@ typedef struct dev_pool {
     dev_device *devs;
     size_t n;
     size_t n_healthy;
+    uint64_t serial; /* unique to this opening: dev_set's memo tells pools apart by it */
 } dev_pool;
 
 /* What a DeviceClaim wants. */
@@ -102,6 +103,12 @@ int dev_set_update(void *set, const char *slot, const char *holder, bool add);
 const char *dev_set_holder(const void *set, const char *id);
 bool dev_set_has(const void *set, const char *id);
 size_t dev_set_count(const void *set);
+/* How many healthy devices of p the set does not hold. Remembered per set for
+ * the last pool asked about (by p->serial) until the set changes, so that
+ * choosing among many pools for many claims does not look every device up
+ * each time. set may be NULL (holds nothing). Domain lock held, as for every
+ * use of the set: the memo is written even through a const set. */
+int64_t dev_set_free_healthy(const void *set, const dev_pool *p);
 
 /* Counts detail (rec_pool_counts.detail): the pool's devices with their
  * holders, for its status. */

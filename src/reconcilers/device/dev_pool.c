@@ -4,6 +4,7 @@
  * "Devices": healthy unless spec says false or, for a device with a path,
  * the agent finds its file missing); and what a DeviceClaim wants.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +278,8 @@ int dev_pool_from_obj(json_object *pool_obj, time_t now, dev_pool **out, char **
         dev_pool_free(p);
         return rc;
     }
+    static atomic_uint_fast64_t serials;
+    p->serial = (uint64_t)atomic_fetch_add(&serials, 1) + 1;
     *out = p;
     return KC_OK;
 }

@@ -2,7 +2,9 @@
  * dev_set - the used set of one DevicePool: device id -> the claim holding
  * it ("namespace/name"), kept from the Reservations cache by the core's
  * handlers (domain lock held), and the counts and device list of the pool's
- * status built from it.
+ * status built from it. A memo of the free healthy devices of the last pool
+ * asked about spares choosing a pool from scanning every device of every
+ * pool for every claim; any update drops it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,8 @@ typedef struct held {
 
 typedef struct dev_set {
     inf_map m;
+    uint64_t memo_pool; /* dev_pool.serial memo_free is of; 0: none */
+    int64_t memo_free;  /* its healthy devices m does not hold */
 } dev_set;
 
 int dev_set_new(void **set)
@@ -51,6 +55,7 @@ int dev_set_update(void *set, const char *slot, const char *holder, bool add)
     dev_set *s = set;
     if (!slot || !*slot)
         return KC_ERR_INVALID_ARG;
+    s->memo_pool = 0;
     held *h = inf_map_get(&s->m, slot);
     if (!add) {
         if (h) {
@@ -101,6 +106,23 @@ size_t dev_set_count(const void *set)
 {
     const dev_set *s = set;
     return s ? s->m.len : 0;
+}
+
+int64_t dev_set_free_healthy(const void *set, const dev_pool *p)
+{
+    /* Not const: the memo is a cache, the set's contents do not change. */
+    dev_set *s = (dev_set *)set;
+    if (s && p->serial && s->memo_pool == p->serial)
+        return s->memo_free;
+    int64_t n = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->devs[i].healthy && !dev_set_has(s, p->devs[i].id))
+            n++;
+    if (s) {
+        s->memo_pool = p->serial;
+        s->memo_free = n;
+    }
+    return n;
 }
 
 void dev_detail_free(void *detail)
