@@ -13,10 +13,16 @@
 #     on the real node as its ServiceAccount, with no request refused;
 #     3b. it sees the host's /dev (mounted at /host/dev, --host-root=/host):
 #     a DevicePool discovering /dev/null and files the test makes in the
-#     host's /dev lists them healthy, one of them mode 0600 root (the
-#     agent's non-root user cannot open it: present, "only its presence is
-#     checked"), and a file created afterwards appears in its status, then
-#     leaves it when removed;
+#     host's /dev lists them healthy, one of them mode 0600 root (the agent
+#     runs as root with CAP_DAC_OVERRIDE, for its volume half: it opens it),
+#     and a file created afterwards appears in its status, then leaves it
+#     when removed;
+#     3c. volumes: a StoragePool under /var/lib/provisio on the real node is
+#     Ready (the agent pod's report), a Volume gets its directory on the
+#     host (made by the agent pod), a PV and a Bound PVC, a pod of
+#     provisio's image using the PVC runs to completion on the real node
+#     (kubelet mounts the local volume), and deleting the Volume removes the
+#     directory;
 #     the network samples become Ready (reconciled in-cluster: the pods reach
 #     the API server at the kubernetes Service address with TLS verified);
 #  4. the leader's process is SIGKILLed (through containerd; no Lease
@@ -61,12 +67,17 @@ k() { "$KUBECTL" "$@"; }
 DEV_LOCKED=/dev/provisio-e2e-locked
 DEV_PLUGGED=/dev/provisio-e2e-plugged
 DEV_POOL=realnode-e2e-dev
+VOL_POOL=realnode-e2e-vol
+VOL_DIR=/var/lib/provisio/realnode-e2e
 
 cleanup() {
   k delete -n "$sample_ns" ipclaims --all --wait=false
   k delete namespace "$sample_ns" --wait=false
   k delete devicepool "$DEV_POOL" --ignore-not-found --wait=false
   rm -f "$DEV_LOCKED" "$DEV_PLUGGED"
+  k delete -n "$sample_ns" pods,volumes --all --wait=false
+  k delete storagepool "$VOL_POOL" --ignore-not-found --wait=false
+  rm -rf "$VOL_DIR"
 }
 e2e_on_exit cleanup
 
@@ -187,8 +198,7 @@ spec:
     paths: [/dev/null, /dev/provisio-e2e-*]
 YAML
   e2e_wait_for 60 "/dev/null found by the agent pod" dev_is null "True"
-  e2e_wait_for 30 "$DEV_LOCKED found, presence only" dev_is provisio-e2e-locked \
-    "True present; not opened (permission denied)"
+  e2e_wait_for 30 "$DEV_LOCKED (mode 0600 root) found" dev_is provisio-e2e-locked True
   local t0
   t0=$(e2e_now)
   : >"$DEV_PLUGGED"
@@ -201,6 +211,61 @@ YAML
   k get devicepool "$DEV_POOL" -o wide | sed 's/^/# /'
   k delete devicepool "$DEV_POOL" --wait=true --timeout=60s >/dev/null ||
     e2e_fail "DevicePool $DEV_POOL not deleted"
+}
+
+test_volume_on_the_real_node() {
+  mkdir -p "$VOL_DIR"
+  k create namespace "$sample_ns" --dry-run=client -o yaml | k apply -f - >/dev/null
+  k apply -f - >/dev/null <<YAML
+apiVersion: provisio.dev/v1alpha1
+kind: StoragePool
+metadata:
+  name: $VOL_POOL
+spec:
+  nodeName: real-node
+  path: $VOL_DIR
+  capacity: 1Gi
+YAML
+  e2e_wait_for 60 "$VOL_POOL Ready (the agent pod's report)" \
+    sh -c "$KUBECTL wait --for=condition=Ready storagepool/$VOL_POOL --timeout=1s >/dev/null 2>&1"
+  k apply -n "$sample_ns" -f - >/dev/null <<YAML
+apiVersion: provisio.dev/v1alpha1
+kind: Volume
+metadata:
+  name: rn-data
+spec:
+  size: 64Mi
+  pool: $VOL_POOL
+YAML
+  k wait -n "$sample_ns" --for=condition=Ready --timeout=90s volume/rn-data >/dev/null ||
+    e2e_fail "Volume rn-data not Ready: $(k get volume -n "$sample_ns" rn-data -o jsonpath='{.status.conditions}')"
+  local uid dir
+  uid=$(k get volume -n "$sample_ns" rn-data -o jsonpath='{.metadata.uid}')
+  dir=$VOL_DIR/${sample_ns}_rn-data_$uid
+  [ -d "$dir" ] || e2e_fail "no directory $dir on the host"
+  k apply -n "$sample_ns" -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: rn-data-user
+spec:
+  restartPolicy: Never
+  containers:
+    - name: c
+      image: provisio:dev
+      imagePullPolicy: Never
+      args: [--version]
+      volumeMounts: [{name: d, mountPath: /data}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: rn-data}}]
+YAML
+  e2e_wait_for 90 "a pod using PVC rn-data ran on the real node" \
+    sh -c "[ \"\$($KUBECTL get pod -n $sample_ns rn-data-user -o jsonpath='{.status.phase}')\" = Succeeded ]"
+  k get volume,pvc,pod -n "$sample_ns" | sed 's/^/# /'
+  k delete pod -n "$sample_ns" rn-data-user --wait=true --timeout=60s >/dev/null
+  k delete volume -n "$sample_ns" rn-data --wait=false >/dev/null
+  e2e_wait_for 120 "Volume rn-data gone and its directory removed by the agent pod" \
+    sh -c "! $KUBECTL get volume -n $sample_ns rn-data >/dev/null 2>&1 && [ ! -e $dir ]"
+  k delete storagepool "$VOL_POOL" --wait=true --timeout=60s >/dev/null || e2e_fail "StoragePool $VOL_POOL not deleted"
 }
 
 test_samples_become_ready() {
@@ -294,6 +359,8 @@ e2e_last_ok || e2e_bail "the Deployment did not come up"
 e2e_test "the node agent DaemonSet (config/agent) runs on the real node" test_agent_daemonset_runs
 e2e_test "the agent pod sees the host's /dev: discovery, presence-only files, hot-plug" \
   test_agent_sees_the_host_dev
+e2e_test "a Volume on the real node: the agent pod's directory, PV, PVC Bound, a pod mounts it" \
+  test_volume_on_the_real_node
 e2e_test "the network samples become Ready, reconciled in-cluster" test_samples_become_ready
 e2e_test "SIGKILL of the leader's process: another takes the Lease and reconciling goes on" \
   test_sigkill_of_the_leader_moves_the_lease
