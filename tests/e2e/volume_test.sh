@@ -36,9 +36,11 @@
 #     (and Ready), the bytes of the valid Reservations never over the
 #     capacity (sampled all along), the pool's counts equal them after
 #     convergence;
-#  7. no leaks: Retain keeps the directory; a Volume deleted right after
-#     creation, and the agent killed with SIGKILL while it makes directories
-#     (then restarted): no directory, PV, PVC or Reservation left behind;
+#  7. no leaks: Retain keeps the directory; a live Volume's PVC deleted by
+#     hand is made again and bound to the same PV (the data stays); a
+#     Volume deleted right after creation, and the agent killed with SIGKILL
+#     while it makes directories (then restarted): no directory, PV, PVC or
+#     Reservation left behind;
 #  8. hard limits: a pool on a loop-mounted btrfs (qgroups): quota Enforced,
 #     writing past the Volume's size fails (EDQUOT), usedBytes from the quota
 #     in the Reservation, the Volume and the pool;
@@ -50,7 +52,12 @@
 #     Pending; an Immediate claim is Bound without a pod; one larger than
 #     every pool stays Pending with a ProvisioningFailed Event; deleting the
 #     claims leaves no Volume, PV (none Released) or directory;
-# 10. the operators and agents exit 0 on SIGTERM with no error line.
+# 10. a node that stops (kube-local node-stop node-c): once
+#     kube-controller-manager marks it not Ready, its pool is Ready=False
+#     NodeNotReady; the Volume it holds stays Ready with its PV, PVC and
+#     directory; a new Volume naming the pool waits (PoolNotReady); with the
+#     node back the pool is Ready and the new Volume placed;
+# 11. the operators and agents exit 0 on SIGTERM with no error line.
 #
 # Environment (set by the ctest fixture, see tests/CMakeLists.txt):
 #   KUBECONFIG, PROVISIO_KUBE_DIR, PATH, PROVISIO_BINARY, PROVISIO_SOURCE_DIR
@@ -84,6 +91,7 @@ P_R=vol-$RUN-r     # no leaks (7), node-b
 P_Q=vol-$RUN-q     # hard limits (8), node-b, on btrfs
 P_DB=vol-$RUN-db   # dynamic provisioning (9), node-b, 300Mi
 P_DC=vol-$RUN-dc   # dynamic provisioning (9), node-c, 2Gi
+P_N=vol-$RUN-n     # a node that stops (10), node-c
 SC_W=vol-$RUN-wffc # StorageClasses (9)
 SC_I=vol-$RUN-imm
 NS=e2e-vol-$RUN
@@ -93,6 +101,7 @@ k() { kubectl "$@"; }
 
 cleanup() {
   local r
+  "$SRC/hack/kube-local" node-start "$PROVISIO_KUBE_DIR" node-c >/dev/null 2>&1 || true
   for r in $(k get reservations -l "provisio.dev/pool-kind=StoragePool" -o name 2>/dev/null | grep -- "-$RUN-" || true); do
     k delete "$r" --ignore-not-found --wait=false >/dev/null 2>&1 || true
     k patch "$r" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
@@ -103,7 +112,7 @@ cleanup() {
     k delete pv "$pv" --ignore-not-found --wait=false >/dev/null 2>&1 || true
     k patch pv "$pv" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
   done
-  umount "$E2E_TMP/root-b/srv/$P_Q" 2>/dev/null || true
+  umount "$E2E_TMP/root-node-b/srv/$P_Q" 2>/dev/null || true
   [ -z "${LOOPDEV:-}" ] || losetup -d "$LOOPDEV" 2>/dev/null || true
   local v
   for v in $(k get volumes -n "$NS" -o name 2>/dev/null); do
@@ -389,6 +398,16 @@ bound() {
   vol_is "$1" "ready.get('status') == 'True' and ready.get('reason') == 'Bound'"
 }
 
+# pvc_rebound NAME OLD-UID PV: a PVC NAME other than OLD-UID, Bound to PV.
+pvc_rebound() {
+  local got
+  got=$(k get pvc -n "$NS" "$1" -o jsonpath='{.metadata.uid} {.status.phase} {.spec.volumeName}') || return 1
+  [ "${got%% *}" != "$2" ] && [ "${got#* }" = "Bound $3" ] || {
+    echo "pvc: $got; pv: $(k get pv "$3" -o jsonpath='{.status.phase} {.spec.claimRef}')"
+    return 1
+  }
+}
+
 gone() { # KIND NAME [NS]
   ! k get "$1" "$2" ${3:+-n "$3"} >/dev/null 2>&1
 }
@@ -579,6 +598,27 @@ test_no_leaks() {
     e2e_fail "Retain: keep1's directory or its data is gone"
   rm -rf "$E2E_TMP/root-node-b/srv/$P_R/${NS}_keep1_$uid"
 
+  # The PVC of a live Volume deleted by hand: kube-controller-manager
+  # Releases the PV; the operator makes the PVC again and opens the PV for
+  # it, so it binds to the same PV and the data stays.
+  volumes again 1 1 10Mi "{\"pool\": \"$P_R\"}" | k create -n "$NS" -f - >/dev/null
+  e2e_wait_for 30 "again1 Ready" bound again1
+  local old_pvc t0
+  uid=$(k get volume -n "$NS" again1 -o jsonpath='{.metadata.uid}')
+  old_pvc=$(k get pvc -n "$NS" again1 -o jsonpath='{.metadata.uid}')
+  echo data >"$E2E_TMP/root-node-b/srv/$P_R/${NS}_again1_$uid/file"
+  t0=$(e2e_now)
+  k delete pvc -n "$NS" again1 --wait=true --timeout=30s >/dev/null || e2e_fail "PVC again1 not deleted"
+  e2e_wait_for 60 "again1's PVC made again and Bound to vol-$uid" pvc_rebound again1 "$old_pvc" "vol-$uid"
+  e2e_diag "figure: PVC again1 deleted to a new one Bound to vol-$uid: $(e2e_since "$t0") s"
+  e2e_wait_for 30 "again1 Ready again" bound again1
+  [ "$(cat "$E2E_TMP/root-node-b/srv/$P_R/${NS}_again1_$uid/file" 2>/dev/null)" = data ] ||
+    e2e_fail "again1's data is gone after its PVC was deleted"
+  k delete volume -n "$NS" again1 --wait=false >/dev/null
+  e2e_wait_for 90 "again1, its PV and directory gone" sh -c \
+    "! kubectl get volume -n $NS again1 >/dev/null 2>&1 && ! kubectl get pv vol-$uid >/dev/null 2>&1 &&
+     [ ! -e $E2E_TMP/root-node-b/srv/$P_R/${NS}_again1_$uid ]"
+
   # Deleted right after creation, and the agent killed while it works.
   volumes quick 1 6 10Mi "{\"pool\": \"$P_R\"}" | k create -n "$NS" -f - >/dev/null
   k delete volumes -n "$NS" quick1 quick2 quick3 --wait=false >/dev/null
@@ -743,7 +783,37 @@ assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"' "$SC_W" || e2e_f
   e2e_wait_for 20 "deleting a class deletes its capacity objects" sh -c "! kubectl get csistoragecapacities -A -l provisio.dev/pool -o jsonpath='{.items[*].storageClassName}' | grep -q $SC_I"
 }
 
-# ---- 10. exits ----------------------------------------------------------------------------------
+# ---- 10. a node that stops ------------------------------------------------------------------
+
+test_node_stops() {
+  mkdir -p "$E2E_TMP/root-node-c/srv/$P_N"
+  pool "$P_N" node-c
+  e2e_wait_for 20 "$P_N Ready" reason_is "$P_N" True PathReady
+  volumes held 1 1 10Mi "{\"pool\": \"$P_N\"}" | k create -n "$NS" -f - >/dev/null
+  e2e_wait_for 30 "held1 Ready" bound held1
+  local uid t0
+  uid=$(k get volume -n "$NS" held1 -o jsonpath='{.metadata.uid}')
+  t0=$(e2e_now)
+  "$SRC/hack/kube-local" node-stop "$PROVISIO_KUBE_DIR" node-c 2>&1 | sed 's/^/# /'
+  e2e_wait_for 90 "$P_N NodeNotReady once kube-controller-manager marks node-c" reason_is "$P_N" False NodeNotReady
+  e2e_diag "figure: node-stop to NodeNotReady $(e2e_since "$t0") s; $(k get storagepool "$P_N" -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}')"
+  # What it holds stays: the Volume Ready, its PV, PVC and directory.
+  bound held1 || e2e_fail "held1 is no longer Ready while its node is away"
+  k get pv "vol-$uid" >/dev/null || e2e_fail "held1's PV is gone while its node is away"
+  [ -d "$E2E_TMP/root-node-c/srv/$P_N/${NS}_held1_$uid" ] || e2e_fail "held1's directory is gone"
+  # Nothing new is placed there.
+  volumes held 2 2 10Mi "{\"pool\": \"$P_N\"}" | k create -n "$NS" -f - >/dev/null
+  e2e_wait_for 20 "held2 PoolNotReady" vol_is held2 "ready.get('reason') == 'PoolNotReady'"
+  "$SRC/hack/kube-local" node-start "$PROVISIO_KUBE_DIR" node-c 2>&1 | sed 's/^/# /'
+  e2e_wait_for 60 "$P_N Ready again" reason_is "$P_N" True PathReady
+  e2e_wait_for 30 "held2 Ready once the node is back" bound held2
+  k delete volumes -n "$NS" held1 held2 --wait=false >/dev/null
+  e2e_wait_for 90 "held1 and held2 gone, no directory left" sh -c \
+    "[ -z \"\$(kubectl get volumes -n $NS -l e2e-batch=held -o name)\" ] && [ -z \"\$(ls $E2E_TMP/root-node-c/srv/$P_N)\" ]"
+  k delete storagepool "$P_N" --wait=true --timeout=60s >/dev/null || e2e_fail "$P_N not deleted"
+}
+
+# ---- 11. exits ----------------------------------------------------------------------------------
 
 test_operator_exits_cleanly() {
   e2e_force_delete_pods "$NS"
@@ -771,9 +841,11 @@ e2e_test "the agent's pool report; Volumes Ready with PV, PVC Bound, a Pod place
   test_volumes_placed_within_capacity
 e2e_test "30 Volumes on a 1Gi pool, two replicas, kill -9: exactly 10 placed, never overcommitted" \
   test_storm_two_replicas_kill9
-e2e_test "no leaks: Retain keeps the directory; deleted at once, agent killed -9: nothing left" test_no_leaks
+e2e_test "no leaks: Retain keeps the directory; a PVC deleted comes back to its PV; deleted at once, agent killed -9: nothing left" test_no_leaks
 e2e_test "hard limits on btrfs: EDQUOT past the size, usedBytes from the quota" test_hard_limits_btrfs
 e2e_test "dynamic provisioning: WaitForFirstConsumer on the node with room, Immediate, CSIStorageCapacity, ProvisioningFailed, nothing left" \
   test_dynamic_provisioning
+e2e_test "a node that stops: the pool NodeNotReady, its volumes stay, nothing new placed; back: Ready" \
+  test_node_stops
 e2e_test "the operators and agents exit 0 on SIGTERM, no error lines" test_operator_exits_cleanly
 e2e_done

@@ -96,7 +96,7 @@ Test(vol_pool, report)
 }
 
 /* The readiness of a pool with quota mode q and agent fields a (age 0). */
-static void expect_ready(const char *q, const char *a, bool node, const char *status,
+static void expect_ready(const char *q, const char *a, vol_node_state node, const char *status,
                          const char *reason, const char *fragment)
 {
     json_object *p = pool_with(q, a, 0);
@@ -114,23 +114,44 @@ static void expect_ready(const char *q, const char *a, bool node, const char *st
 
 Test(vol_pool, readiness)
 {
-    expect_ready(NULL, GOOD_AGENT, true, "True", VOL_REASON_READY,
+    expect_ready(NULL, GOOD_AGENT, VOL_NODE_READY, "True", VOL_REASON_READY,
                  "/srv/pool on node node-a is present and writable on btrfs");
-    expect_ready(NULL, GOOD_AGENT, false, "False", VOL_REASON_NODE, "node node-a does not exist");
-    expect_ready(NULL, NULL, true, "False", VOL_REASON_AGENT, "provisio-agent DaemonSet");
-    expect_ready(NULL, "\"observedGeneration\":2,\"present\":true,\"writable\":true", true, "False",
-                 VOL_REASON_AGENT, "since its spec changed");
+    expect_ready(NULL, GOOD_AGENT, VOL_NODE_MISSING, "False", VOL_REASON_NODE,
+                 "node node-a does not exist");
+    expect_ready(NULL, GOOD_AGENT, VOL_NODE_NOT_READY, "False", VOL_REASON_NODE_NOT_READY,
+                 "node node-a is not Ready: the volumes in /srv/pool stay");
+    expect_ready(NULL, NULL, VOL_NODE_READY, "False", VOL_REASON_AGENT, "provisio-agent DaemonSet");
+    expect_ready(NULL, "\"observedGeneration\":2,\"present\":true,\"writable\":true",
+                 VOL_NODE_READY, "False", VOL_REASON_AGENT, "since its spec changed");
     expect_ready(NULL, "\"observedGeneration\":3,\"present\":false,\"message\":\"no such dir\"",
-                 true, "False", VOL_REASON_PATH_NOT_FOUND,
+                 VOL_NODE_READY, "False", VOL_REASON_PATH_NOT_FOUND,
                  "/srv/pool is not a directory on node node-a: no such dir");
-    expect_ready(NULL, "\"observedGeneration\":3,\"present\":true,\"writable\":false", true,
-                 "False", VOL_REASON_NOT_WRITABLE, "cannot write in /srv/pool on node node-a");
+    expect_ready(NULL, "\"observedGeneration\":3,\"present\":true,\"writable\":false",
+                 VOL_NODE_READY, "False", VOL_REASON_NOT_WRITABLE,
+                 "cannot write in /srv/pool on node node-a");
     const char *no_quota = "\"observedGeneration\":3,\"present\":true,\"writable\":true,"
                            "\"quotaSupported\":false,\"quotaMessage\":\"tmpfs has no quotas\"";
-    expect_ready("Required", no_quota, true, "False", VOL_REASON_QUOTA,
+    expect_ready("Required", no_quota, VOL_NODE_READY, "False", VOL_REASON_QUOTA,
                  "cannot limit directories: tmpfs has no quotas");
-    expect_ready("Auto", no_quota, true, "True", VOL_REASON_READY, "present and writable");
-    expect_ready("Off", no_quota, true, "True", VOL_REASON_READY, "present and writable");
+    expect_ready("Auto", no_quota, VOL_NODE_READY, "True", VOL_REASON_READY,
+                 "present and writable");
+    expect_ready("Off", no_quota, VOL_NODE_READY, "True", VOL_REASON_READY, "present and writable");
+}
+
+Test(vol_pool, node_state)
+{
+    cr_expect_eq(vol_node_state_of(NULL), VOL_NODE_MISSING);
+    json_object *n = json_tokener_parse("{\"metadata\":{\"name\":\"node-a\"}}");
+    cr_expect_eq(vol_node_state_of(n), VOL_NODE_NOT_READY, "no Ready condition: not Ready");
+    json_object_put(n);
+    n = json_tokener_parse("{\"status\":{\"conditions\":[{\"type\":\"MemoryPressure\","
+                           "\"status\":\"False\"},{\"type\":\"Ready\",\"status\":\"True\"}]}}");
+    cr_expect_eq(vol_node_state_of(n), VOL_NODE_READY);
+    json_object_put(n);
+    n = json_tokener_parse(
+        "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"Unknown\"}]}}");
+    cr_expect_eq(vol_node_state_of(n), VOL_NODE_NOT_READY, "Unknown: the kubelet stopped posting");
+    json_object_put(n);
 }
 
 Test(vol_pool, quota_status)

@@ -436,9 +436,10 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
     if (!cond) {
         json_object *node = NULL;
         const char *node_name = rec_obj_str(pool, "spec.nodeName");
-        bool node_exists = node_name && store_get(a->nodes_store, node_name, &node) == KC_OK;
+        if (node_name)
+            store_get(a->nodes_store, node_name, &node);
+        rc = vol_pool_readiness(pool, vol_node_state_of(node), &r, &cond, &reason, &message);
         store_obj_put(node);
-        rc = vol_pool_readiness(pool, node_exists, &r, &cond, &reason, &message);
     }
     json_object *st = NULL;
     if (rc == KC_OK)

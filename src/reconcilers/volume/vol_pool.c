@@ -69,7 +69,16 @@ static const char *text(const char *why)
     return why && *why ? why : "";
 }
 
-int vol_pool_readiness(json_object *pool, bool node_exists, const vol_agent_report *r,
+vol_node_state vol_node_state_of(json_object *node)
+{
+    if (!node)
+        return VOL_NODE_MISSING;
+    json_object *ready = rec_get_condition(rec_obj_at(node, "status"), REC_COND_READY);
+    const char *status = ready ? rec_obj_str(ready, "status") : NULL;
+    return status && !strcmp(status, REC_COND_TRUE) ? VOL_NODE_READY : VOL_NODE_NOT_READY;
+}
+
+int vol_pool_readiness(json_object *pool, vol_node_state node_state, const vol_agent_report *r,
                        const char **cond_status, const char **reason, char **message)
 {
     const char *node = rec_obj_str(pool, "spec.nodeName");
@@ -78,10 +87,17 @@ int vol_pool_readiness(json_object *pool, bool node_exists, const vol_agent_repo
     path = path ? path : "?";
     *cond_status = REC_COND_FALSE;
     *message = NULL;
-    if (!node_exists) {
+    if (node_state == VOL_NODE_MISSING) {
         *reason = VOL_REASON_NODE;
         return rec_msg(message, "node %s does not exist: no agent can make volumes in %s", node,
                        path);
+    }
+    if (node_state == VOL_NODE_NOT_READY) {
+        *reason = VOL_REASON_NODE_NOT_READY;
+        return rec_msg(message,
+                       "node %s is not Ready: the volumes in %s stay where they are, and no new "
+                       "one is placed there until the node is back",
+                       node, path);
     }
     if (!r->fresh || !r->current) {
         *reason = VOL_REASON_AGENT;

@@ -24,6 +24,7 @@
 #define VOL_REASON_AGENT "AgentNotReporting"
 #define VOL_REASON_QUOTA "QuotaUnsupported"
 #define VOL_REASON_NODE "NodeNotFound"
+#define VOL_REASON_NODE_NOT_READY "NodeNotReady"
 #define VOL_REASON_INVALID "InvalidSpec"
 
 typedef enum vol_quota_mode { VOL_QUOTA_AUTO, VOL_QUOTA_REQUIRED, VOL_QUOTA_OFF } vol_quota_mode;
@@ -48,14 +49,25 @@ typedef struct vol_agent_report {
 /* status.agent of pool at time now; all false when there is none. */
 void vol_pool_report(json_object *pool, time_t now, vol_agent_report *out);
 
+/* The pool's node as the Node object says. */
+typedef enum vol_node_state {
+    VOL_NODE_MISSING,   /* no Node of spec.nodeName */
+    VOL_NODE_NOT_READY, /* its Ready condition is not True (a stopped kubelet) */
+    VOL_NODE_READY,
+} vol_node_state;
+
+/* The state of node (NULL: missing) from its Ready condition. */
+vol_node_state vol_node_state_of(json_object *node);
+
 /*
  * The Ready condition: "True" with VOL_REASON_READY, or "False" with the
- * first of NodeNotFound, AgentNotReporting (no fresh report of this
- * generation), PathNotFound, NotWritable, QuotaUnsupported (spec.quota
- * Required on a filesystem without quotas). *message is malloc'd (a
- * sentence for a person naming the node and path). 0 or -ENOMEM.
+ * first of NodeNotFound, NodeNotReady, AgentNotReporting (no fresh report
+ * of this generation), PathNotFound, NotWritable, QuotaUnsupported
+ * (spec.quota Required on a filesystem without quotas). *message is
+ * malloc'd (a sentence for a person naming the node and path). 0 or
+ * -ENOMEM.
  */
-int vol_pool_readiness(json_object *pool, bool node_exists, const vol_agent_report *r,
+int vol_pool_readiness(json_object *pool, vol_node_state node, const vol_agent_report *r,
                        const char **cond_status, const char **reason, char **message);
 
 /* status.quota: "Off" (spec), "Enforced" or "Unsupported" (the agent's

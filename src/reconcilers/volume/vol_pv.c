@@ -178,6 +178,48 @@ static int create(vol_app *a, const kc_ref *ref, json_object *body, kc_error *er
     return rc == KC_ERR_ALREADY_EXISTS ? KC_OK : rc; /* the cache shows it soon */
 }
 
+/*
+ * The PVC was deleted while the Volume lives (a static Volume's claim, by a
+ * person): kube-controller-manager marks the PV Released and will never bind
+ * it to a PVC of the same name again, since its claimRef keeps the old uid.
+ * The directory and its data are the Volume's, so the PV is opened for the
+ * next PVC of that name: claimRef's uid and resourceVersion go (a pre-bound
+ * PV, as an administrator would do by hand), under the PV's resourceVersion.
+ * pvc: the cached PVC of the Volume's name, or NULL.
+ */
+static int reopen_released(vol_app *a, json_object *pv, json_object *pvc, kc_error *err)
+{
+    const char *phase = rec_obj_str(pv, "status.phase");
+    const char *old_uid = rec_obj_str(pv, "spec.claimRef.uid");
+    if (!phase || strcmp(phase, "Released") || !old_uid || !*old_uid)
+        return KC_OK;
+    const char *pvc_uid = pvc ? rec_obj_str(pvc, "metadata.uid") : NULL;
+    if (pvc_uid && !strcmp(pvc_uid, old_uid))
+        return KC_OK; /* the claim it was bound to is still there (being deleted) */
+    const char *rv = rec_obj_str(pv, "metadata.resourceVersion");
+    json_object *patch = json_object_new_object();
+    json_object *meta = pv_json_add_child(patch, "metadata");
+    json_object *claim_ref = pv_json_add_child(pv_json_add_child(patch, "spec"), "claimRef");
+    int rc = KC_ERR_NOMEM;
+    if (meta && claim_ref && rv && pv_json_add_str(meta, "resourceVersion", rv) &&
+        !json_object_object_add(claim_ref, "uid", NULL) &&
+        !json_object_object_add(claim_ref, "resourceVersion", NULL)) {
+        kc_ref ref = vol_pvs_ref;
+        ref.name = rec_obj_str(pv, "metadata.name");
+        rc = kc_patch(a->client, &ref, KC_PATCH_MERGE, patch, NULL, NULL, err);
+        if (rc == KC_OK)
+            a->env.log(&a->env, REC_LOG_INFO, VOL_CLAIM_CONTROLLER,
+                       "PersistentVolume released by a deleted claim; opened for the next one",
+                       REC_KV("persistentVolume", ref.name, "namespace",
+                              rec_obj_str(pv, "spec.claimRef.namespace"), "name",
+                              rec_obj_str(pv, "spec.claimRef.name")));
+        else if (rc == KC_ERR_CONFLICT || rc == KC_ERR_NOT_FOUND)
+            rc = KC_OK; /* the cache is behind; the next look sees the PV as it is */
+    }
+    json_object_put(patch);
+    return rc;
+}
+
 /* Fill b; a request failed: its status. */
 int vol_pv_ensure(vol_app *a, json_object *vol, const vol_pv_want *w, vol_binding *b)
 {
@@ -209,6 +251,8 @@ int vol_pv_ensure(vol_app *a, json_object *vol, const vol_pv_want *w, vol_bindin
             goto out;
     }
     cache_get_ns(a->pvcs_store, ns, vname, &pvc);
+    if (pv && (rc = reopen_released(a, pv, pvc, &err)) != KC_OK)
+        goto out;
     if (pvc) {
         const char *bound = rec_obj_str(pvc, "spec.volumeName");
         const char *phase = rec_obj_str(pvc, "status.phase");
