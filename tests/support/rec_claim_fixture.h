@@ -25,6 +25,7 @@
 #include "controller.h"
 #include "kc_client.h"
 #include "rec_domain.h"
+#include "rec_events.h"
 #include "replay_server.h"
 #include "store.h"
 
@@ -43,12 +44,23 @@ typedef struct rcf_env {
     size_t n_garbage;
     json_object *jgarbage[64]; /* parsed request bodies */
     size_t n_jgarbage;
+    /* Without a domain (rcf_start_client): the recorder the Event helpers
+     * flush, set by the test (borrowed), or NULL. */
+    rec_events *events;
+    /* rcf_api_*: leave out GETs with a query (informers' lists and watches);
+     * GETs of one object still count. */
+    bool skip_informer_reads;
 } rcf_env;
 
 extern rcf_env RCF;
 
 /* A detached domain of def over a fresh replay server. */
 void rcf_start(const rec_domain_def *def, const char *label);
+/* The replay server (Event catch-alls pushed) and RCF.cli, without a domain:
+ * RCF.def, RCF.d and the stores stay NULL, and the helpers that need them
+ * (slot names, rcf_cache_*) must not be used. For code driven over RCF.cli
+ * by the test itself (the volume app, tests/support/vol_fixture.h). */
+void rcf_start_client(const char *label);
 void rcf_stop(void);
 
 /* s (malloc'd, not NULL) freed by rcf_stop; returns s. */
