@@ -271,7 +271,6 @@ Test(vol_pv, ensure_owns_the_claim_by_a_volume_as_listed)
 Test(vol_pv, ensure_names_the_pv_after_the_annotation_and_keeps_policy_modes_and_size)
 {
     rcf_answer("POST", PVS, 201, "{}");
-    rcf_answer("POST", PVCS, 201, "{}");
     json_object *v = volume(
         (vol_args){.annotations = "\"" VOL_ANN_PV_NAME "\":\"pvc-77\"",
                    .spec = "\"reclaimPolicy\":\"Retain\",\"accessModes\":[\"ReadWriteOncePod\"]"});
@@ -279,7 +278,8 @@ Test(vol_pv, ensure_names_the_pv_after_the_annotation_and_keeps_policy_modes_and
     vol_binding b;
     cr_assert_eq(vol_pv_ensure(VFX.app, v, &w, &b), KC_OK);
     cr_expect_str_eq(s_(b.pv), "pvc-77");
-    rcf_assert_api_count(2);
+    /* A dynamic Volume's PVC is the user's (its owner): never made here. */
+    rcf_assert_api_count(1);
     json_object *pv = rcf_assert_api(0, "POST", PVS);
     cr_expect_str_eq(rcf_str_at(pv, "metadata.name"), "pvc-77");
     cr_expect_str_eq(rcf_str_at(pv, "spec.persistentVolumeReclaimPolicy"), "Retain");
@@ -288,11 +288,40 @@ Test(vol_pv, ensure_names_the_pv_after_the_annotation_and_keeps_policy_modes_and
     cr_expect_str_eq(rcf_str_at(pv, "spec.storageClassName"), "", "no class: \"\"");
     cr_expect_str_eq(rcf_str_at(pv, "spec.local.path"), "/d");
     expect_access_modes(pv, "spec.accessModes", "ReadWriteOncePod");
+    cr_expect_str_eq(s_(b.reason), VOL_REASON_BINDING);
+    expect_message(b.message, "which this volume was made for, is gone");
+    vol_binding_clear(&b);
+}
+
+Test(vol_pv, ensure_makes_a_static_volume_s_claim_with_its_modes_and_size)
+{
+    rcf_answer("POST", PVS, 201, "{}");
+    rcf_answer("POST", PVCS, 201, "{}");
+    json_object *v = volume((vol_args){.spec = "\"accessModes\":[\"ReadWriteOncePod\"]"});
+    vol_pv_want w = {.size = 1500000000, .node = "node-b", .path = "/d", .storage_class = NULL};
+    vol_binding b;
+    cr_assert_eq(vol_pv_ensure(VFX.app, v, &w, &b), KC_OK);
+    rcf_assert_api_count(2);
     json_object *pvc = rcf_assert_api(1, "POST", PVCS);
-    cr_expect_str_eq(rcf_str_at(pvc, "spec.volumeName"), "pvc-77");
+    cr_expect_str_eq(rcf_str_at(pvc, "spec.volumeName"), PV_NAME);
     cr_expect_str_eq(rcf_str_at(pvc, "spec.resources.requests.storage"), "1500000000");
     cr_expect_str_eq(rcf_str_at(pvc, "spec.storageClassName"), "");
     expect_access_modes(pvc, "spec.accessModes", "ReadWriteOncePod");
+    vol_binding_clear(&b);
+}
+
+Test(vol_pv, ensure_does_not_reopen_a_dynamic_volume_s_released_pv)
+{
+    cache_pv(rcf_fmt("{\"apiVersion\":\"v1\",\"kind\":\"PersistentVolume\",\"metadata\":{"
+                     "\"name\":\"pvc-77\",\"resourceVersion\":\"40\",\"labels\":{\"" VOL_LABEL_UID
+                     "\":\"" VOL_UID "\"}},\"spec\":{\"claimRef\":{\"namespace\":\"" NS
+                     "\",\"name\":\"" VOL "\",\"uid\":\"gone-uid\"}},"
+                     "\"status\":{\"phase\":\"Released\"}}"));
+    json_object *v = volume((vol_args){.annotations = "\"" VOL_ANN_PV_NAME "\":\"pvc-77\""});
+    vol_binding b;
+    cr_assert_eq(ensure(v, &b), KC_OK);
+    rcf_assert_api_count(0);
+    cr_expect_str_eq(s_(b.reason), VOL_REASON_BINDING);
     vol_binding_clear(&b);
 }
 
@@ -320,15 +349,33 @@ Test(vol_pv, ensure_writes_sizes_as_binary_quantities)
 Test(vol_pv, ensure_takes_an_existing_pv_of_that_name_as_made)
 {
     /* 409 AlreadyExists: another replica (or an earlier reconcile) made it
-     * and the cache has not caught up; the claim is still made. */
+     * and the cache has not caught up: read, it carries this Volume's uid,
+     * and the claim is still made. */
     rcf_answer("POST", PVS, 409, rcf_status_body(409, "AlreadyExists"));
+    rcf_answer("GET", PVS "/" PV_NAME, 200, pv_json(PV_NAME, VOL_UID, NULL));
     rcf_answer("POST", PVCS, 409, rcf_status_body(409, "AlreadyExists"));
     vol_binding b;
     cr_assert_eq(ensure(volume((vol_args){0}), &b), KC_OK, "%s", b.message ? b.message : "");
     cr_expect_str_eq(s_(b.reason), VOL_REASON_BINDING);
-    rcf_assert_api_count(2);
+    rcf_assert_api_count(3);
     rcf_assert_api(0, "POST", PVS);
-    rcf_assert_api(1, "POST", PVCS);
+    rcf_assert_api(1, "GET", PVS "/" PV_NAME);
+    rcf_assert_api(2, "POST", PVCS);
+    vol_binding_clear(&b);
+}
+
+Test(vol_pv, ensure_reports_an_uncached_pv_of_another_volume_as_a_conflict)
+{
+    /* The informer sees only labelled PVs: one of that name without our
+     * label is found by the create, read, and not taken. */
+    rcf_answer("POST", PVS, 409, rcf_status_body(409, "AlreadyExists"));
+    rcf_answer("GET", PVS "/" PV_NAME, 200, pv_json(PV_NAME, NULL, NULL));
+    vol_binding b;
+    cr_assert_eq(ensure(volume((vol_args){0}), &b), KC_OK);
+    cr_expect_not(b.ready);
+    cr_expect_str_eq(s_(b.reason), VOL_REASON_VOLUME_CONFLICT);
+    expect_message(b.message, "belongs to another volume");
+    rcf_assert_api_count(2);
     vol_binding_clear(&b);
 }
 

@@ -71,8 +71,11 @@ static json_object *volume_body(json_object *pvc, json_object *sc, const char *n
     json_object *owner = NULL;
     if (rec_owner_ref_of(pvc, "v1", "PersistentVolumeClaim", &owner) != KC_OK)
         return NULL;
-    char pv[128];
-    snprintf(pv, sizeof pv, "pvc-%s", rec_obj_str(pvc, "metadata.uid"));
+    char *pv = NULL;
+    if (rec_msg(&pv, "pvc-%s", rec_obj_str(pvc, "metadata.uid")) != KC_OK) {
+        json_object_put(owner);
+        return NULL;
+    }
     const char *policy = rec_obj_str(sc, "reclaimPolicy");
     json_object *params = rec_obj_at(sc, "parameters");
     const char *pool = NULL;
@@ -105,6 +108,7 @@ static json_object *volume_body(json_object *pvc, json_object *sc, const char *n
          pv_json_add_str(spec, "nodeName", node) && pv_json_add_str(spec, "pool", pool);
     json_object_put(owner);
     json_object_put(owners);
+    free(pv);
     if (!ok) {
         json_object_put(v);
         return NULL;
@@ -160,8 +164,9 @@ static ctl_result pvc_reconcile(const ctl_ctx *ctx, const char *namespace_, cons
     const char *node = rec_obj_annotation(pvc, VOL_ANN_SELECTED_NODE);
     if (mode && !strcmp(mode, "WaitForFirstConsumer") && (!node || !*node))
         goto out; /* kube-scheduler annotates it when a pod using it is scheduled */
-    json_object *body =
-        volume_body(pvc, sc, mode && !strcmp(mode, "WaitForFirstConsumer") ? node : NULL);
+    if (!mode || strcmp(mode, "WaitForFirstConsumer"))
+        node = NULL; /* Immediate: a pool is picked, wherever it is */
+    json_object *body = volume_body(pvc, sc, node);
     if (!body) {
         res = ctl_error(KC_ERR_NOMEM, "building the Volume of claim %s", key);
         goto out;

@@ -220,6 +220,33 @@ static int reopen_released(vol_app *a, json_object *pv, json_object *pvc, kc_err
     return rc;
 }
 
+/*
+ * The PV's create found one of that name that the cache does not show
+ * (made a moment ago, or not labelled: the informer sees only labelled
+ * PVs): ours when it carries this Volume's uid, else VolumeConflict.
+ */
+static int check_existing_pv(vol_app *a, json_object *vol, vol_binding *b, kc_error *err)
+{
+    kc_ref ref = vol_pvs_ref;
+    ref.name = b->pv;
+    json_object *pv = NULL;
+    kc_error_clear(err);
+    int rc = kc_get(a->client, &ref, &pv, err);
+    if (rc == KC_ERR_NOT_FOUND)
+        return KC_OK; /* gone again: the next look makes it */
+    if (rc != KC_OK)
+        return rc;
+    const char *owner = rec_obj_label(pv, VOL_LABEL_UID);
+    const char *uid = rec_obj_str(vol, "metadata.uid");
+    if (!owner || !uid || strcmp(owner, uid)) {
+        b->reason = VOL_REASON_VOLUME_CONFLICT;
+        rc =
+            rec_msg(&b->message, "PersistentVolume %s exists and belongs to another volume", b->pv);
+    }
+    json_object_put(pv);
+    return rc;
+}
+
 /* Fill b; a request failed: its status. */
 int vol_pv_ensure(vol_app *a, json_object *vol, const vol_pv_want *w, vol_binding *b)
 {
@@ -245,15 +272,26 @@ int vol_pv_ensure(vol_app *a, json_object *vol, const vol_pv_want *w, vol_bindin
     } else {
         json_object *body = pv_body(vol, w, b->pv);
         kc_ref ref = vol_pvs_ref;
-        rc = body ? create(a, &ref, body, &err) : KC_ERR_NOMEM;
+        rc = body ? kc_create(a->client, &ref, body, NULL, NULL, &err) : KC_ERR_NOMEM;
         json_object_put(body);
-        if (rc != KC_OK)
+        if (rc == KC_ERR_ALREADY_EXISTS)
+            rc = check_existing_pv(a, vol, b, &err);
+        if (rc != KC_OK || b->reason)
             goto out;
     }
     cache_get_ns(a->pvcs_store, ns, vname, &pvc);
-    if (pv && (rc = reopen_released(a, pv, pvc, &err)) != KC_OK)
+    /* A dynamic Volume's PVC is its owner, made by the user: never made
+     * again here (deleted, it takes the Volume with it), nor its PV reopened. */
+    bool dynamic = rec_obj_annotation(vol, VOL_ANN_PV_NAME) != NULL;
+    if (pv && !dynamic && (rc = reopen_released(a, pv, pvc, &err)) != KC_OK)
         goto out;
-    if (pvc) {
+    if (!pvc && dynamic) {
+        b->reason = VOL_REASON_BINDING;
+        rc = rec_msg(&b->message,
+                     "PersistentVolume %s made; PersistentVolumeClaim %s/%s, which this volume "
+                     "was made for, is gone",
+                     b->pv, ns, vname);
+    } else if (pvc) {
         const char *bound = rec_obj_str(pvc, "spec.volumeName");
         const char *phase = rec_obj_str(pvc, "status.phase");
         if (bound && *bound && strcmp(bound, b->pv)) {
