@@ -9,7 +9,7 @@ CTEST_FLAGS ?= --output-on-failure --verbose
 
 FUZZ_BUILD ?= build-fuzz
 
-.PHONY: all deps build test unit e2e run down image bench bench-device chaos fuzz format clean
+.PHONY: all deps build test unit e2e run down image bench bench-device bench-volume chaos fuzz format clean
 
 all: build
 
@@ -57,6 +57,13 @@ bench:
 bench-device:
 	@$(MAKE) build BUILD=build-release CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release"
 	@bench/run-device-bench build-release
+
+# The volume domain's benchmark: Volumes over StoragePools, one node agent per
+# fake node, against the API server's floor; light load, the agents' RSS and
+# the cost of a volume's quota (bench_vol_quota, root) (bench/run-volume-bench).
+bench-volume:
+	@$(MAKE) build BUILD=build-release CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release"
+	@bench/run-volume-bench build-release
 
 # The chaos run (bench/chaos/README.md): kill -9 of the leader among three
 # replicas, API server restarts, etcd compactions, node-agent kills and node

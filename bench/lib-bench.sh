@@ -10,8 +10,16 @@
 #   after_start          run once the operator is ready, before measuring
 #   bench_cleanup_extra  run at exit, before a kube-local of our own goes down
 #                        (processes of its own; objects in an outside cluster)
+#   agent_requests       print "POST=n PUT=n PATCH=n DELETE=n GET=n" summed over
+#                        the driver's node agents (as `requests` does for the
+#                        operator): their writes during a claims run go to the
+#                        floor too (PATCHes as --agent-patches)
+#   after_pair N W LINE FLINE  run at the end of each claims run + floor pair
+#                        with the two RESULT lines; bench_one's locals are
+#                        visible (op_writes, writes, awrites, hwm, ...)
 # Arrays it may fill: claim_args (more bench_claims flags, both sides),
-# report_extra (markdown lines appended to the report).
+# report_extra (markdown lines appended to the report). floor_desc, if set,
+# replaces the report's sentence on what a floor chain writes.
 #
 # Environment (both drivers; defaults in parentheses):
 #   BENCH_SIZES     claim counts                    ("1000 10000")
@@ -244,6 +252,9 @@ bench_one() {
   start_operator "$w" "$tmp/operator-$i.log"
   sleep 1 # let the start-up resync of what exists settle
   local req0 cpu0 api0 etcd0 line brc req1 cpu1 api1 etcd1 req2 hwm rss cpu_total load0 load1
+  local areq0="" areq1="" has_agents=""
+  if declare -F agent_requests >/dev/null; then has_agents=1; fi
+  [ -z "$has_agents" ] || areq0=$(agent_requests)
   req0=$(requests "$op_metrics")
   cpu0=$(cpu_s "$op_pid")
   api0=$(cpu_s "$(component_pid kube-apiserver)")
@@ -259,6 +270,7 @@ bench_one() {
   brc=$?
   set -e
   req1=$(requests "$op_metrics")
+  [ -z "$has_agents" ] || areq1=$(agent_requests)
   cpu1=$(cpu_s "$op_pid")
   api1=$(cpu_s "$(component_pid kube-apiserver)")
   etcd1=$(cpu_s "$(component_pid etcd)")
@@ -289,21 +301,35 @@ bench_one() {
   d() { field "$1" "${writes[*]}"; }
   local op_writes=$(($(d POST) + $(d PUT) + $(d PATCH) + $(d DELETE)))
   note "operator requests during the run: ${writes[*]} (+$late writes in the 3 s after)"
+  # The node agents' requests (a driver with agent_requests): their PATCHes
+  # are the floor's --agent-patches, their other writes join the operator's.
+  local awrites=() agent_writes=0 floor_agent=()
+  if [ -n "$has_agents" ]; then
+    for v in POST PUT PATCH DELETE GET; do
+      awrites+=("$v=$(($(field "$v" "$areq1") - $(field "$v" "$areq0")))")
+    done
+    ad() { field "$1" "${awrites[*]}"; }
+    agent_writes=$(($(ad POST) + $(ad PUT) + $(ad PATCH) + $(ad DELETE)))
+    floor_agent=(--agent-patches "$(ad PATCH)")
+    note "agent requests during the run: ${awrites[*]}"
+  else
+    ad() { echo 0; }
+  fi
 
   say "Deleting the $n claims (the operator releases them)"
   release "$ns"
   note "released in $release_s s"
   stop_operator
 
-  say "Floor: $((n + op_writes)) writes from a plain writer, $threads threads (load $(loadavg))"
+  say "Floor: $((n + op_writes + agent_writes)) writes from a plain writer, $threads threads (load $(loadavg))"
   local fapi0 fetcd0 fline frc fapi1 fetcd1 fload0
   fload0=$(loadavg)
   fapi0=$(cpu_s "$(component_pid kube-apiserver)")
   fetcd0=$(cpu_s "$(component_pid etcd)")
   set +e
   fline=$("$bench" floor "${claim_args[@]}" -n "$n" -t "$threads" --namespace "$fns" --pool "floor-$run-$i" \
-    --posts "$(d POST)" --patches "$(d PATCH)" --puts "$(d PUT)" --deletes "$(d DELETE)" \
-    --latencies "$tmp/floor-lat-$i.txt")
+    --posts "$(($(d POST) + $(ad POST)))" --patches "$(d PATCH)" --puts "$(($(d PUT) + $(ad PUT)))" \
+    --deletes "$(($(d DELETE) + $(ad DELETE)))" "${floor_agent[@]}" --latencies "$tmp/floor-lat-$i.txt")
   frc=$?
   set -e
   fapi1=$(cpu_s "$(component_pid kube-apiserver)")
@@ -330,6 +356,7 @@ bench_one() {
   fi
   rows+=("| $(printf "%'d" "$n") | $w | $(fmt "$(result rate "$line")" 0) | $(fmt "$(result p50_ms "$line")") | $(fmt "$(result p99_ms "$line")") | $(div "$hwm" 1024 1) | $(sub_s "$cpu1" "$cpu0") | $(fmt "$wall" 2) | $(fmt "$fwall" 2) | $(div "$wall" "$fwall") | $load0 / $load1 / $fload0 |")
   details+=("| $(printf "%'d" "$n") | $w | $(result ready "$line")/$n | $(div "$op_writes" "$n") ($(d POST) POST, $(d PATCH) PATCH, $(d PUT) PUT, $(d DELETE) DELETE) | $(div "$(d GET)" "$n") | $late | $(result post_p50_ms "$line") / $(result post_p99_ms "$line") | $(result events_per_claim "$line") | $(fmt "$(result rate "$fline")" 0) | $(result p50_ms "$fline") / $(result p99_ms "$fline") | $(sub_s "$api1" "$api0" 1) / $(sub_s "$fapi1" "$fapi0" 1) | $(sub_s "$etcd1" "$etcd0" 1) / $(sub_s "$fetcd1" "$fetcd0" 1) | $(div "$rss" 1024 1) | $cpu_total | $release_s |")
+  if declare -F after_pair >/dev/null; then after_pair "$n" "$w" "$line" "$fline"; fi
   if grep -q '"level":"error"' "$tmp/operator-$i.log"; then
     note "operator logged $(grep -c '"level":"error"' "$tmp/operator-$i.log") error lines, first:"
     grep -m1 '"level":"error"' "$tmp/operator-$i.log" | cut -c1-400 >&2
@@ -387,7 +414,9 @@ bench_report() {
     fi
     echo
     echo "- time: first claim POST sent to last Ready=True seen on the watch; p50/p99: each claim's POST sent to its first Ready=True watch event"
-    echo "- floor: per claim, one after another, the claim POST and the operator's writes (its rest_client_requests_total by verb over the run, spread evenly): 1st POST a Reservation, more POSTs Events, PATCHes a merge patch carrying resourceVersion, PUTs the claim's status with Ready=True, DELETEs the Reservation; no operator running; the same observer watch of the namespace's ${kind_title}s as in the claims run"
+    local fdesc="per claim, one after another, the claim POST and the operator's writes (its rest_client_requests_total by verb over the run, spread evenly): 1st POST a Reservation, more POSTs Events, PATCHes a merge patch carrying resourceVersion, PUTs the claim's status (the last with Ready=True, any before it Ready=False: each a change), DELETEs the Reservation; no operator running; the same observer watch of the namespace's ${kind_title}s as in the claims run"
+    [ -z "${floor_desc:-}" ] || fdesc=$floor_desc
+    echo "- floor: $fdesc"
     echo "- ratio: time / floor s. Operator CPU s: utime+stime during the claims run (the whole process life in the second table); peak RSS: VmHWM of the process"
     echo
     echo "| N | workers | Ready | operator writes/claim | operator GETs/claim | writes after last Ready | claim POST p50/p99 ms | watch events/claim | floor chains/s | floor chain p50/p99 ms | apiserver CPU s run/floor | etcd CPU s run/floor | operator RSS at end MiB | operator CPU s total | release s |"
