@@ -26,7 +26,8 @@
 # the API would race the ReplicaSet controller), removes every pod through
 # the CRI (cri-clean: CNI DEL, netns), stops containerd, unmounts what is left
 # under DIR, removes the DNAT rule, the bridge, the kubepods cgroups and the
-# kubelet's /var/log/containers links, and restores route_localnet.
+# kubelet's /var/log/containers links, and restores route_localnet (and /'s
+# mount propagation, when up made it shared).
 
 REAL_NODE=real-node
 POD_CIDR=10.244.0.0/24
@@ -217,6 +218,18 @@ add_network_rules() {
   iptables -t nat -C "${rule[@]}" 2>/dev/null || iptables -t nat -A "${rule[@]}"
 }
 
+# make_root_shared: a systemd host's / is a shared mount, and pods count on
+# it: a hostPath volume with mountPropagation HostToContainer (the provisio
+# agent's pool directories) is refused by containerd on a private one ("is
+# not a shared or slave mount"). A host whose / is private (a container, a
+# minimal VM) gets it shared for as long as the real node runs; down makes
+# it private again.
+make_root_shared() {
+  [ "$(findmnt -no PROPAGATION /)" != private ] && return 0
+  mount --make-shared / || die "cannot make / a shared mount (mount --make-shared /)"
+  : >"$DIR/run/made-root-shared"
+}
+
 # real_node_up: after the control plane (and the scheduler) is up.
 real_node_up() {
   local rc=0 t0=$SECONDS
@@ -230,6 +243,7 @@ real_node_up() {
   write_containerd_config
   write_kubelet_config
   add_network_rules
+  make_root_shared
 
   log "starting containerd ($(containerd --version | awk '{print $3}')) with state in $DIR/containerd"
   start_containerd
@@ -283,6 +297,10 @@ real_node_down() {
   if [ -s "$DIR/run/route_localnet.old" ]; then
     sysctl -qw "net.ipv4.conf.all.route_localnet=$(cat "$DIR/run/route_localnet.old")" || true
     rm -f "$DIR/run/route_localnet.old"
+  fi
+  if [ -e "$DIR/run/made-root-shared" ]; then
+    mount --make-private / || true
+    rm -f "$DIR/run/made-root-shared"
   fi
   ip link delete "$POD_BRIDGE" 2>/dev/null || true
   # The kubelet's cgroups (cgroupfs driver): leaves first.
