@@ -274,6 +274,18 @@ int vol_pv_ensure(vol_app *a, json_object *vol, const vol_pv_want *w, vol_bindin
         kc_ref ref = vol_pvs_ref;
         rc = body ? kc_create(a->client, &ref, body, NULL, NULL, &err) : KC_ERR_NOMEM;
         json_object_put(body);
+        if (rc == KC_OK) {
+            /* The claim follows once this cache shows the PV (its watch
+             * event wakes the Volume): a PVC naming a PV that
+             * kube-controller-manager has not seen yet waits for its next
+             * resync, 15 s. */
+            b->reason = VOL_REASON_BINDING;
+            rc = rec_msg(&b->message,
+                         "PersistentVolume %s made; its PersistentVolumeClaim %s/%s follows once "
+                         "it is seen",
+                         b->pv, ns, vname);
+            goto out;
+        }
         if (rc == KC_ERR_ALREADY_EXISTS)
             rc = check_existing_pv(a, vol, b, &err);
         if (rc != KC_OK || b->reason)
