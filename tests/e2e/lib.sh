@@ -188,11 +188,14 @@ e2e_since() {
 # of CMD (its stdout and stderr), so a condition written as a small checker
 # that prints why it is not met yet explains the timeout by itself.
 e2e_wait_for() {
-  local limit=$1 what=$2 out deadline
+  local limit=$1 what=$2 out deadline start
   shift 2
-  deadline=$(($(date +%s) + limit))
+  start=$(date +%s)
+  deadline=$((start + limit))
   while :; do
     if out=$("$@" 2>&1); then
+      # Long waits are where a test's time goes: say which.
+      (($(date +%s) - start < 10)) || e2e_diag "waited $(($(date +%s) - start)) s: $what"
       return 0
     fi
     if (($(date +%s) >= deadline)); then
