@@ -52,12 +52,16 @@
 #     Pending; an Immediate claim is Bound without a pod; one larger than
 #     every pool stays Pending with a ProvisioningFailed Event; deleting the
 #     claims leaves no Volume, PV (none Released) or directory;
-# 10. a node that stops (kube-local node-stop node-c): once
+# 10. an API server restart mid-batch: 20 Volumes of 20Mi on a 300Mi pool,
+#     kube-apiserver restarted once 3 are placed: exactly 15 placed and
+#     Ready, 5 InsufficientCapacity, counts and directories match; deleted,
+#     nothing is left (no directory, no Released PV, counts 0);
+# 11. a node that stops (kube-local node-stop node-c): once
 #     kube-controller-manager marks it not Ready, its pool is Ready=False
 #     NodeNotReady; the Volume it holds stays Ready with its PV, PVC and
 #     directory; a new Volume naming the pool waits (PoolNotReady); with the
 #     node back the pool is Ready and the new Volume placed;
-# 11. the operators and agents exit 0 on SIGTERM with no error line.
+# 12. the operators and agents exit 0 on SIGTERM with no error line.
 #
 # Environment (set by the ctest fixture, see tests/CMakeLists.txt):
 #   KUBECONFIG, PROVISIO_KUBE_DIR, PATH, PROVISIO_BINARY, PROVISIO_SOURCE_DIR
@@ -91,7 +95,8 @@ P_R=vol-$RUN-r     # no leaks (7), node-b
 P_Q=vol-$RUN-q     # hard limits (8), node-b, on btrfs
 P_DB=vol-$RUN-db   # dynamic provisioning (9), node-b, 300Mi
 P_DC=vol-$RUN-dc   # dynamic provisioning (9), node-c, 2Gi
-P_N=vol-$RUN-n     # a node that stops (10), node-c
+P_A=vol-$RUN-a     # API server restart (10), node-b, 300Mi
+P_N=vol-$RUN-n     # a node that stops (11), node-c
 SC_W=vol-$RUN-wffc # StorageClasses (9)
 SC_I=vol-$RUN-imm
 NS=e2e-vol-$RUN
@@ -511,9 +516,9 @@ overcommit_sampler() {
   echo "$n" >"$E2E_TMP/samples"
 }
 
-# storm_counts: "PLACED WAITING" of the Volumes s*.
+# storm_counts [BATCH]: "PLACED WAITING" of the Volumes of BATCH (s).
 storm_counts() {
-  k get volumes -n "$NS" -l e2e-batch=s -o json | python3 -c '
+  k get volumes -n "$NS" -l "e2e-batch=${1:-s}" -o json | python3 -c '
 import json, sys
 items = json.load(sys.stdin)["items"]
 placed = sum(1 for v in items if (v.get("status") or {}).get("pool"))
@@ -522,15 +527,15 @@ waiting = sum(1 for v in items for c in (v.get("status") or {}).get("conditions"
 print(placed, waiting)'
 }
 
-storm_placed_at_least() {
+storm_placed_at_least() { # N [BATCH]
   local got
-  got=$(storm_counts) || return 1
+  got=$(storm_counts "${2:-s}") || return 1
   [ "${got%% *}" -ge "$1" ]
 }
 
-storm_is() {
+storm_is() { # "PLACED WAITING" [BATCH]
   local got
-  got=$(storm_counts) || return 1
+  got=$(storm_counts "${2:-s}") || return 1
   [ "$got" = "$1" ] || {
     echo "placed, waiting: $got"
     return 1
@@ -783,7 +788,52 @@ assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"' "$SC_W" || e2e_f
   e2e_wait_for 20 "deleting a class deletes its capacity objects" sh -c "! kubectl get csistoragecapacities -A -l provisio.dev/pool -o jsonpath='{.items[*].storageClassName}' | grep -q $SC_I"
 }
 
-# ---- 10. a node that stops ------------------------------------------------------------------
+# ---- 10. an API server restart mid-batch ----------------------------------------------------
+
+# ready_is BATCH N: N Volumes of BATCH are Ready=True.
+ready_is() {
+  local got
+  got=$(k get volumes -n "$NS" -l "e2e-batch=$1" \
+    -o jsonpath='{.items[*].status.conditions[?(@.type=="Ready")].status}' | tr ' ' '\n' | grep -c True)
+  [ "$got" = "$2" ] || {
+    echo "Ready: $got"
+    return 1
+  }
+}
+
+test_apiserver_restart_mid_batch() {
+  mkdir -p "$E2E_TMP/root-node-b/srv/$P_A"
+  pool "$P_A" node-b '{"capacity": "300Mi"}'
+  e2e_wait_for 20 "$P_A Ready" reason_is "$P_A" True PathReady
+  volumes r 1 20 20Mi "{\"pool\": \"$P_A\"}" >"$E2E_TMP/restart.json"
+  local t0 creator
+  t0=$(e2e_now)
+  k create -n "$NS" -f "$E2E_TMP/restart.json" >/dev/null 2>&1 &
+  creator=$!
+  e2e_wait_for 30 "3 of the batch placed" storm_placed_at_least 3 r
+  "$SRC/hack/kube-local" restart-apiserver "$PROVISIO_KUBE_DIR" >"$E2E_TMP/restart.log" 2>&1 ||
+    e2e_fail "kube-apiserver was not restarted" "$(tail -n 20 "$E2E_TMP/restart.log")"
+  e2e_diag "kube-apiserver restarted when 3 of 20 Volumes were placed; back $(e2e_since "$t0") s into the batch"
+  # The create may have been cut by the restart: what it did not make is
+  # made now (those already there stay).
+  wait "$creator" || k create -n "$NS" -f "$E2E_TMP/restart.json" >/dev/null 2>&1 || true
+  e2e_wait_for 120 "15 placed, 5 InsufficientCapacity (300Mi of 20Mi each)" storm_is "15 5" r
+  local b=$((15 * 20 * 1048576))
+  e2e_wait_for 30 "the pool's counts equal the valid Reservations" held_is "$P_A" "$b 15 $b 15"
+  e2e_wait_for 90 "the 15 placed Ready (PVC Bound)" ready_is r 15
+  e2e_diag "figure: 20 Volumes on a 300Mi pool, API server restarted mid-batch: 15 Ready, 5 waiting after $(e2e_since "$t0") s"
+  [ "$(dirs node-b "$P_A" | wc -w)" = 15 ] || e2e_fail "node-b holds $(dirs node-b "$P_A" | wc -w) directories in $P_A, want 15"
+  e2e_bg_alive op || e2e_fail "the operator died across the restart" "$(tail -n 20 "$(e2e_bg_log op)")"
+  k delete volumes -n "$NS" -l e2e-batch=r --wait=false >/dev/null
+  e2e_wait_for 120 "the batch gone" sh -c "[ -z \"\$(kubectl get volumes -n $NS -l e2e-batch=r -o name)\" ]"
+  e2e_wait_for 15 "no directory left in $P_A" dirs_are node-b "$P_A" ""
+  [ -z "$(k get pv -o jsonpath='{.items[?(@.status.phase=="Released")].metadata.name}')" ] ||
+    e2e_fail "PVs left Released: $(k get pv -o jsonpath='{.items[?(@.status.phase=="Released")].metadata.name}')"
+  e2e_wait_for 30 "$P_A counts nothing" sp_is "$P_A" "st.get('allocatedBytes') == 0 and st.get('volumes') == 0"
+  k delete storagepool "$P_A" --wait=true --timeout=60s >/dev/null || e2e_fail "$P_A not deleted"
+}
+
+# ---- 11. a node that stops ------------------------------------------------------------------
 
 test_node_stops() {
   mkdir -p "$E2E_TMP/root-node-c/srv/$P_N"
@@ -813,7 +863,7 @@ test_node_stops() {
   k delete storagepool "$P_N" --wait=true --timeout=60s >/dev/null || e2e_fail "$P_N not deleted"
 }
 
-# ---- 11. exits ----------------------------------------------------------------------------------
+# ---- 12. exits ----------------------------------------------------------------------------------
 
 test_operator_exits_cleanly() {
   e2e_force_delete_pods "$NS"
@@ -845,6 +895,8 @@ e2e_test "no leaks: Retain keeps the directory; a PVC deleted comes back to its 
 e2e_test "hard limits on btrfs: EDQUOT past the size, usedBytes from the quota" test_hard_limits_btrfs
 e2e_test "dynamic provisioning: WaitForFirstConsumer on the node with room, Immediate, CSIStorageCapacity, ProvisioningFailed, nothing left" \
   test_dynamic_provisioning
+e2e_test "API server restart mid-batch: exactly the Volumes that fit placed and Ready, nothing left after delete" \
+  test_apiserver_restart_mid_batch
 e2e_test "a node that stops: the pool NodeNotReady, its volumes stay, nothing new placed; back: Ready" \
   test_node_stops
 e2e_test "the operators and agents exit 0 on SIGTERM, no error lines" test_operator_exits_cleanly
