@@ -145,6 +145,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
 #include "kc_client.h"
 
 #define FLOOR_LABEL_STEP "bench.provisio.dev/step"
@@ -1336,25 +1337,6 @@ static int run_cleanup(kc_client *c, const bench_opts *o)
 
 /* ---- figures ------------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted v[0..n). */
-static double pct(const double *v, long n, double p)
-{
-    if (n <= 0)
-        return 0;
-    long k = (long)(p / 100.0 * (double)n + 0.999999) - 1;
-    if (k < 0)
-        k = 0;
-    if (k >= n)
-        k = n - 1;
-    return v[k];
-}
-
 typedef struct figures {
     long done;
     double wall, p50, p99, max, c50, c99;
@@ -1378,14 +1360,14 @@ static figures compute(const bench *b)
         if (b->t_ready[i] > last)
             last = b->t_ready[i];
     }
-    qsort(lat, (size_t)f.done, sizeof *lat, cmp_double);
-    qsort(cl, (size_t)nc, sizeof *cl, cmp_double);
+    qsort(lat, (size_t)f.done, sizeof *lat, bench_cmp_double);
+    qsort(cl, (size_t)nc, sizeof *cl, bench_cmp_double);
     f.wall = f.done ? last - first : 0;
-    f.p50 = pct(lat, f.done, 50) * 1e3;
-    f.p99 = pct(lat, f.done, 99) * 1e3;
+    f.p50 = bench_pct(lat, f.done, 50) * 1e3;
+    f.p99 = bench_pct(lat, f.done, 99) * 1e3;
     f.max = f.done ? lat[f.done - 1] * 1e3 : 0;
-    f.c50 = pct(cl, nc, 50) * 1e3;
-    f.c99 = pct(cl, nc, 99) * 1e3;
+    f.c50 = bench_pct(cl, nc, 50) * 1e3;
+    f.c99 = bench_pct(cl, nc, 99) * 1e3;
     free(lat);
     free(cl);
     return f;
@@ -1692,9 +1674,9 @@ static int run_floor(bench *b)
         pthread_mutex_unlock(&b->mu);
         bound_s = last > first ? last - first : 0;
         /* each chain's start (its Volume POST) to its PVC Bound */
-        qsort(lat, (size_t)nl, sizeof *lat, cmp_double);
-        bound_p50 = pct(lat, nl, 50) * 1e3;
-        bound_p99 = pct(lat, nl, 99) * 1e3;
+        qsort(lat, (size_t)nl, sizeof *lat, bench_cmp_double);
+        bound_p50 = bench_pct(lat, nl, 50) * 1e3;
+        bound_p99 = bench_pct(lat, nl, 99) * 1e3;
         free(lat);
         stop_watch(&b->bound_w);
     }

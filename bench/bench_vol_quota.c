@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
 #include "vol_agent.h"
 
 #define VOLUME_BYTES (1u << 20)
@@ -126,19 +127,12 @@ static const char *first_line(const char *log)
     return line;
 }
 
-static int cmp_double(const void *a, const void *b)
+/* Volume i's key (name and uid written into the caller's buffers). */
+static vol_key volume_key(long i, char name[32], char uid[48])
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted v[0..n). */
-static double pct(const double *v, long n, double p)
-{
-    if (n <= 0)
-        return 0;
-    long k = (long)(p / 100.0 * (double)n + 0.999999) - 1;
-    return v[k < 0 ? 0 : k >= n ? n - 1 : k];
+    snprintf(name, 32, "v%ld", i);
+    snprintf(uid, 48, "00000000-0000-0000-0000-%012ld", i);
+    return (vol_key){.ns = "bench", .name = name, .uid = uid};
 }
 
 static double mean(const double *v, long n)
@@ -206,13 +200,10 @@ static void run_volumes(const bench_case *c, const char *pool, long n)
         fail("%s: first remove: %s", c->name, err.message ? err.message : "failed");
     sync_ms(pool);
 
-    char uid[48];
+    char name[32], uid[48];
     long usage_ok = 0;
     for (long i = 0; i < n; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "v%ld", i);
-        snprintf(uid, sizeof uid, "00000000-0000-0000-0000-%012ld", i);
-        vol_key k = {.ns = "bench", .name = name, .uid = uid};
+        vol_key k = volume_key(i, name, uid);
         t0 = now_us();
         int rc = vol_dir_ensure("", pool, &k, VOLUME_BYTES, c->mode, &r, &err);
         ens[i] = now_us() - t0;
@@ -227,10 +218,7 @@ static void run_volumes(const bench_case *c, const char *pool, long n)
     }
     double sync_e = sync_ms(pool);
     for (long i = 0; i < n; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "v%ld", i);
-        snprintf(uid, sizeof uid, "00000000-0000-0000-0000-%012ld", i);
-        vol_key k = {.ns = "bench", .name = name, .uid = uid};
+        vol_key k = volume_key(i, name, uid);
         t0 = now_us();
         int rc = vol_dir_remove("", pool, &k, &err);
         rem[i] = now_us() - t0;
@@ -241,21 +229,22 @@ static void run_volumes(const bench_case *c, const char *pool, long n)
     vol_error_clear(&err);
 
     double e_mean = mean(ens, n), u_mean = mean(use, n), r_mean = mean(rem, n);
-    qsort(ens, (size_t)n, sizeof *ens, cmp_double);
-    qsort(rem, (size_t)n, sizeof *rem, cmp_double);
+    qsort(ens, (size_t)n, sizeof *ens, bench_cmp_double);
+    qsort(rem, (size_t)n, sizeof *rem, bench_cmp_double);
     fprintf(stderr,
             "%-9s %-4s %-7s %-11s n=%ld: ensure %.0f us (p50 %.0f, p99 %.0f), usage read %.0f us "
             "(%ld with a quota), remove %.0f us (p50 %.0f, p99 %.0f); syncfs after the ensures "
             "%.1f ms, after the removes %.1f ms; first ensure %.0f us%s%s\n",
             c->name, mode_name(c->mode), vol_backend_name(backend), vol_quota_state_name(quota), n,
-            e_mean, pct(ens, n, 50), pct(ens, n, 99), u_mean, usage_ok, r_mean, pct(rem, n, 50),
-            pct(rem, n, 99), sync_e, sync_r, first, reason ? "; " : "", reason ? reason : "");
+            e_mean, bench_pct(ens, n, 50), bench_pct(ens, n, 99), u_mean, usage_ok, r_mean,
+            bench_pct(rem, n, 50), bench_pct(rem, n, 99), sync_e, sync_r, first, reason ? "; " : "",
+            reason ? reason : "");
     printf("RESULT case=%s mode=%s backend=%s quota=%s n=%ld ensure_us=%.1f ensure_p50_us=%.1f "
            "ensure_p99_us=%.1f usage_us=%.1f remove_us=%.1f remove_p50_us=%.1f "
            "remove_p99_us=%.1f sync_ensure_ms=%.1f sync_remove_ms=%.1f first_ensure_us=%.1f\n",
            c->name, mode_name(c->mode), vol_backend_name(backend), vol_quota_state_name(quota), n,
-           e_mean, pct(ens, n, 50), pct(ens, n, 99), u_mean, r_mean, pct(rem, n, 50),
-           pct(rem, n, 99), sync_e, sync_r, first);
+           e_mean, bench_pct(ens, n, 50), bench_pct(ens, n, 99), u_mean, r_mean,
+           bench_pct(rem, n, 50), bench_pct(rem, n, 99), sync_e, sync_r, first);
     fflush(stdout);
     free(reason);
     free(ens);
@@ -342,10 +331,12 @@ int main(int argc, char **argv)
     }
     if (n < 1)
         fail("-n must be at least 1");
-    char tmpl[] = "/tmp/bench_vol_quota.XXXXXX";
+    const char *tmp = getenv("TMPDIR");
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/bench_vol_quota.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     bool own_dir = dir == NULL;
     if (own_dir && (dir = mkdtemp(tmpl)) == NULL)
-        fail("mkdtemp: %s", strerror(errno));
+        fail("mkdtemp %s: %s", tmpl, strerror(errno));
 
     /* Mounts in a namespace of our own, gone with the process. */
     bool root = geteuid() == 0 && unshare(CLONE_NEWNS) == 0 &&
