@@ -176,6 +176,10 @@ void store_delta_free(store_delta *d);
  */
 int store_get(store *s, const char *key, json_object **out);
 
+/* store_get by namespace and name (the key store_key_of makes: "ns/name",
+ * or name alone when ns is NULL or empty). Also KC_ERR_NOMEM. */
+int store_get_in(store *s, const char *ns, const char *name, json_object **out);
+
 /* Number of objects. */
 size_t store_len(store *s);
 

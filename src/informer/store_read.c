@@ -31,6 +31,26 @@ int store_get(store *s, const char *key, json_object **out)
     return KC_OK;
 }
 
+int store_get_in(store *s, const char *ns, const char *name, json_object **out)
+{
+    *out = NULL;
+    if (name == NULL)
+        return KC_ERR_INVALID_ARG;
+    if (ns == NULL || ns[0] == '\0')
+        return store_get(s, name, out);
+    char buf[256], *key = buf;
+    size_t slen = strlen(ns), nlen = strlen(name);
+    if (slen + 1 + nlen + 1 > sizeof buf && (key = malloc(slen + 1 + nlen + 1)) == NULL)
+        return KC_ERR_NOMEM;
+    memcpy(key, ns, slen);
+    key[slen] = '/';
+    memcpy(key + slen + 1, name, nlen + 1);
+    int rc = store_get(s, key, out);
+    if (key != buf)
+        free(key);
+    return rc;
+}
+
 size_t store_len(store *s)
 {
     pthread_rwlock_rdlock(&s->lock);

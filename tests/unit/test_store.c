@@ -928,3 +928,29 @@ Test(store_compact, invariants_hold_through_a_random_run_of_writes)
 {
     random_run_keeps_invariants(STORE_COMPACT);
 }
+
+Test(store, get_in_by_namespace_and_name)
+{
+    store *s = new_store(STORE_SHARED);
+    char long_ns[300];
+    memset(long_ns, 'n', sizeof long_ns - 1);
+    long_ns[sizeof long_ns - 1] = '\0';
+    add(s, claim("ns1", "a", "1", NULL, NULL, NULL));
+    add(s, claim(NULL, "cluster-x", "1", NULL, NULL, NULL));
+    add(s, claim(long_ns, "b", "1", NULL, NULL, NULL));
+    json_object *o = NULL;
+    cr_assert_eq(store_get_in(s, "ns1", "a", &o), KC_OK);
+    cr_expect_str_eq(field(o, "metadata", "name"), "a");
+    store_obj_put(o);
+    cr_assert_eq(store_get_in(s, NULL, "cluster-x", &o), KC_OK, "no namespace: the name alone");
+    store_obj_put(o);
+    cr_assert_eq(store_get_in(s, "", "cluster-x", &o), KC_OK, "an empty namespace: the name alone");
+    store_obj_put(o);
+    cr_assert_eq(store_get_in(s, long_ns, "b", &o), KC_OK, "a key longer than the stack buffer");
+    cr_expect_str_eq(field(o, "metadata", "name"), "b");
+    store_obj_put(o);
+    cr_expect_eq(store_get_in(s, "ns2", "a", &o), KC_ERR_NOT_FOUND);
+    cr_expect_null(o);
+    cr_expect_eq(store_get_in(s, "ns1", NULL, &o), KC_ERR_INVALID_ARG);
+    store_free(s);
+}

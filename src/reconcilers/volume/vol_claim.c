@@ -617,12 +617,10 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
     if (!inf_has_synced(a->pools) || !inf_has_synced(a->resv) || !inf_has_synced(a->volumes) ||
         !inf_has_synced(a->pvs) || !inf_has_synced(a->pvcs) || !inf_has_synced(a->nodes))
         return ctl_requeue_after(0.1);
-    char *key = NULL;
-    if (rec_msg(&key, "%s/%s", namespace_, name) != KC_OK)
-        return ctl_error(KC_ERR_NOMEM, "out of memory");
     json_object *vol = NULL;
-    int rc = store_get(a->volumes_store, key, &vol);
-    free(key);
+    int rc = store_get_in(a->volumes_store, namespace_, name, &vol);
+    if (rc == KC_ERR_NOMEM)
+        return ctl_error(KC_ERR_NOMEM, "out of memory");
     if (rc != KC_OK)
         return ctl_done();
     const char *uid = rec_obj_str(vol, "metadata.uid");

@@ -161,17 +161,6 @@ static json_object *pvc_body(json_object *vol, const vol_pv_want *w, const char 
     return pvc;
 }
 
-static int cache_get_ns(store *s, const char *ns, const char *name, json_object **out)
-{
-    char *key = NULL;
-    *out = NULL;
-    if (rec_msg(&key, "%s/%s", ns, name) != KC_OK)
-        return KC_ERR_NOMEM;
-    int rc = store_get(s, key, out);
-    free(key);
-    return rc;
-}
-
 static int create(vol_app *a, const kc_ref *ref, json_object *body, kc_error *err)
 {
     int rc = kc_create(a->client, ref, body, NULL, NULL, err);
@@ -291,7 +280,7 @@ int vol_pv_ensure(vol_app *a, json_object *vol, const vol_pv_want *w, vol_bindin
         if (rc != KC_OK || b->reason)
             goto out;
     }
-    cache_get_ns(a->pvcs_store, ns, vname, &pvc);
+    store_get_in(a->pvcs_store, ns, vname, &pvc);
     /* A dynamic Volume's PVC is its owner, made by the user: never made
      * again here (deleted, it takes the Volume with it), nor its PV reopened. */
     bool dynamic = rec_obj_annotation(vol, VOL_ANN_PV_NAME) != NULL;
@@ -380,7 +369,7 @@ int vol_pv_teardown(vol_app *a, json_object *vol, bool *gone, char **why)
         return rc;
     kc_error err = {0};
     json_object *pvc = NULL, *pv = NULL;
-    cache_get_ns(a->pvcs_store, ns, vname, &pvc);
+    store_get_in(a->pvcs_store, ns, vname, &pvc);
     if (pvc && rec_is_owned_by(pvc, uid))
         rc = delete_obj(a, &vol_pvcs_ref, pvc, &err);
     bool fetched = false;
