@@ -29,6 +29,7 @@ const (
 	finalizer     = "provisio.dev/finalizer"
 	labelPoolKind = "provisio.dev/pool-kind"
 	labelPool     = "provisio.dev/pool"
+	labelNetwork  = "provisio.dev/network"
 	kindIPPool    = "IPPool"
 	kindIPClaim   = "IPClaim"
 
@@ -285,18 +286,19 @@ var errTaken = fmt.Errorf("taken")
 
 // acquire creates the Reservation of a for the claim. nil: ours (new, or
 // ours from before); errTaken with the holder; another error.
-func (r *ClaimReconciler) acquire(ctx context.Context, claim *IPClaim, poolName string, a netip.Addr) (*Reservation, error) {
-	name := reservationName(poolName, a)
+func (r *ClaimReconciler) acquire(ctx context.Context, claim *IPClaim, poolName string, p *pool, a netip.Addr) (*Reservation, error) {
+	name := reservationName(p.network, a)
 	for i := 0; i < reserveTries; i++ {
 		resv := &Reservation{
 			ObjectMeta: metav1.ObjectMeta{
 				Name:   name,
-				Labels: map[string]string{labelPoolKind: kindIPPool, labelPool: poolName},
+				Labels: map[string]string{labelPoolKind: kindIPPool, labelPool: poolName, labelNetwork: p.network},
 			},
 			Spec: ReservationSpec{
-				Pool:  PoolRef{Kind: kindIPPool, Name: poolName},
-				Slot:  a.String(),
-				Claim: ClaimRef{Kind: kindIPClaim, Namespace: claim.Namespace, Name: claim.Name, UID: string(claim.UID)},
+				Pool:    PoolRef{Kind: kindIPPool, Name: poolName},
+				Network: p.network,
+				Slot:    a.String(),
+				Claim:   ClaimRef{Kind: kindIPClaim, Namespace: claim.Namespace, Name: claim.Name, UID: string(claim.UID)},
 			},
 		}
 		err := r.Create(ctx, resv)
@@ -363,7 +365,14 @@ func (r *ClaimReconciler) deleting(ctx context.Context, claim *IPClaim) (ctrl.Re
 		return ctrl.Result{}, err
 	}
 	if sa, ok := statusAddr(claim); ok && claim.Spec.Pool != "" {
-		name := reservationName(claim.Spec.Pool, sa)
+		// The status address's lock is in the pool's network; a pool gone
+		// from the cache leaves "default" (the CRD's default).
+		network := "default"
+		var poolObj IPPool
+		if err := r.Get(ctx, types.NamespacedName{Name: claim.Spec.Pool}, &poolObj); err == nil {
+			network = networkOf(&poolObj.Spec)
+		}
+		name := reservationName(network, sa)
 		dup := false
 		for _, h := range held {
 			dup = dup || h.name == name
@@ -524,7 +533,8 @@ func (r *ClaimReconciler) settle(ctx context.Context, claim *IPClaim, poolObj *I
 	}
 	for _, h := range held {
 		if h.addr != a {
-			name := reservationName(claim.Spec.Pool, a)
+			// Let the one just taken go; the next pass keeps h.
+			name := reservationName(p.network, a)
 			if _, err := release(ctx, r.Client, r.APIReader, name, string(claim.UID)); err != nil {
 				return ctrl.Result{}, fmt.Errorf("releasing a second address: %w", err)
 			}
@@ -549,7 +559,7 @@ func (r *ClaimReconciler) specific(ctx context.Context, claim *IPClaim, poolObj 
 		return r.pending(ctx, claim, reason,
 			fmt.Sprintf("spec.address %s cannot be allocated from IPPool %s: %s", claim.Spec.Address, claim.Spec.Pool, why))
 	}
-	holder, err := r.acquire(ctx, claim, claim.Spec.Pool, a)
+	holder, err := r.acquire(ctx, claim, claim.Spec.Pool, p, a)
 	switch {
 	case err == nil:
 		return r.settle(ctx, claim, poolObj, p, a)
@@ -580,7 +590,7 @@ func (r *ClaimReconciler) allocate(ctx context.Context, claim *IPClaim, poolObj 
 			if tried[a] || requested[a] {
 				return true
 			}
-			name := reservationName(claim.Spec.Pool, a)
+			name := reservationName(p.network, a)
 			if _, ok := inf[name]; ok {
 				return true
 			}
@@ -602,7 +612,7 @@ func (r *ClaimReconciler) allocate(ctx context.Context, claim *IPClaim, poolObj 
 				fmt.Sprintf("IPPool %s has no free address: all %d allocatable addresses are held; the claim gets one as soon as one is released",
 					claim.Spec.Pool, p.totalInt64()))
 		}
-		_, err := r.acquire(ctx, claim, claim.Spec.Pool, a)
+		_, err := r.acquire(ctx, claim, claim.Spec.Pool, p, a)
 		switch {
 		case err == nil:
 			return r.settle(ctx, claim, poolObj, p, a)
@@ -640,7 +650,7 @@ func (r *ClaimReconciler) requested(ctx context.Context, claim *IPClaim) (map[ne
 // (409 with our uid: it was ours all along). handled=false: it went to
 // another claim; allocate afresh.
 func (r *ClaimReconciler) readopt(ctx context.Context, claim *IPClaim, poolObj *IPPool, p *pool, sa netip.Addr) (ctrl.Result, bool, error) {
-	holder, err := r.acquire(ctx, claim, claim.Spec.Pool, sa)
+	holder, err := r.acquire(ctx, claim, claim.Spec.Pool, p, sa)
 	switch {
 	case err == nil:
 		res, err := r.settle(ctx, claim, poolObj, p, sa)

@@ -24,6 +24,7 @@ type pool struct {
 	total   *big.Int
 	gateway string
 	routes  []Route
+	network string // spec.network, "default" when unset: the lock's scope
 }
 
 func addrInt(a netip.Addr) *big.Int {
@@ -56,7 +57,7 @@ func parsePool(spec *IPPoolSpec) (*pool, error) {
 	if pfx.Masked() != pfx {
 		return nil, badPool("spec.cidr %s has host bits set (write %s)", spec.CIDR, pfx.Masked())
 	}
-	p := &pool{prefix: pfx, bits: pfx.Addr().BitLen(), gateway: spec.Gateway, routes: spec.Routes}
+	p := &pool{prefix: pfx, bits: pfx.Addr().BitLen(), gateway: spec.Gateway, routes: spec.Routes, network: networkOf(spec)}
 	one := big.NewInt(1)
 	netLo := addrInt(pfx.Addr())
 	size := new(big.Int).Lsh(one, uint(p.bits-pfx.Bits()))
@@ -237,16 +238,26 @@ func (p *pool) cidrForm(a netip.Addr) string {
 	return a.String() + "/" + strconv.Itoa(p.prefix.Bits())
 }
 
-// reservationName: ippool.<pool>.<address>, IPv4 with '-' for '.', IPv6 as
-// its 8 groups without leading zeros joined by '-'.
-func reservationName(poolName string, a netip.Addr) string {
+// networkOf: the pool's spec.network, "default" when unset (the CRD's
+// default).
+func networkOf(spec *IPPoolSpec) string {
+	if spec.Network == "" {
+		return "default"
+	}
+	return spec.Network
+}
+
+// reservationName: ipnet.<network>.<address>, IPv4 with '-' for '.', IPv6 as
+// its 8 groups without leading zeros joined by '-': an address is locked once
+// per network, whichever of the network's pools it is taken through.
+func reservationName(network string, a netip.Addr) string {
 	if a.Is4() {
-		return "ippool." + poolName + "." + strings.ReplaceAll(a.String(), ".", "-")
+		return "ipnet." + network + "." + strings.ReplaceAll(a.String(), ".", "-")
 	}
 	b := a.As16()
 	groups := make([]string, 8)
 	for i := 0; i < 8; i++ {
 		groups[i] = strconv.FormatUint(uint64(b[2*i])<<8|uint64(b[2*i+1]), 16)
 	}
-	return "ippool." + poolName + "." + strings.Join(groups, "-")
+	return "ipnet." + network + "." + strings.Join(groups, "-")
 }

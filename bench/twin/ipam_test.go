@@ -7,9 +7,9 @@ import (
 
 func TestReservationName(t *testing.T) {
 	for _, c := range []struct{ addr, want string }{
-		{"10.20.0.5", "ippool.p.10-20-0-5"},
-		{"fd00:10::5", "ippool.p.fd00-10-0-0-0-0-0-5"},
-		{"::1", "ippool.p.0-0-0-0-0-0-0-1"},
+		{"10.20.0.5", "ipnet.p.10-20-0-5"},
+		{"fd00:10::5", "ipnet.p.fd00-10-0-0-0-0-0-5"},
+		{"::1", "ipnet.p.0-0-0-0-0-0-0-1"},
 	} {
 		if got := reservationName("p", netip.MustParseAddr(c.addr)); got != c.want {
 			t.Errorf("%s: %s, want %s", c.addr, got, c.want)

@@ -88,10 +88,11 @@ type ClaimRef struct {
 }
 
 type ReservationSpec struct {
-	Pool  PoolRef  `json:"pool"`
-	Slot  string   `json:"slot"`
-	Claim ClaimRef `json:"claim"`
-	Bytes int64    `json:"bytes,omitempty"`
+	Pool    PoolRef  `json:"pool"`
+	Network string   `json:"network,omitempty"`
+	Slot    string   `json:"slot"`
+	Claim   ClaimRef `json:"claim"`
+	Bytes   int64    `json:"bytes,omitempty"`
 }
 
 type Reservation struct {
