@@ -31,7 +31,11 @@
  *                        resourceVersion, as the operator's do):
  *                          POST   IPClaim           (the user's create)
  *                          POST   Reservation       (1st POST of the operator:
- *                                                    ippool.<pool>.<address>,
+ *                                                    ipnet.<network>.<address>
+ *                                                    with spec.network and the
+ *                                                    provisio.dev/network label
+ *                                                    (the floor's network is
+ *                                                    named as its pool),
  *                                                    devicepool.<pool>.dev<i>
  *                                                    or storagepool.<pool>.
  *                                                    <volume uid> with bytes,
@@ -166,7 +170,17 @@ typedef struct claim_kind {
     const char *resource;  /* plural of the claim */
     const char *kind;      /* the claim's kind */
     const char *pool_kind; /* the Reservation's spec.pool.kind */
-    const char *prefix;    /* of Reservation names: <prefix>.<pool>.<slot> */
+    const char *prefix;    /* of Reservation names: <prefix>.<pool>.<slot>, or
+                            * <prefix>.<scope>.<slot> with scope_key */
+    /* IPPool: "network" and "provisio.dev/network": a slot is locked once per
+     * scope (the pool's network), not per pool; the Reservation carries
+     * spec.<scope_key> and the label scope_label, both the scope, as the
+     * operator's (rec_domain.h resv_scope_key). The floor's scope is named as
+     * its pool (a pool that does not exist), so that its Reservations never
+     * meet the addresses of a real pool or of another floor run. NULL: per
+     * pool */
+    const char *scope_key;
+    const char *scope_label;
     /* claim i's spec fields, into spec */
     void (*spec)(const struct bench_opts *o, json_object *spec);
     /* the slot floor chain i reserves (an address, a device id, the volume's
@@ -617,12 +631,13 @@ static void volume_resv_status(const bench_opts *o, long i, json_object *claim, 
 }
 
 static const claim_kind kinds[] = {
-    {"ip", "ipclaims", "IPClaim", "IPPool", "ippool", ip_spec, ip_slot, NULL, ip_status, NULL, NULL,
-     NULL, "allocated 10.0.0.1/8 from pool floor"},
-    {"device", "deviceclaims", "DeviceClaim", "DevicePool", "devicepool", device_spec, device_slot,
-     NULL, device_status, NULL, NULL, NULL, "Allocated dev0 of DevicePool floor on node node-a"},
-    {"volume", "volumes", "Volume", "StoragePool", "storagepool", volume_spec, volume_slot,
-     volume_resv_extra, volume_status, volume_extra_post, volume_resv_status,
+    {"ip", "ipclaims", "IPClaim", "IPPool", "ipnet", "network", "provisio.dev/network", ip_spec,
+     ip_slot, NULL, ip_status, NULL, NULL, NULL, "allocated 10.0.0.1/8 from pool floor"},
+    {"device", "deviceclaims", "DeviceClaim", "DevicePool", "devicepool", NULL, NULL, device_spec,
+     device_slot, NULL, device_status, NULL, NULL, NULL,
+     "Allocated dev0 of DevicePool floor on node node-a"},
+    {"volume", "volumes", "Volume", "StoragePool", "storagepool", NULL, NULL, volume_spec,
+     volume_slot, volume_resv_extra, volume_status, volume_extra_post, volume_resv_status,
      "persistentvolumeclaims",
      "PersistentVolumeClaim c-0 Bound to PersistentVolume vol-00000000-0000-0000-0000-000000000000 "
      "on node node-a"},
@@ -971,7 +986,9 @@ static json_object *reservation_body(const bench *b, long i, json_object *claim,
     const claim_kind *k = b->o->kind;
     char *in_name = NULL;
     char *slot = k->slot(i, claim, &in_name);
-    *name = xasprintf("%s.%s.%s", k->prefix, b->o->pool, in_name);
+    /* the scope (IPPool: the network) of the floor is named as its pool */
+    const char *scope = b->o->pool;
+    *name = xasprintf("%s.%s.%s", k->prefix, scope, in_name);
     json_object *r = new_obj(), *meta = new_obj(), *labels = new_obj(), *spec = new_obj(),
                 *pool = new_obj(), *cl = new_obj();
     json_object_object_add(r, "apiVersion", jstr("provisio.dev/v1alpha1"));
@@ -979,6 +996,10 @@ static json_object *reservation_body(const bench *b, long i, json_object *claim,
     json_object_object_add(meta, "name", jstr(*name));
     json_object_object_add(labels, "provisio.dev/pool-kind", jstr(k->pool_kind));
     json_object_object_add(labels, "provisio.dev/pool", jstr(b->o->pool));
+    if (k->scope_key) {
+        json_object_object_add(labels, k->scope_label, jstr(scope));
+        json_object_object_add(spec, k->scope_key, jstr(scope));
+    }
     json_object_object_add(meta, "labels", labels);
     if (k->resv_extra)
         k->resv_extra(b->o, i, labels, spec);

@@ -79,14 +79,22 @@ def allocatable(spec):
     return out
 
 
-def reservation_name(pool, addr):
-    """ippool.<pool>.<address>: IPv4 with '-' for '.', IPv6 as 8 groups (crds/)."""
+def network_of(pool):
+    """The network of an IPPool object: spec.network, "default" when unset
+    (the CRD's default)."""
+    return (pool or {}).get("spec", {}).get("network") or "default"
+
+
+def reservation_name(network, addr):
+    """ipnet.<network>.<address>: IPv4 with '-' for '.', IPv6 as 8 groups
+    (crds/). An address is locked once per network, whichever of the
+    network's pools it is taken through (that pool is spec.pool)."""
     a = ipaddress.ip_address(addr)
     if a.version == 4:
         slot = str(a).replace(".", "-")
     else:
         slot = "-".join("%x" % int(g, 16) for g in a.exploded.split(":"))
-    return "ippool.%s.%s" % (pool, slot)
+    return "ipnet.%s.%s" % (network, slot)
 
 
 def ready_cond(obj):
@@ -291,7 +299,7 @@ class IPDomain:
             return None if avail == 0 else "PoolExhausted but the pool has available=%s" % avail
         addr = spec.get("address")
         if reason == "AddressInUse":
-            r = by_name.get(reservation_name(spec["pool"], addr)) if addr else None
+            r = by_name.get(reservation_name(network_of(pool), addr)) if addr else None
             if r and r["spec"]["claim"]["uid"] != m["uid"]:
                 return None
             return "AddressInUse but no other claim holds %s" % addr
@@ -328,17 +336,21 @@ class IPDomain:
         by_pool, by_uid, by_name = self._index(snap)
         pools, claims = snap["pools"], snap["claims"]
         by_uid_claim = {c["metadata"]["uid"]: c for c in claims.values()}
-        network = {n: (p["spec"].get("network") or "default") for n, p in pools.items()}
+        network = {n: network_of(p) for n, p in pools.items()}
 
         # 1. nothing held twice: an address at most once per network, across
         #    pools, both as Reservations and as Ready claims' status.address.
         held = {}
         for r in snap["resv"]:
             s = r["spec"]
-            if r["metadata"]["name"] != reservation_name(s["pool"]["name"], s["slot"]):
-                v.append("1: Reservation %s names slot %s of pool %s (name mismatch)"
-                         % (r["metadata"]["name"], s["slot"], s["pool"]["name"]))
-            nk = (network.get(s["pool"]["name"], "?"), ipaddress.ip_address(s["slot"]))
+            net = s.get("network") or "?"
+            if r["metadata"]["name"] != reservation_name(net, s["slot"]):
+                v.append("1: Reservation %s names slot %s of network %s (name mismatch)"
+                         % (r["metadata"]["name"], s["slot"], net))
+            if s["pool"]["name"] in network and network[s["pool"]["name"]] != net:
+                v.append("1: Reservation %s is of network %s, its pool %s of network %s"
+                         % (r["metadata"]["name"], net, s["pool"]["name"], network[s["pool"]["name"]]))
+            nk = (net, ipaddress.ip_address(s["slot"]))
             if nk in held:
                 v.append("1: address %s of network %s held by two Reservations: %s and %s"
                          % (nk[1], nk[0], held[nk], r["metadata"]["name"]))
@@ -392,7 +404,7 @@ class IPDomain:
             mine = by_uid.get(m["uid"], [])
             if cond and cond["status"] == "True" and st.get("address"):
                 iface = ipaddress.ip_interface(st["address"])
-                want = reservation_name(c["spec"]["pool"], str(iface.ip))
+                want = reservation_name(network.get(c["spec"]["pool"], "default"), str(iface.ip))
                 r = by_name.get(want)
                 if r is None or r["spec"]["claim"]["uid"] != m["uid"]:
                     v.append("3: IPClaim %s Ready with %s: Reservation %s %s"
@@ -457,8 +469,7 @@ class IPDomain:
             if not status.get("address"):
                 continue
             p = pools.get(c["spec"]["pool"])
-            nk = ((p or {}).get("spec", {}).get("network") or "default",
-                  ipaddress.ip_interface(status["address"]).ip)
+            nk = (network_of(p), ipaddress.ip_interface(status["address"]).ip)
             if nk in seen:
                 v.append("1 (during the storm): address %s of network %s Ready in two live claims: %s and %s"
                          % (nk[1], nk[0], seen[nk], key(c)))

@@ -30,9 +30,9 @@ def claim(name, uid, addr=None, ready=True, reason="Allocated", spec_addr=None, 
     return c
 
 
-def resv(addr, name, uid, pool=POOL):
-    return {"metadata": {"name": ip.reservation_name(pool, addr)},
-            "spec": {"pool": {"kind": "IPPool", "name": pool}, "slot": addr,
+def resv(addr, name, uid, pool=POOL, network="default"):
+    return {"metadata": {"name": ip.reservation_name(network, addr)},
+            "spec": {"pool": {"kind": "IPPool", "name": pool}, "network": network, "slot": addr,
                      "claim": {"kind": "IPClaim", "namespace": "chaos-a", "name": name, "uid": uid}}}
 
 
@@ -78,6 +78,20 @@ class Checks(unittest.TestCase):
         r = copy.deepcopy(self.ra)
         r["spec"]["slot"] = "10.60.0.7"
         self.found(snap([self.a], [r]), "1: Reservation")
+
+    def test_reservation_named_the_old_way(self):
+        r = copy.deepcopy(self.ra)
+        r["metadata"]["name"] = "ippool.%s.10-60-0-5" % POOL
+        self.found(snap([self.a], [r]), "1: Reservation ippool.")
+
+    def test_reservation_of_another_network_than_its_pool(self):
+        r = resv("10.60.0.5", "a", "u-a", network="blue")
+        self.found(snap([self.a], [r]), "1: Reservation ipnet.blue.10-60-0-5 is of network blue")
+
+    def test_reservation_names(self):
+        self.assertEqual(ip.reservation_name("default", "10.20.0.5"), "ipnet.default.10-20-0-5")
+        self.assertEqual(ip.reservation_name("blue", "fd00:10::5"), "ipnet.blue.fd00-10-0-0-0-0-0-5")
+        self.assertEqual(ip.reservation_name("default", "::1"), "ipnet.default.0-0-0-0-0-0-0-1")
 
     def test_held_address_not_allocatable(self):
         a = claim("a", "u-a", "10.60.0.1")  # the gateway

@@ -9,7 +9,7 @@
 #   shows it;
 # - the samples of config/samples and config/default are accepted;
 # - defaults are applied (healthy, count, replaceUnhealthy, reclaimPolicy,
-#   accessModes) and not applied where there is none (publish, advertise);
+#   accessModes, IPPool network) and not applied where there is none (publish, advertise);
 # - invalid objects are refused with the expected message fragment;
 # - immutable fields cannot be changed; the Reservation lock gives 409;
 # - printer columns and `kubectl get provisio`.
@@ -210,6 +210,9 @@ refused "a route gw of the other family" "route gw fd00::1 is not of the address
 refused "a route without dst" "spec.routes[0].dst: Required value" IPPool "$p" '{cidr: 10.20.0.0/24, routes: [{gw: 10.20.0.1}]}'
 refused "a pool name with a dot" "metadata.name of an IPPool must be a DNS label" IPPool "a.$p" '{cidr: 10.20.0.0/24}'
 refused "an unknown field" 'unknown field "spec.range"' IPPool "$p" '{cidr: 10.20.0.0/24, range: x}'
+got=$(obj IPPool "$p" '{cidr: 10.20.0.0/24}' | "$kubectl" create --dry-run=server -o jsonpath='{.spec.network}' -f -)
+expect_eq "IPPool defaults spec.network to default" default "$got"
+refused "a network that is not a DNS label" "spec.network in body should match" IPPool "$p" '{cidr: 10.20.0.0/24, network: Net_1}'
 
 # --- IPClaim --------------------------------------------------------------
 accepted "a claim" IPClaim c '{pool: demo-v4}'
@@ -287,29 +290,47 @@ refused "an unknown access mode" 'Unsupported value: "ReadWriteSometimes"' Volum
 refused "no access modes" "should have at least 1 items" Volume v '{size: 1Gi, accessModes: []}'
 
 # --- Reservation ----------------------------------------------------------
-r_spec() { printf '{pool: {kind: IPPool, name: %s}, slot: "%s", claim: {kind: IPClaim, namespace: %s, name: %s, uid: %s}}' "$p" "$1" "$ns" "$2" "$3"; }
-accepted "an IPv4 reservation named with '-' for '.'" Reservation "ippool.$p.10-20-0-5" "$(r_spec 10.20.0.5 c u1)"
-accepted "an IPv6 reservation named with its 8 groups" Reservation "ippool.$p.0-0-0-0-0-0-0-1" "$(r_spec ::1 c u1)"
+# An IPPool address is locked once per network: ipnet.<spec.network>.<address>
+# (the pool the address was taken through is spec.pool). The network of this
+# run is its own, so that its real Reservation below cannot meet another's.
+net=$p
+# r_spec ADDR CLAIM UID [NETWORK]: NETWORK defaults to $net; "" leaves
+# spec.network out.
+r_spec() {
+  local n=${4-$net}
+  printf '{pool: {kind: IPPool, name: %s}, %sslot: "%s", claim: {kind: IPClaim, namespace: %s, name: %s, uid: %s}}' \
+    "$p" "${n:+network: $n, }" "$1" "$ns" "$2" "$3"
+}
+accepted "an IPv4 reservation named with '-' for '.'" Reservation "ipnet.$net.10-20-0-5" "$(r_spec 10.20.0.5 c u1)"
+accepted "an IPv6 reservation named with its 8 groups" Reservation "ipnet.$net.0-0-0-0-0-0-0-1" "$(r_spec ::1 c u1)"
+accepted "a reservation in the network default" Reservation "ipnet.default.10-20-0-5" "$(r_spec 10.20.0.5 c u1 default)"
 accepted "a device reservation" Reservation "devicepool.$p.fpga0" "{pool: {kind: DevicePool, name: $p}, slot: fpga0, claim: {kind: DeviceClaim, namespace: $ns, name: d, uid: u1}}"
-refused "a reservation whose name is not its slot" "metadata.name of a Reservation must be" Reservation "ippool.$p.10-20-0-6" "$(r_spec 10.20.0.5 c u1)"
-refused "a reservation named with a compressed IPv6 address" "metadata.name of a Reservation must be" Reservation "ippool.$p.fd00-10--5" "$(r_spec fd00:10::5 c u1)"
+refused "a reservation whose name is not its slot" "metadata.name of a Reservation must be" Reservation "ipnet.$net.10-20-0-6" "$(r_spec 10.20.0.5 c u1)"
+refused "a reservation named with a compressed IPv6 address" "metadata.name of a Reservation must be" Reservation "ipnet.$net.fd00-10--5" "$(r_spec fd00:10::5 c u1)"
 refused "a reservation named without the pool kind" "metadata.name of a Reservation must be" Reservation "$p.10-20-0-5" "$(r_spec 10.20.0.5 c u1)"
-refused "a reservation of a non-canonical address" "must be an IP address in canonical form" Reservation "ippool.$p.fd00-10-0-0-0-0-0-5" "$(r_spec fd00:10:0::5 c u1)"
+refused "an IPPool reservation named the old way (ippool.<pool>.<address>)" "metadata.name of a Reservation must be" Reservation "ippool.$p.10-20-0-5" "$(r_spec 10.20.0.5 c u1)"
+refused "an old-style IPPool reservation without spec.network" "metadata.name of a Reservation must be" Reservation "ippool.$p.10-20-0-5" "$(r_spec 10.20.0.5 c u1 '')"
+refused "an IPPool reservation without spec.network" "metadata.name of a Reservation must be" Reservation "ipnet.$net.10-20-0-5" "$(r_spec 10.20.0.5 c u1 '')"
+refused "an IPPool reservation whose spec.network is not the one of its name" "metadata.name of a Reservation must be" Reservation "ipnet.$net.10-20-0-5" "$(r_spec 10.20.0.5 c u1 "other-$net")"
+refused "an IPv6 IPPool reservation whose spec.network is not the one of its name" "metadata.name of a Reservation must be" Reservation "ipnet.default.0-0-0-0-0-0-0-1" "$(r_spec ::1 c u1 "$net")"
+refused "a reservation network that is not a DNS label" "spec.network must be a DNS label" Reservation "ipnet.$net.10-20-0-5" "$(r_spec 10.20.0.5 c u1 Net_1)"
+refused "a reservation of a non-canonical address" "must be an IP address in canonical form" Reservation "ipnet.$net.fd00-10-0-0-0-0-0-5" "$(r_spec fd00:10:0::5 c u1)"
 refused "a StoragePool reservation without bytes" "must say how many bytes it holds" Reservation "storagepool.$p.u1" "{pool: {kind: StoragePool, name: $p}, slot: u1, admittedUntil: '2026-01-02T15:04:05Z', claim: {kind: Volume, namespace: $ns, name: v, uid: u1}}"
 refused "a StoragePool reservation without its admission's deadline" "must carry the deadline of its admission" Reservation "storagepool.$p.u1" "{pool: {kind: StoragePool, name: $p}, slot: u1, bytes: 1024, claim: {kind: Volume, namespace: $ns, name: v, uid: u1}}"
 accepted "a StoragePool reservation" Reservation "storagepool.$p.u1" "{pool: {kind: StoragePool, name: $p}, slot: u1, bytes: 1024, admittedUntil: '2026-01-02T15:04:05Z', claim: {kind: Volume, namespace: $ns, name: v, uid: u1}}"
 
 # --- real objects: immutability, locks, columns ---------------------------
-create IPPool "$p" '{cidr: 10.20.0.0/24, gateway: 10.20.0.1}'
+create IPPool "$p" "{cidr: 10.20.0.0/24, gateway: 10.20.0.1, network: $net}"
 create IPClaim c-any "{pool: $p}"
 create IPClaim c-fixed "{pool: $p, address: 10.20.0.5}"
 create DevicePool "$p" "$dev"
 create DeviceClaim dc "{resourceName: vendor.example/fpga}"
 create StoragePool "$p" '{nodeName: node-a, path: /var/lib/provisio/a, capacity: 10Gi}'
 create Volume vol "{size: 1Gi, pool: $p}"
-create Reservation "ippool.$p.10-20-0-5" "$(r_spec 10.20.0.5 c-fixed u1)"
+create Reservation "ipnet.$net.10-20-0-5" "$(r_spec 10.20.0.5 c-fixed u1)"
 
 patch_refused "a change of IPPool spec.cidr" "spec.cidr is immutable" "ippool/$p" '{"spec":{"cidr":"10.30.0.0/24"}}'
+patch_refused "a change of IPPool spec.network" "spec.network is immutable" "ippool/$p" '{"spec":{"network":"other"}}'
 patch_accepted "a change of IPPool spec.gateway" "ippool/$p" '{"spec":{"gateway":"10.20.0.254"}}'
 patch_refused "a change of IPClaim spec.pool" "spec.pool is immutable" ipclaim/c-any '{"spec":{"pool":"other"}}'
 patch_refused "adding IPClaim spec.address" "spec.address is immutable" ipclaim/c-any '{"spec":{"address":"10.20.0.6"}}'
@@ -325,8 +346,8 @@ patch_accepted "Volume spec.size written another way (1Gi as bytes)" volume/vol 
 patch_refused "a change of Volume spec.pool" "spec.pool is immutable" volume/vol '{"spec":{"pool":"other"}}'
 patch_refused "adding Volume spec.nodeName" "spec.nodeName is immutable" volume/vol '{"spec":{"nodeName":"node-a"}}'
 patch_accepted "a change of Volume spec.reclaimPolicy" volume/vol '{"spec":{"reclaimPolicy":"Retain"}}'
-patch_refused "a change of a Reservation" "the spec of a Reservation is immutable" "reservation/ippool.$p.10-20-0-5" '{"spec":{"claim":{"name":"thief"}}}'
-if out=$(obj Reservation "ippool.$p.10-20-0-5" "$(r_spec 10.20.0.5 other u2)" | "$kubectl" create -f - 2>&1); then
+patch_refused "a change of a Reservation" "the spec of a Reservation is immutable" "reservation/ipnet.$net.10-20-0-5" '{"spec":{"claim":{"name":"thief"}}}'
+if out=$(obj Reservation "ipnet.$net.10-20-0-5" "$(r_spec 10.20.0.5 other u2)" | "$kubectl" create -f - 2>&1); then
   fail "a second Reservation of a slot gets AlreadyExists" "accepted: $out"
 elif [[ $out == *AlreadyExists* ]]; then
   pass "a second Reservation of a slot gets AlreadyExists"
@@ -379,7 +400,7 @@ done
 out=$("$kubectl" get provisio -n "$ns" -o name 2>&1)
 want=("ippool.provisio.dev/$p" ipclaim.provisio.dev/c-any devicepool.provisio.dev/"$p"
   deviceclaim.provisio.dev/dc storagepool.provisio.dev/"$p" volume.provisio.dev/vol
-  "reservation.provisio.dev/ippool.$p.10-20-0-5")
+  "reservation.provisio.dev/ipnet.$net.10-20-0-5")
 missing=()
 for w in "${want[@]}"; do grep -qxF "$w" <<<"$out" || missing+=("$w"); done
 if ((${#missing[@]} == 0)); then pass "kubectl get provisio lists every kind"; else fail "kubectl get provisio lists every kind" "missing ${missing[*]} in: $out"; fi

@@ -213,6 +213,7 @@ def cmd_invariants(ns, pool, want):
     p = pool_obj(pool)
     allowed = allocatable(p["spec"])
     net = ipaddress.ip_network(p["spec"]["cidr"])
+    network = p["spec"].get("network", "default")
     cs = [c for c in claims(ns) if c["spec"].get("pool") == pool]
     rs = reservations(pool)
     by_uid = {c["metadata"]["uid"]: c for c in cs}
@@ -251,9 +252,20 @@ def cmd_invariants(ns, pool, want):
     for r in rs:
         sp = r["spec"]
         slot = ipaddress.ip_address(sp["slot"])
-        want_name = "ippool.%s.%s" % (pool, str(slot).replace(".", "-")) if slot.version == 4 else None
-        if want_name and r["metadata"]["name"] != want_name:
+        # ipnet.<network>.<address>: the address is locked once in the
+        # pool's network (IPv4 with '-' for '.', IPv6 as 8 groups).
+        if slot.version == 4:
+            enc = str(slot).replace(".", "-")
+        else:
+            enc = "-".join("%x" % int(g, 16) for g in slot.exploded.split(":"))
+        want_name = "ipnet.%s.%s" % (network, enc)
+        if r["metadata"]["name"] != want_name:
             bad.append("Reservation %s: name should be %s" % (r["metadata"]["name"], want_name))
+        if sp.get("network") != network \
+                or r["metadata"].get("labels", {}).get("provisio.dev/network") != network:
+            bad.append("Reservation %s: spec.network %s, label provisio.dev/network %s, want %s (pool %s)"
+                       % (r["metadata"]["name"], sp.get("network"),
+                          r["metadata"].get("labels", {}).get("provisio.dev/network"), network, pool))
         cl = sp.get("claim", {})
         uid = cl.get("uid")
         if uid in seen_uid:
@@ -375,10 +387,11 @@ cleanup() {
   done
   wait
   k delete namespace "$NS" --wait=false
-  for obj in $(k get reservations.provisio.dev -o name 2>/dev/null |
-    grep -E "/ippool\.($POOL_SMALL|$POOL_STORM)\."); do
-    echo "$obj"
-  done | xargs -r -n 50 kubectl delete --wait=false
+  # Ours by the pool they were taken through (their names are
+  # ipnet.<network>.<address>, which do not say the pool).
+  k get reservations.provisio.dev -o name \
+    -l "provisio.dev/pool-kind=IPPool,provisio.dev/pool in ($POOL_SMALL,$POOL_STORM)" 2>/dev/null |
+    xargs -r -n 50 kubectl delete --wait=false
   for obj in "$POOL_SMALL" "$POOL_STORM"; do
     k patch ippools.provisio.dev "$obj" --type=merge -p '{"metadata":{"finalizers":null}}'
     k delete ippools.provisio.dev "$obj" --wait=false

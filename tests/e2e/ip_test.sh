@@ -544,8 +544,8 @@ test_orphaned_reservations_are_swept() {
   for r in "10.47.0.200 ghost 7d3c1c8e-0000-4000-8000-000000000001" \
     "10.47.0.201 o1 7d3c1c8e-0000-4000-8000-000000000002"; do
     set -- $r
-    printf 'apiVersion: provisio.dev/v1alpha1\nkind: Reservation\nmetadata:\n  name: ippool.%s.%s\n  labels:\n    provisio.dev/pool-kind: IPPool\n    provisio.dev/pool: %s\nspec:\n  pool: {kind: IPPool, name: %s}\n  slot: %s\n  claim: {kind: IPClaim, namespace: %s, name: %s, uid: %s}\n' \
-      "$p" "${1//./-}" "$p" "$p" "$1" "$ns" "$2" "$3" | k create -f - >/dev/null
+    printf 'apiVersion: provisio.dev/v1alpha1\nkind: Reservation\nmetadata:\n  name: ipnet.default.%s\n  labels:\n    provisio.dev/pool-kind: IPPool\n    provisio.dev/pool: %s\n    provisio.dev/network: default\nspec:\n  pool: {kind: IPPool, name: %s}\n  network: default\n  slot: %s\n  claim: {kind: IPClaim, namespace: %s, name: %s, uid: %s}\n' \
+      "${1//./-}" "$p" "$p" "$1" "$ns" "$2" "$3" | k create -f - >/dev/null
   done
   eventually 60 "orphaned Reservations swept" bash -c "[ \$($KUBECTL get reservations -l provisio.dev/pool=$p -o name | wc -l) -eq 1 ]"
   # What is left is o1's own.

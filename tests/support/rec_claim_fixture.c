@@ -107,7 +107,9 @@ const char *rcf_meta_json(const char *name, const char *ns, const char *uid, con
 const char *rcf_resv_name(const char *pool, const char *slot)
 {
     char *name = NULL;
-    cr_assert_eq(RCF.def->slot_name(pool, slot, &name, NULL), KC_OK, "[%s] slot %s", RCF.label,
+    /* A scoped domain's pools here are all of its default scope. */
+    const char *space = RCF.def->pool_scope_path ? RCF.def->pool_scope_default : pool;
+    cr_assert_eq(RCF.def->slot_name(space, slot, &name, NULL), KC_OK, "[%s] slot %s", RCF.label,
                  slot);
     return rcf_keep(name);
 }
@@ -125,9 +127,12 @@ const char *rcf_resv_json(const rcf_resv *r)
                    "\"labels\":{\"" REC_LABEL_POOL_KIND "\":\"%s\",\"" REC_LABEL_POOL "\":\"%s\"}},"
                    "\"spec\":{\"pool\":{\"kind\":\"%s\",\"name\":\"%s\"},\"slot\":\"%s\","
                    "\"claim\":{\"kind\":\"%s\",\"namespace\":\"" RCF_NS "\",\"name\":\"%s\","
-                   "\"uid\":\"%s\"}%s}}",
+                   "\"uid\":\"%s\"}%s%s}}",
                    rcf_resv_name(r->pool, r->slot), r->uid, r->rv, def->pool_kind, r->pool,
                    def->pool_kind, r->pool, r->slot, def->claim_kind, r->claim, r->claim_uid,
+                   def->resv_scope_key
+                       ? rcf_fmt(",\"%s\":\"%s\"", def->resv_scope_key, def->pool_scope_default)
+                       : "",
                    r->spec_extra ? r->spec_extra : "");
 }
 

@@ -53,49 +53,87 @@ static const char *str_at(json_object *o, const char *path)
 
 Test(ipr_names, reservation_names_follow_the_crd_rule)
 {
+    /* ipnet.<network>.<address>: the lock of the address in its network,
+     * whichever pool of it the address is taken through. */
     char *n = NULL;
-    cr_assert_eq(ip_names_reservation("demo-v4", addr("10.20.0.5"), &n), 0);
-    cr_assert_str_eq(n, "ippool.demo-v4.10-20-0-5");
+    cr_assert_eq(ip_names_reservation("default", addr("10.20.0.5"), &n), 0);
+    cr_assert_str_eq(n, "ipnet.default.10-20-0-5");
     free(n);
-    cr_assert_eq(ip_names_reservation("demo-v6", addr("fd00:10::100"), &n), 0);
-    cr_assert_str_eq(n, "ippool.demo-v6.fd00-10-0-0-0-0-0-100");
+    cr_assert_eq(ip_names_reservation("blue", addr("fd00:10::100"), &n), 0);
+    cr_assert_str_eq(n, "ipnet.blue.fd00-10-0-0-0-0-0-100");
     free(n);
     cr_assert_eq(ip_names_reservation("a", addr("::"), &n), 0);
-    cr_assert_str_eq(n, "ippool.a.0-0-0-0-0-0-0-0");
+    cr_assert_str_eq(n, "ipnet.a.0-0-0-0-0-0-0-0");
+    free(n);
+    /* The names before networks: one lock per pool. */
+    cr_assert_eq(ip_names_legacy("demo-v4", addr("10.20.0.5"), &n), 0);
+    cr_assert_str_eq(n, "ippool.demo-v4.10-20-0-5");
     free(n);
 }
 
-Test(ipr_names, pool_names_that_are_not_dns_labels_are_refused)
+Test(ipr_names, the_slot_name_is_the_same_for_every_pool_and_spelling_in_a_network)
+{
+    /* def->slot_name is called with the network: two pools of one network
+     * (overlapping CIDRs) make one name for one address, whatever its form;
+     * two networks make two. */
+    const char *forms[] = {"10.88.0.1", "::ffff:10.88.0.1", "::ffff:a58:1"};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        char *n = NULL, *canon = NULL;
+        cr_assert_eq(ip_domain_def.slot_name("default", forms[i], &n, &canon), 0, "%s", forms[i]);
+        cr_assert_str_eq(n, "ipnet.default.10-88-0-1", "%s", forms[i]);
+        cr_assert_str_eq(canon, "10.88.0.1");
+        free(n);
+        free(canon);
+    }
+    char *a = NULL, *b = NULL;
+    cr_assert_eq(ip_domain_def.slot_name("default", "fd00::1", &a, NULL), 0);
+    cr_assert_eq(ip_domain_def.slot_name("blue", "fd00:0::1", &b, NULL), 0);
+    cr_assert_str_eq(a, "ipnet.default.fd00-0-0-0-0-0-0-1");
+    cr_assert_str_eq(b, "ipnet.blue.fd00-0-0-0-0-0-0-1");
+    free(a);
+    free(b);
+    cr_assert_eq(ip_domain_def.slot_name("default", "10.88.0.256", &a, NULL), KC_ERR_INVALID_ARG);
+}
+
+Test(ipr_names, network_names_that_are_not_dns_labels_are_refused)
 {
     char *n = (char *)"untouched";
     cr_assert_eq(ip_names_reservation("Demo", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
     cr_assert_eq(ip_names_reservation("a.b", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
     cr_assert_eq(ip_names_reservation("", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
+    cr_assert_eq(ip_names_reservation(NULL, addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
+    cr_assert_eq(ip_names_legacy("a.b", addr("10.0.0.1"), &n), KC_ERR_INVALID_ARG);
 }
 
-Test(ipr_names, parse_is_the_reverse_and_only_takes_ip_pool_names)
+Test(ipr_names, parse_is_the_reverse_and_only_takes_its_own_scheme)
 {
-    char *pool = NULL;
+    char *net = NULL;
     ipam_addr a;
-    cr_assert_eq(ip_names_parse("ippool.demo-v4.10-20-0-5", &pool, &a), 0);
-    cr_assert_str_eq(pool, "demo-v4");
+    cr_assert_eq(ip_names_parse("ipnet.default.10-20-0-5", &net, &a), 0);
+    cr_assert_str_eq(net, "default");
     cr_assert_eq(ipam_addr_cmp(a, addr("10.20.0.5")), 0);
-    free(pool);
-    cr_assert_eq(ip_names_parse("ippool.p.fd00-10-0-0-0-0-0-100", NULL, &a), 0);
+    free(net);
+    cr_assert_eq(ip_names_parse("ipnet.p.fd00-10-0-0-0-0-0-100", NULL, &a), 0);
     cr_assert_eq(ipam_addr_cmp(a, addr("fd00:10::100")), 0);
+    cr_assert_eq(ip_names_legacy_parse("ippool.demo.10-20-0-5", &net, &a), 0);
+    cr_assert_str_eq(net, "demo");
+    free(net);
 
     const char *bad[] = {
-        "demo-v4.10-20-0-5",              /* no kind prefix */
-        "devicepool.demo.10-20-0-5",      /* another kind */
-        "ippool.demo.010-20-0-5",         /* leading zero */
-        "ippool.demo.fd00-10--100",       /* compressed IPv6 */
-        "ippool.demo.FD00-0-0-0-0-0-0-1", /* upper case */
-        "ippool.demo",
+        "default.10-20-0-5",             /* no prefix */
+        "ippool.demo.10-20-0-5",         /* the legacy scheme */
+        "devicepool.demo.10-20-0-5",     /* another kind */
+        "ipnet.demo.010-20-0-5",         /* leading zero */
+        "ipnet.demo.fd00-10--100",       /* compressed IPv6 */
+        "ipnet.demo.FD00-0-0-0-0-0-0-1", /* upper case */
+        "ipnet.a.b.10-20-0-5",           /* a network with a dot */
+        "ipnet.demo",
         "",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_assert_eq(ip_names_parse(bad[i], NULL, &a), KC_ERR_INVALID_ARG, "%s", bad[i]);
     cr_assert_eq(ip_names_parse(NULL, NULL, &a), KC_ERR_INVALID_ARG);
+    cr_assert_eq(ip_names_legacy_parse("ipnet.default.10-20-0-5", NULL, &a), KC_ERR_INVALID_ARG);
 }
 
 Test(ipr_names, every_address_round_trips)
@@ -110,9 +148,9 @@ Test(ipr_names, every_address_round_trips)
     for (size_t i = 0; i < sizeof addrs / sizeof addrs[0]; i++) {
         char *n = NULL, *pool = NULL;
         ipam_addr a;
-        cr_assert_eq(ip_names_reservation("pool-1", addr(addrs[i]), &n), 0);
+        cr_assert_eq(ip_names_reservation("net-1", addr(addrs[i]), &n), 0);
         cr_assert_eq(ip_names_parse(n, &pool, &a), 0, "%s", n);
-        cr_assert_str_eq(pool, "pool-1");
+        cr_assert_str_eq(pool, "net-1");
         cr_assert_eq(ipam_addr_cmp(a, addr(addrs[i])), 0, "%s", addrs[i]);
         free(n);
         free(pool);
@@ -368,8 +406,17 @@ Test(ipr_messages, messages_name_what_a_person_needs)
     cr_assert_eq(ip_msg_exhausted("tiny", 2, &m), 0);
     cr_assert(strstr(m, "IPPool tiny has no free address") && strstr(m, "all 2 "), "%s", m);
     free(m);
-    cr_assert_eq(ip_msg_in_use("10.20.0.50", "demo", "team-a", "web", &m), 0);
+    cr_assert_eq(ip_msg_in_use("10.20.0.50", "demo", "team-a", "web", NULL, &m), 0);
     cr_assert(strstr(m, "10.20.0.50") && strstr(m, "IPClaim team-a/web"), "%s", m);
+    cr_assert_null(strstr(m, "through"), "%s", m);
+    free(m);
+    cr_assert_eq(ip_msg_in_use("10.20.0.50", "demo", "team-a", "web", "demo", &m), 0);
+    cr_assert_null(strstr(m, "through"), "%s", m);
+    free(m);
+    /* Held through another pool of the network: that pool is named. */
+    cr_assert_eq(ip_msg_in_use("10.88.0.1", "b", "team-a", "web", "a", &m), 0);
+    cr_assert(strstr(m, "10.88.0.1 of IPPool b is held by IPClaim team-a/web through IPPool a"),
+              "%s", m);
     free(m);
     cr_assert_eq(ip_msg_address_refused("10.20.0.1", "demo", "10.20.0.1 is the gateway", &m), 0);
     cr_assert_str_eq(m, "spec.address 10.20.0.1 cannot be allocated from IPPool demo: 10.20.0.1 "
@@ -544,6 +591,151 @@ Test(ipr_status, pool_status_carries_counts_and_ready)
     cr_assert_eq(ip_status_pool(NULL, &c, REC_COND_FALSE, "not a reason", "x", 1, 1, &again),
                  KC_ERR_INVALID_ARG);
     json_object_put(st);
+}
+
+Test(ipr_status, pool_status_names_overlapping_pools_of_its_network)
+{
+    const char *peers[] = {"b", "c"};
+    rec_pool_counts c = {.total = 14,
+                         .allocated = 1,
+                         .available = 12,
+                         .overlaps = peers,
+                         .n_overlaps = 2,
+                         .scope = "default"};
+    json_object *st = NULL;
+    cr_assert_eq(ip_status_pool(NULL, &c, REC_COND_TRUE, IP_REASON_VALID, "ok", 1, 1000, &st), 0);
+    json_object *ov = rec_get_condition(st, IP_COND_OVERLAPPING);
+    cr_assert_not_null(ov);
+    cr_assert_str_eq(str_at(ov, "status"), "True");
+    cr_assert_str_eq(str_at(ov, "reason"), IP_REASON_OVERLAPPING);
+    cr_assert(strstr(str_at(ov, "message"), "IPPool b, c of network default"), "%s",
+              str_at(ov, "message"));
+    json_object_put(st);
+    /* Alone in its network: False. */
+    c.n_overlaps = 0;
+    cr_assert_eq(ip_status_pool(NULL, &c, REC_COND_TRUE, IP_REASON_VALID, "ok", 1, 1000, &st), 0);
+    ov = rec_get_condition(st, IP_COND_OVERLAPPING);
+    cr_assert_str_eq(str_at(ov, "status"), "False");
+    cr_assert_str_eq(str_at(ov, "reason"), IP_REASON_NO_OVERLAP);
+    json_object_put(st);
+    /* Without a network (no scope given) no such condition is written. */
+    c.scope = NULL;
+    cr_assert_eq(ip_status_pool(NULL, &c, REC_COND_TRUE, IP_REASON_VALID, "ok", 1, 1000, &st), 0);
+    cr_assert_null(rec_get_condition(st, IP_COND_OVERLAPPING));
+    json_object_put(st);
+    /* Many peers: the first five named, the rest counted. */
+    const char *many[] = {"p1", "p2", "p3", "p4", "p5", "p6", "p7"};
+    char *m = NULL;
+    cr_assert_eq(ip_msg_overlapping("default", many, 7, &m), 0);
+    cr_assert(strstr(m, "p1, p2, p3, p4, p5 and 2 more of network default"), "%s", m);
+    free(m);
+}
+
+/* ---- overlap and network-wide counts --------------------------------------------- */
+
+static bool overlap(const char *a, const char *b)
+{
+    ipam_pool *pa = pool_of(a), *pb = pool_of(b);
+    bool x = ipam_pool_overlap(pa, pb), y = ipam_pool_overlap(pb, pa);
+    cr_assert_eq(x, y, "overlap is symmetric: %s %s", a, b);
+    ipam_pool_free(pa);
+    ipam_pool_free(pb);
+    return x;
+}
+
+Test(ipr_overlap, nested_partial_and_disjoint_pools_v4_and_v6)
+{
+    /* nested */
+    cr_assert(overlap("{\"spec\":{\"cidr\":\"10.88.0.0/30\"}}",
+                      "{\"spec\":{\"cidr\":\"10.88.0.0/29\"}}"));
+    cr_assert(
+        overlap("{\"spec\":{\"cidr\":\"fd00::/64\"}}", "{\"spec\":{\"cidr\":\"fd00::/120\"}}"));
+    /* partial: ranges of one /24 that share a stretch */
+    cr_assert(overlap("{\"spec\":{\"cidr\":\"10.0.0.0/"
+                      "24\",\"rangeStart\":\"10.0.0.10\",\"rangeEnd\":\"10.0.0.50\"}}",
+                      "{\"spec\":{\"cidr\":\"10.0.0.0/"
+                      "24\",\"rangeStart\":\"10.0.0.50\",\"rangeEnd\":\"10.0.0.90\"}}"));
+    cr_assert(overlap(
+        "{\"spec\":{\"cidr\":\"fd00::/64\",\"rangeStart\":\"fd00::10\",\"rangeEnd\":\"fd00::20\"}}",
+        "{\"spec\":{\"cidr\":\"fd00::/"
+        "64\",\"rangeStart\":\"fd00::20\",\"rangeEnd\":\"fd00::30\"}}"));
+    /* touching ranges that do not share an address */
+    cr_assert_not(overlap("{\"spec\":{\"cidr\":\"10.0.0.0/"
+                          "24\",\"rangeStart\":\"10.0.0.10\",\"rangeEnd\":\"10.0.0.49\"}}",
+                          "{\"spec\":{\"cidr\":\"10.0.0.0/"
+                          "24\",\"rangeStart\":\"10.0.0.50\",\"rangeEnd\":\"10.0.0.90\"}}"));
+    /* disjoint networks, other families */
+    cr_assert_not(overlap("{\"spec\":{\"cidr\":\"10.88.0.0/29\"}}",
+                          "{\"spec\":{\"cidr\":\"10.88.0.8/29\"}}"));
+    cr_assert_not(
+        overlap("{\"spec\":{\"cidr\":\"10.88.0.0/24\"}}", "{\"spec\":{\"cidr\":\"fd00::/64\"}}"));
+    /* CIDRs that overlap only where one of them allocates nothing: the
+     * shared part is excluded from one, or is a network/broadcast address. */
+    cr_assert_not(overlap("{\"spec\":{\"cidr\":\"10.0.0.0/24\",\"exclude\":[\"10.0.0.0/25\"]}}",
+                          "{\"spec\":{\"cidr\":\"10.0.0.0/25\"}}"));
+    cr_assert_not(
+        overlap("{\"spec\":{\"cidr\":\"10.0.0.0/30\"}}", "{\"spec\":{\"cidr\":\"10.0.0.0/32\"}}"));
+    cr_assert(
+        overlap("{\"spec\":{\"cidr\":\"10.0.0.0/30\"}}", "{\"spec\":{\"cidr\":\"10.0.0.1/32\"}}"));
+    /* an IPv6 pool over the IPv4-mapped block never overlaps an IPv4 pool */
+    cr_assert_not(
+        overlap("{\"spec\":{\"cidr\":\"::/64\"}}", "{\"spec\":{\"cidr\":\"10.0.0.0/8\"}}"));
+    cr_assert_not(ipam_pool_overlap(NULL, NULL));
+}
+
+static void set_add(void *set, const char *a)
+{
+    cr_assert_eq(ip_pool_set_update(set, a, NULL, true), 0, "%s", a);
+}
+
+Test(ipr_overlap, available_counts_what_the_whole_network_holds_allocated_only_the_pools_own)
+{
+    /* a = 10.88.0.0/28 (.1-.14), b = 10.88.0.0/27 (.1-.30), one network. */
+    const char *ja =
+        "{\"metadata\":{\"uid\":\"ua\",\"generation\":1},\"spec\":{\"cidr\":\"10.88.0.0/28\"}}";
+    const char *jb =
+        "{\"metadata\":{\"uid\":\"ub\",\"generation\":1},\"spec\":{\"cidr\":\"10.88.0.0/27\"}}";
+    json_object *oa = parse(ja), *ob = parse(jb);
+    ipam_pool *pa = pool_of(ja), *pb = pool_of(jb);
+    void *own_a = NULL, *own_b = NULL, *net = NULL;
+    cr_assert_eq(ip_pool_set_new(&own_a), 0);
+    cr_assert_eq(ip_pool_set_new(&own_b), 0);
+    cr_assert_eq(ip_pool_set_new(&net), 0);
+    /* a holds .1 and .2; b holds .3 (inside a too) and .20 (only in b). */
+    const char *held_a[] = {"10.88.0.1", "10.88.0.2"}, *held_b[] = {"10.88.0.3", "10.88.0.20"};
+    for (size_t i = 0; i < 2; i++) {
+        set_add(own_a, held_a[i]);
+        set_add(net, held_a[i]);
+        set_add(own_b, held_b[i]);
+        set_add(net, held_b[i]);
+    }
+    rec_pool_counts ca = {0}, cb = {0};
+    ip_pool_set_counts(own_a, oa, pa, &ca);
+    ip_pool_scope_counts(own_a, net, pa, &ca);
+    ip_pool_set_counts(own_b, ob, pb, &cb);
+    ip_pool_scope_counts(own_b, net, pb, &cb);
+    cr_assert_eq(ca.total, 14);
+    cr_assert_eq(ca.allocated, 2);
+    cr_assert_eq(ca.available, 14 - 3, "a: .1 .2 (its own) and .3 (through b) are taken");
+    cr_assert_eq(cb.total, 30);
+    cr_assert_eq(cb.allocated, 2);
+    cr_assert_eq(cb.available, 30 - 4);
+    /* Alone in its network, a pool's own count stands. */
+    rec_pool_counts solo = {0};
+    ip_pool_set_counts(own_a, oa, pa, &solo);
+    ip_pool_scope_counts(own_a, own_a, pa, &solo);
+    cr_assert_eq(solo.available, 12);
+    /* The pick in a steps over what b holds when given the network's set. */
+    ipam_addr got;
+    cr_assert(ip_pool_pick(pa, ((ip_pool_set *)net)->used, NULL, NULL, 0, 0, &got));
+    cr_assert_eq(ipam_addr_cmp(got, addr("10.88.0.4")), 0);
+    ip_pool_set_free(own_a);
+    ip_pool_set_free(own_b);
+    ip_pool_set_free(net);
+    ipam_pool_free(pa);
+    ipam_pool_free(pb);
+    json_object_put(oa);
+    json_object_put(ob);
 }
 
 /* ---- labels --------------------------------------------------------------------- */

@@ -106,6 +106,17 @@ static bool list_add(slot_list *l, const char *name, const char *slot, const cha
     return true;
 }
 
+static void list_remove_at(slot_list *l, size_t i)
+{
+    free(l->names[i]);
+    free(l->slots[i]);
+    free(l->pools[i]);
+    l->n--;
+    l->names[i] = l->names[l->n];
+    l->slots[i] = l->slots[l->n];
+    l->pools[i] = l->pools[l->n];
+}
+
 static void claim_run_clear(claim_run *r)
 {
     list_clear(&r->held);
@@ -385,19 +396,28 @@ static ctl_result claim_deleting(claim_run *r)
     int rc = load_held(r);
     if (rc != KC_OK)
         return ctl_error(rc, "listing the claim's reservations: %s", kc_strerror(rc));
-    /* What status says it holds, in case the cache has not seen it. */
+    /* What status says it holds, in case the cache has not seen it (a scoped
+     * domain needs the pool's scope for the names: the cached pool's). */
     const char *sp = status_pool(r);
     char **ss = NULL;
     size_t n_ss = 0;
-    if (sp && (rc = status_slots(r, &ss, &n_ss)) != KC_OK)
+    json_object *sp_obj = NULL;
+    if (sp && rec_scoped(def))
+        (void)store_get(r->d->pools_store, sp, &sp_obj);
+    const char *space = sp ? rec_lock_space(def, sp, sp_obj) : NULL;
+    if (space && (rc = status_slots(r, &ss, &n_ss)) != KC_OK) {
+        store_obj_put(sp_obj);
         return ctl_error(rc, "out of memory");
+    }
     for (size_t i = 0; i < n_ss && rc == KC_OK; i++) {
         char *name = NULL;
-        if (def->slot_name(sp, ss[i], &name, NULL) == KC_OK && !list_add(&r->held, name, ss[i], sp))
+        if (def->slot_name(space, ss[i], &name, NULL) == KC_OK &&
+            !list_add(&r->held, name, ss[i], sp))
             rc = KC_ERR_NOMEM;
         free(name);
     }
     strings_free(ss, n_ss);
+    store_obj_put(sp_obj);
     if (rc != KC_OK)
         return ctl_error(rc, "out of memory");
     bool any = false;
@@ -437,16 +457,22 @@ static int claim_acquire(claim_run *r, const char *slot, slot_list *got, rec_res
                          kc_error *err)
 {
     memset(holder, 0, sizeof *holder);
+    const rec_domain_def *def = r->def;
+    const char *space = rec_lock_space(def, r->pool_name, r->pool_obj);
+    if (!space)
+        return KC_ERR_INVALID_ARG; /* a scoped domain without the pool: never here */
     char *name = NULL, *canon = NULL;
-    int rc = r->def->slot_name(r->pool_name, slot, &name, &canon);
+    int rc = def->slot_name(space, slot, &name, &canon);
     if (rc != KC_OK)
         return rc;
-    rec_claim_ref cref = {.kind = r->def->claim_kind,
+    rec_claim_ref cref = {.kind = def->claim_kind,
                           .namespace_ = r->ref.namespace_,
                           .name = r->ref.name,
                           .uid = r->uid};
-    rc = rec_reserve_acquire(r->d->client, r->def->pool_kind, r->pool_name, name, canon, &cref, 0,
-                             holder, err);
+    rec_reserve_extra scope = {
+        .scope_key = def->resv_scope_key, .scope_label = def->resv_scope_label, .scope = space};
+    rc = rec_reserve_acquire_extra(r->d->client, def->pool_kind, r->pool_name, name, canon, &cref,
+                                   0, rec_scoped(def) ? &scope : NULL, holder, err);
     if (rc == KC_OK) {
         inflight_note(r, name, canon);
         if (got && !list_add(got, name, canon, r->pool_name))
@@ -518,7 +544,16 @@ static int pick_locked(claim_run *r, char *const *skip_in, size_t n_skip_in, cha
                 skip[i] = skip_in[i];
             for (size_t i = 0; i < ps->n_inflight; i++)
                 skip[n_skip_in + i] = ps->inflight[i].slot;
-            rc = r->def->pick(r->pool, ps->used, ps->requested, skip, n_skip, r->uid, r->want, out);
+            /* A scoped domain picks from what the whole scope holds. */
+            const void *used = ps->used;
+            if (rec_scoped(r->def)) {
+                const char *scope = rec_lock_space(r->def, r->pool_name, r->pool_obj);
+                rec_scope_state *ss = scope ? rec_scope_state_get(d, scope, true) : NULL;
+                used = ss ? ss->used : NULL;
+            }
+            rc = used ? r->def->pick(r->pool, used, ps->requested, skip, n_skip, r->uid, r->want,
+                                     out)
+                      : KC_ERR_NOMEM;
         }
         free(skip);
     }
@@ -677,13 +712,89 @@ static ctl_result claim_replace(claim_run *r, slot_list *kept, bool *changed)
     return ctl_done();
 }
 
+/*
+ * Scoped domains: a held Reservation of the claim's pool under a name an
+ * earlier version made (IP: per pool, before networks) moves to the current
+ * name, the lock across the scope: the current name is acquired first, then
+ * the old one released, so the slot is never unheld in between. When another
+ * claim holds the current name, the slot was handed out twice under the old
+ * names: this claim gives it up (Event) and gets another. r->held follows.
+ */
+static ctl_result claim_rename(claim_run *r)
+{
+    const rec_domain_def *def = r->def;
+    const char *space = rec_lock_space(def, r->pool_name, r->pool_obj);
+    if (!rec_scoped(def) || !space)
+        return ctl_done();
+    for (size_t i = 0; i < r->held.n;) {
+        char *cur = NULL;
+        if (strcmp(r->held.pools[i], r->pool_name) != 0 ||
+            def->slot_name(space, r->held.slots[i], &cur, NULL) != KC_OK ||
+            !strcmp(cur, r->held.names[i])) {
+            free(cur);
+            i++;
+            continue;
+        }
+        int rc = KC_OK;
+        bool lost = false;
+        rec_reservation holder = {0};
+        kc_error err = KC_ERROR_INIT;
+        if (!list_has_name(&r->held, cur)) {
+            rc = claim_acquire(r, r->held.slots[i], NULL, &holder, &err);
+            lost = rc == REC_TAKEN;
+            if (lost)
+                rc = KC_OK;
+        }
+        if (rc == KC_OK)
+            rc = claim_release(r, r->held.names[i], NULL, &err);
+        if (rc != KC_OK) {
+            ctl_result res = rc == KC_ERR_CONFLICT
+                                 ? ctl_requeue()
+                                 : rec_api_error("renaming a reservation", rc, &err);
+            rec_reservation_clear(&holder);
+            kc_error_clear(&err);
+            free(cur);
+            return res;
+        }
+        rec_log(r->d, REC_LOG_INFO, r->logger,
+                lost ? "gave up a slot held twice under earlier names"
+                     : "moved a reservation to its current name",
+                REC_KV("namespace", r->ref.namespace_, "name", r->ref.name, "from",
+                       r->held.names[i], "to", cur));
+        if (lost) {
+            char *m = NULL;
+            if (rec_msg(&m,
+                        "%s was also held by %s %s/%s through %s %s; it keeps it, this claim "
+                        "takes another %s",
+                        r->held.slots[i], def->claim_kind, rec_nz(holder.claim_namespace),
+                        rec_nz(holder.claim_name), def->pool_kind, rec_nz(holder.pool_name),
+                        def->slot_noun) == KC_OK)
+                claim_event(r, REC_EVENT_WARNING, def->reason_lost, m);
+            free(m);
+        }
+        rec_reservation_clear(&holder);
+        kc_error_clear(&err);
+        if (lost || list_has_name(&r->held, cur)) {
+            list_remove_at(&r->held, i);
+            free(cur);
+        } else {
+            free(r->held.names[i]);
+            r->held.names[i] = cur;
+            i++;
+        }
+    }
+    return ctl_done();
+}
+
 /* The claim holds slots: keep r->count of them in one pool, give back the
  * rest, complete or replace what is missing, write the status. */
 static ctl_result claim_holds(claim_run *r)
 {
     const rec_domain_def *def = r->def;
     slot_list other = {0}, kept = {0}, extra = {0};
-    ctl_result res = ctl_done();
+    ctl_result res = claim_rename(r);
+    if (res.outcome != CTL_DONE)
+        return res;
     bool *keep = calloc(r->held.n ? r->held.n : 1, sizeof *keep);
     if (!keep)
         return ctl_error(KC_ERR_NOMEM, "out of memory");
@@ -787,7 +898,7 @@ static ctl_result claim_wanted(claim_run *r)
         res = after_round(r, &got);
     } else if (rc == REC_TAKEN) {
         rc = def->msgs.in_use(r->wanted, r->pool_name, holder.claim_namespace, holder.claim_name,
-                              &m);
+                              holder.pool_name, &m);
         res = claim_pending_msg(r, def->reason_in_use, rc, m);
     } else if (rc == KC_ERR_CONFLICT) {
         res = ctl_requeue();

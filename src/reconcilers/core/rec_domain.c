@@ -105,6 +105,56 @@ rec_pool_state *rec_pool_state_get(rec_domain *d, const char *name, bool create)
     return ps;
 }
 
+rec_scope_state *rec_scope_state_get(rec_domain *d, const char *scope, bool create)
+{
+    rec_scope_state *ss = inf_map_get(&d->scope_states, scope);
+    if (ss || !create)
+        return ss;
+    size_t len = strlen(scope);
+    ss = calloc(1, sizeof *ss + len + 1);
+    if (!ss)
+        return NULL;
+    memcpy(ss->name, scope, len + 1);
+    if (d->def->set_new(&ss->used) != KC_OK || inf_map_put(&d->scope_states, ss->name, ss) != 0) {
+        if (ss->used)
+            d->def->set_free(ss->used);
+        free(ss);
+        return NULL;
+    }
+    return ss;
+}
+
+/* ---- scopes ---------------------------------------------------------------------- */
+
+bool rec_scoped(const rec_domain_def *def)
+{
+    return def->pool_scope_path != NULL;
+}
+
+const char *rec_pool_scope(const rec_domain_def *def, json_object *pool_obj)
+{
+    if (!rec_scoped(def))
+        return rec_obj_str(pool_obj, "metadata.name");
+    const char *v = rec_obj_str(pool_obj, def->pool_scope_path);
+    return v && *v ? v : def->pool_scope_default;
+}
+
+const char *rec_resv_scope(const rec_domain_def *def, json_object *resv)
+{
+    if (!rec_scoped(def))
+        return NULL;
+    const char *s =
+        def->resv_scope_key ? rec_obj_str(rec_obj_at(resv, "spec"), def->resv_scope_key) : NULL;
+    return s && *s ? s : def->pool_scope_default;
+}
+
+const char *rec_lock_space(const rec_domain_def *def, const char *pool_name, json_object *pool_obj)
+{
+    if (!rec_scoped(def))
+        return pool_name;
+    return pool_obj ? rec_pool_scope(def, pool_obj) : NULL;
+}
+
 int rec_pool_open(rec_domain *d, json_object *pool_obj, rec_open_pool **out)
 {
     *out = NULL;
@@ -312,6 +362,45 @@ static int index_requested(json_object *obj, store_values *out, void *user)
     return rc;
 }
 
+/* Pools by scope (scoped domains). */
+static int index_scope(json_object *obj, store_values *out, void *user)
+{
+    const char *scope = rec_pool_scope(user, obj);
+    return scope ? store_values_add(out, scope) : KC_OK;
+}
+
+/* Reservations by the slot they hold in their scope and in their pool. */
+static int index_slot(json_object *obj, store_values *out, void *user)
+{
+    const rec_domain_def *def = user;
+    const char *scope = rec_resv_scope(def, obj);
+    const char *pool = rec_obj_str(obj, "spec.pool.name");
+    const char *slot = rec_obj_str(obj, "spec.slot");
+    if (!scope || !pool || !slot)
+        return KC_OK;
+    char *v = NULL;
+    int rc = rec_msg(&v, "s|%s|%s", scope, slot);
+    if (rc == KC_OK)
+        rc = store_values_add(out, v);
+    free(v);
+    v = NULL;
+    if (rc == KC_OK && (rc = rec_msg(&v, "p|%s|%s", pool, slot)) == KC_OK)
+        rc = store_values_add(out, v);
+    free(v);
+    return rc;
+}
+
+/* How many cached Reservations hold slot in scope ('s') or pool ('p'). */
+static size_t slot_holders(rec_domain *d, char kind, const char *where, const char *slot)
+{
+    char *v = NULL;
+    if (rec_msg(&v, "%c|%s|%s", kind, where, slot) != KC_OK)
+        return 0;
+    size_t n = index_count(d->resv_store, REC_IDX_SLOT, v);
+    free(v);
+    return n;
+}
+
 static int add_indexes(rec_domain *d, store *claims, store *pools, store *resv)
 {
     const rec_domain_def *def = d->def;
@@ -330,6 +419,10 @@ static int add_indexes(rec_domain *d, store *claims, store *pools, store *resv)
         return rc;
     if (def->pool_group_path && (rc = store_add_index(pools, REC_IDX_GROUP, store_index_field,
                                                       (void *)def->pool_group_path)) != KC_OK)
+        return rc;
+    if (rec_scoped(def) &&
+        ((rc = store_add_index(pools, REC_IDX_SCOPE, index_scope, (void *)def)) != KC_OK ||
+         (rc = store_add_index(resv, REC_IDX_SLOT, index_slot, (void *)def)) != KC_OK))
         return rc;
     return KC_OK;
 }
@@ -431,9 +524,28 @@ static void wake_claims(rec_domain *d, json_object *pool_obj)
     store_objs_free(objs, n);
 }
 
+/* Scoped domains: a pool came, went or changed its spec: the other pools of
+ * its scope recount (what overlaps them) and their waiting claims try again. */
+static void wake_scope_peers(rec_domain *d, json_object *pool_obj)
+{
+    if (!rec_scoped(d->def))
+        return;
+    const char *self = rec_obj_str(pool_obj, "metadata.name");
+    char **keys = NULL;
+    size_t n = 0;
+    if (!d->c_pool || store_index_keys(d->pools_store, REC_IDX_SCOPE,
+                                       rec_pool_scope(d->def, pool_obj), &keys, &n) != KC_OK)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (!self || strcmp(keys[i], self) != 0)
+            enqueue(d->c_pool, NULL, keys[i]);
+    store_keys_free(keys, n);
+}
+
 static void pools_on_add(json_object *obj, void *user)
 {
     wake_claims(user, obj);
+    wake_scope_peers(user, obj);
 }
 
 static void pools_on_update(json_object *old_obj, json_object *new_obj, void *user)
@@ -447,8 +559,10 @@ static void pools_on_update(json_object *old_obj, json_object *new_obj, void *us
                    rec_obj_is_deleting(old_obj) != rec_obj_is_deleting(new_obj) ||
                    strcmp(rec_nz(ou), rec_nz(nu)) != 0 ||
                    (d->def->pool_changed && d->def->pool_changed(old_obj, new_obj));
-    if (changed)
+    if (changed) {
         wake_claims(d, new_obj);
+        wake_scope_peers(d, new_obj);
+    }
 }
 
 static void pools_on_delete(json_object *obj, void *user)
@@ -471,6 +585,27 @@ static bool resv_slot(rec_domain *d, json_object *obj, const char **pool, const 
     return kind && !strcmp(kind, d->def->pool_kind) && *pool && *slot;
 }
 
+/* Scoped domains: a slot of the Reservation's scope came or went: the other
+ * pools of the scope recount, and (freed) their waiting claims try again.
+ * Pools claims name (claim_pool_path) wait by their own name. */
+static void enqueue_scope(rec_domain *d, json_object *resv, const char *pool, bool freed)
+{
+    const char *scope = rec_resv_scope(d->def, resv);
+    char **keys = NULL;
+    size_t n = 0;
+    if (!scope || !d->c_pool ||
+        store_index_keys(d->pools_store, REC_IDX_SCOPE, scope, &keys, &n) != KC_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(keys[i], pool))
+            continue;
+        enqueue(d->c_pool, NULL, keys[i]);
+        if (freed && d->def->claim_pool_path)
+            enqueue_index(d->c_claim, d->claims_store, REC_IDX_WAITING, keys[i]);
+    }
+    store_keys_free(keys, n);
+}
+
 static void resv_on_add(json_object *obj, void *user)
 {
     rec_domain *d = user;
@@ -488,6 +623,11 @@ static void resv_on_add(json_object *obj, void *user)
                      rec_nz(rec_obj_str(obj, "spec.claim.name")));
         if (rc == KC_OK)
             rc = d->def->set_update(ps->used, slot, holder, true);
+        const char *scope = rec_resv_scope(d->def, obj);
+        if (rc == KC_OK && scope) {
+            rec_scope_state *ss = rec_scope_state_get(d, scope, true);
+            rc = ss ? d->def->set_update(ss->used, slot, holder, true) : KC_ERR_NOMEM;
+        }
         free(holder);
         expected = rec_inflight_remove_slot(ps, slot, claim_uid);
     } else {
@@ -498,6 +638,7 @@ static void resv_on_add(json_object *obj, void *user)
         rec_log(d, REC_LOG_ERROR, d->def->claim_controller, "out of memory recording a reservation",
                 REC_KV("pool", pool));
     enqueue(d->c_pool, NULL, pool);
+    enqueue_scope(d, obj, pool, false);
     /* Ours, just made: the reconcile that made it writes the status. Anything
      * else (another replica's, a second one of one claim) wakes the claim. */
     if (!expected || index_count(d->resv_store, REC_IDX_CLAIM_UID, claim_uid) > 1)
@@ -525,10 +666,19 @@ static void resv_on_delete(json_object *obj, void *user)
     if (!resv_slot(d, obj, &pool, &slot))
         return;
     int rc = KC_OK;
+    /* A scoped domain's slot may still be held under another name (the
+     * claim's Reservation renamed: the new one came before the old went). The
+     * store no longer has obj: what its index counts is the rest. */
+    const char *scope = rec_resv_scope(d->def, obj);
+    bool pool_still = scope && slot_holders(d, 'p', pool, slot) > 0;
+    bool scope_still = scope && slot_holders(d, 's', scope, slot) > 0;
     pthread_mutex_lock(&d->mu);
     rec_pool_state *ps = rec_pool_state_get(d, pool, false);
-    if (ps)
+    if (ps && !pool_still)
         rc = d->def->set_update(ps->used, slot, NULL, false);
+    rec_scope_state *ss = scope ? rec_scope_state_get(d, scope, false) : NULL;
+    if (ss && !scope_still && rc == KC_OK)
+        rc = d->def->set_update(ss->used, slot, NULL, false);
     pthread_mutex_unlock(&d->mu);
     if (rc == KC_ERR_NOMEM)
         rec_log(d, REC_LOG_ERROR, d->def->claim_controller, "out of memory freeing a reservation",
@@ -538,6 +688,7 @@ static void resv_on_delete(json_object *obj, void *user)
     char *group = pool_group_of(d, pool);
     enqueue_index(d->c_claim, d->claims_store, REC_IDX_WAITING, group);
     free(group);
+    enqueue_scope(d, obj, pool, true);
 }
 
 /* ---- life cycle ------------------------------------------------------------------- */
@@ -565,6 +716,7 @@ static int domain_new(const rec_domain_def *def, kc_client *c, const char *ident
     d->client = c;
     pthread_mutex_init(&d->mu, NULL);
     inf_map_init(&d->pool_states);
+    inf_map_init(&d->scope_states);
     *out = d;
     int rc = rec_stale_new(&d->stale);
     if (rc != KC_OK)
@@ -595,6 +747,13 @@ void rec_domain_free(rec_domain *d)
     while (inf_map_next(&d->pool_states, &pos, NULL, &v))
         pool_state_free(d->def, v);
     inf_map_close(&d->pool_states);
+    pos = 0;
+    while (inf_map_next(&d->scope_states, &pos, NULL, &v)) {
+        rec_scope_state *ss = v;
+        d->def->set_free(ss->used);
+        free(ss);
+    }
+    inf_map_close(&d->scope_states);
     pthread_mutex_destroy(&d->mu);
     if (d->own_stores) {
         store_free(d->claims_store);

@@ -66,6 +66,12 @@ typedef struct rec_pool_counts {
     int64_t available; /* total minus what is held inside it, >= 0 */
     void *detail;      /* the domain's (set_counts), for pool_status; freed with
                         * def->detail_free; NULL when it keeps none */
+    /* Scoped domains (pool_scope_path): the other pools of the scope whose
+     * slots overlap this one's (names, borrowed for the pool_status call),
+     * and the scope. Zero otherwise. */
+    const char *const *overlaps;
+    size_t n_overlaps;
+    const char *scope;
 } rec_pool_counts;
 
 /* A pool of the claim's group as choose_pool sees it. */
@@ -87,9 +93,10 @@ typedef struct rec_domain_msgs {
     int (*pool_terminating)(const char *pool_name, char **out);
     int (*pool_invalid)(const char *pool_name, const char *why, char **out);
     int (*exhausted)(const char *pool_name, const void *pool, char **out);
-    /* slot of pool_name is held by the claim holder_ns/holder_name */
+    /* slot of pool_name is held by the claim holder_ns/holder_name, through
+     * holder_pool (another pool of the scope, or pool_name; may be NULL) */
     int (*in_use)(const char *slot, const char *pool_name, const char *holder_ns,
-                  const char *holder_name, char **out);
+                  const char *holder_name, const char *holder_pool, char **out);
     /* a pool being deleted while n_held slots are held; the first holders
      * ("ns/name slot", n_holders of them) named */
     int (*pool_in_use)(int64_t n_held, const char *const *holders, size_t n_holders, char **out);
@@ -114,6 +121,27 @@ typedef struct rec_domain_def {
     const char *pool_group_path;  /* the same value on a pool; NULL: its name */
     const char *status_pool_path; /* "status.pool": the pool status says it holds from */
     const char *claim_slot_path;  /* "spec.address": one slot asked for by name; NULL: none */
+
+    /* ---- scopes: slots unique across pools (optional) -------------------------
+     * By default a slot is held at most once per pool: the Reservation's name
+     * is made from the pool's name and the slot. A domain whose pools may
+     * share slots (IP: overlapping CIDRs of one network) sets a scope: a slot
+     * is held at most once per scope, across every pool of it. The scope of a
+     * pool is the value at pool_scope_path (pool_scope_default when absent;
+     * the schema should keep it immutable); of a Reservation, its
+     * spec.<resv_scope_key> (pool_scope_default when it has none:
+     * Reservations made before scopes existed), also written as the label
+     * resv_scope_label for selectors. slot_name is then called with the scope instead
+     * of the pool's name, so the name is the lock across the scope; free
+     * slots are picked from, and available counts reduced by, the scope's
+     * used set (scope_counts); pools of a scope whose slots overlap
+     * (pool_overlap) are named in each other's counts. A held Reservation
+     * whose name is not the one slot_name makes now (a name of an earlier
+     * version) is moved to the current name by the claim's next reconcile. */
+    const char *pool_scope_path;    /* "spec.network"; NULL: every pool is its own scope */
+    const char *pool_scope_default; /* "default" */
+    const char *resv_scope_key;     /* "network": spec.network of a Reservation */
+    const char *resv_scope_label;   /* "provisio.dev/network" */
 
     /* ---- reasons (API.md) --------------------------------------------------- */
     const char *reason_ready;       /* claim Ready=True: "Allocated" */
@@ -192,12 +220,19 @@ typedef struct rec_domain_def {
     /* Counts of pool_obj (its uid and generation: the domain may keep
      * incremental counts per spec) from the set; pool NULL: invalid spec. */
     void (*set_counts)(void *set, json_object *pool_obj, const void *pool, rec_pool_counts *out);
+    /* Scoped domains: correct out (set_counts's, from the pool's own set)
+     * for what other pools of the scope hold (scope_set: the scope's used
+     * set, every slot held through any pool of it). pool not NULL. */
+    void (*scope_counts)(const void *set, const void *scope_set, const void *pool,
+                         rec_pool_counts *out);
+    /* Scoped domains: whether two usable pools share any slot. */
+    bool (*pool_overlap)(const void *a, const void *b);
     void (*detail_free)(void *detail); /* rec_pool_counts.detail; NULL when never set */
 
     /* ---- slots ------------------------------------------------------------ */
-    /* The Reservation name of slot (any form) of pool_name; *canonical (may be
-     * NULL) gets the slot as spec.slot holds it. Both malloc'd.
-     * KC_ERR_INVALID_ARG, KC_ERR_NOMEM. */
+    /* The Reservation name of slot (any form) of pool_name (of the scope, for
+     * a scoped domain); *canonical (may be NULL) gets the slot as spec.slot
+     * holds it. Both malloc'd. KC_ERR_INVALID_ARG, KC_ERR_NOMEM. */
     int (*slot_name)(const char *pool_name, const char *slot, char **name, char **canonical);
     /* A slot asked for by name (claim_slot_path): 0 and *canonical when the
      * pool can hand it out; REC_NO_SLOT with *reason (static) and *message

@@ -33,6 +33,11 @@
 #define REC_IDX_CLAIM_UID "by-claim-uid"
 #define REC_IDX_REQUESTED "requested"
 #define REC_IDX_GROUP "by-group" /* pools, by def->pool_group_path */
+#define REC_IDX_SCOPE "by-scope" /* pools, by their scope (scoped domains) */
+#define REC_IDX_SLOT                                                                               \
+    "by-slot" /* Reservations, "s|<scope>|<slot>" and "p|<pool>|<slot>"                            \
+               * (scoped domains: a slot may be held under two names                               \
+               * while one is renamed) */
 
 /* A Reservation this process created that the cache has not shown yet. */
 typedef struct rec_inflight {
@@ -63,6 +68,13 @@ typedef struct rec_pool_state {
     char name[];
 } rec_pool_state;
 
+/* Per scope name (scoped domains only): every slot held through any pool of
+ * the scope. */
+typedef struct rec_scope_state {
+    void *used; /* def->set_* */
+    char name[];
+} rec_scope_state;
+
 struct rec_domain {
     const rec_domain_def *def;
     rec_env env; /* a copy, for env.log; zero when detached */
@@ -79,7 +91,8 @@ struct rec_domain {
     void *user; /* rec_domain_setup_user's, for def's hooks */
 
     pthread_mutex_t mu;
-    inf_map pool_states; /* name -> rec_pool_state */
+    inf_map pool_states;  /* name -> rec_pool_state */
+    inf_map scope_states; /* scope -> rec_scope_state (scoped domains) */
 };
 
 /* ---- rec_domain.c ---------------------------------------------------------- */
@@ -92,6 +105,22 @@ bool rec_caches_ready(rec_domain *d);
 
 /* d->mu held. NULL when absent (create false) or out of memory. */
 rec_pool_state *rec_pool_state_get(rec_domain *d, const char *name, bool create);
+/* d->mu held. The same for a scope. */
+rec_scope_state *rec_scope_state_get(rec_domain *d, const char *scope, bool create);
+
+/* Whether the domain has scopes (def->pool_scope_path). */
+bool rec_scoped(const rec_domain_def *def);
+/* The scope of a pool object (borrowed from it or def): its value at
+ * pool_scope_path, else pool_scope_default; for a domain without scopes, the
+ * pool's name. NULL only for an object without a name. */
+const char *rec_pool_scope(const rec_domain_def *def, json_object *pool_obj);
+/* The scope of a Reservation object (borrowed): its spec.<resv_scope_key>,
+ * else pool_scope_default. NULL for a domain without scopes. */
+const char *rec_resv_scope(const rec_domain_def *def, json_object *resv);
+/* The name slot_name is given for a pool: its scope, or its name. pool_obj
+ * may be NULL (not cached): the pool's name for a domain without scopes,
+ * NULL (unknown) for a scoped one. */
+const char *rec_lock_space(const rec_domain_def *def, const char *pool_name, json_object *pool_obj);
 /* d->mu held: drop in-flight entries older than REC_INFLIGHT_TTL. */
 void rec_inflight_prune(rec_pool_state *ps, double now);
 /* d->mu held: drop the entries of slot; true if one was claim_uid's. */

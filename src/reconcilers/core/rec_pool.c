@@ -193,10 +193,16 @@ static ctl_result pool_write_status(rec_domain *d, const kc_ref *ref, json_objec
 static void pool_counts(rec_domain *d, const char *name, json_object *pool_obj, const void *pool,
                         rec_pool_counts *counts, int64_t *n_held)
 {
+    memset(counts, 0, sizeof *counts);
     pthread_mutex_lock(&d->mu);
     rec_pool_state *ps = rec_pool_state_get(d, name, pool != NULL);
     if (ps) {
         d->def->set_counts(ps->used, pool_obj, pool, counts);
+        const char *scope = rec_scoped(d->def) ? rec_pool_scope(d->def, pool_obj) : NULL;
+        rec_scope_state *ss = scope ? rec_scope_state_get(d, scope, false) : NULL;
+        if (ss && pool && d->def->scope_counts)
+            d->def->scope_counts(ps->used, ss->used, pool, counts);
+        counts->scope = scope;
     } else {
         void *empty = NULL;
         memset(counts, 0, sizeof *counts);
@@ -325,6 +331,57 @@ static ctl_result pool_finalizer(rec_domain *d, const kc_ref *ref, json_object *
     return res;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Scoped domains: the other pools of the scope that share slots with pool
+ * (usable ones only), sorted by name, into *names (malloc'd strings). */
+static int pool_overlaps(rec_domain *d, json_object *pool_obj, const void *pool, char ***names,
+                         size_t *n_names)
+{
+    *names = NULL;
+    *n_names = 0;
+    const rec_domain_def *def = d->def;
+    if (!rec_scoped(def) || !pool || !def->pool_overlap)
+        return KC_OK;
+    const char *self = rec_obj_str(pool_obj, "metadata.name");
+    json_object **objs = NULL;
+    size_t n = 0;
+    int rc =
+        store_by_index(d->pools_store, REC_IDX_SCOPE, rec_pool_scope(def, pool_obj), &objs, &n);
+    if (rc != KC_OK)
+        return rc;
+    char **out = n ? calloc(n, sizeof *out) : NULL;
+    if (n && !out)
+        rc = KC_ERR_NOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n && rc == KC_OK; i++) {
+        const char *other = rec_obj_str(objs[i], "metadata.name");
+        if (!other || (self && !strcmp(other, self)))
+            continue;
+        rec_open_pool *op = NULL;
+        if ((rc = rec_pool_open(d, objs[i], &op)) != KC_OK)
+            break;
+        if (op->pool && def->pool_overlap(pool, op->pool) && !(out[k++] = strdup(other)))
+            rc = KC_ERR_NOMEM;
+        rec_pool_put(d, op);
+    }
+    store_objs_free(objs, n);
+    if (rc != KC_OK) {
+        for (size_t i = 0; i < k; i++)
+            free(out[i]);
+        free(out);
+        return rc;
+    }
+    if (k > 1)
+        qsort(out, k, sizeof *out, cmp_str);
+    *names = out;
+    *n_names = k;
+    return KC_OK;
+}
+
 static ctl_result pool_live(rec_domain *d, const kc_ref *ref, json_object *cur)
 {
     const rec_domain_def *def = d->def;
@@ -335,10 +392,14 @@ static ctl_result pool_live(rec_domain *d, const kc_ref *ref, json_object *cur)
     rec_pool_counts counts;
     int64_t n_held;
     pool_counts(d, ref->name, cur, pool, &counts, &n_held);
+    char **overlaps = NULL;
+    size_t n_overlaps = 0;
+    int rc = pool_overlaps(d, cur, pool, &overlaps, &n_overlaps);
+    counts.overlaps = (const char *const *)overlaps;
+    counts.n_overlaps = n_overlaps;
     char *m = NULL;
     const char *trouble = NULL;
-    int rc = KC_OK;
-    if (pool && def->pool_check)
+    if (rc == KC_OK && pool && def->pool_check)
         rc = def->pool_check(d->user, cur, pool, &trouble, &m);
     if (rc == KC_OK && !trouble)
         rc = pool ? def->msgs.pool_valid(pool, &m)
@@ -354,6 +415,9 @@ static ctl_result pool_live(rec_domain *d, const kc_ref *ref, json_object *cur)
                               m, rec_obj_generation(cur), time(NULL), &st);
     free(m);
     free(problem);
+    for (size_t i = 0; i < n_overlaps; i++)
+        free(overlaps[i]);
+    free(overlaps);
     if (def->detail_free)
         def->detail_free(counts.detail);
     double recheck = pool && def->pool_recheck ? def->pool_recheck(pool) : 0;

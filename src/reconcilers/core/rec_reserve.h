@@ -121,6 +121,9 @@ typedef struct rec_reserve_extra {
     const char *admitted_until; /* spec.admittedUntil (RFC 3339) */
     const char *node;           /* label provisio.dev/node (the agent's selector) */
     const char *finalizer;      /* metadata.finalizers: [finalizer] */
+    const char *scope_key;      /* spec.<scope_key>: the slot's scope (rec_domain.h)... */
+    const char *scope_label;    /* ...also as this label (may be NULL)... */
+    const char *scope;          /* ...and its value */
 } rec_reserve_extra;
 
 #define REC_LABEL_NODE "provisio.dev/node"

@@ -111,8 +111,9 @@ static int msg_exhausted(const char *pool_name, const void *pool, char **out)
 }
 
 static int msg_in_use(const char *slot, const char *pool_name, const char *ns, const char *name,
-                      char **out)
+                      const char *holder_pool, char **out)
 {
+    (void)holder_pool; /* devices are not shared between pools */
     return rec_msg(out, "device %s of DevicePool %s is held by DeviceClaim %s/%s", slot, pool_name,
                    ns ? ns : "", name ? name : "");
 }

@@ -33,6 +33,12 @@
 #define IP_REASON_INVALID_SPEC "InvalidSpec"               /* claim or pool */
 #define IP_REASON_VALID "Valid"                            /* pool: Ready=True */
 #define IP_REASON_TERMINATING "Terminating"                /* pool being deleted, in use */
+#define IP_REASON_OVERLAPPING "OverlappingPools"           /* pool: Overlapping=True */
+#define IP_REASON_NO_OVERLAP "NoOverlap"                   /* pool: Overlapping=False */
+
+/* The pool condition naming the other pools of its network it shares
+ * addresses with. */
+#define IP_COND_OVERLAPPING "Overlapping"
 
 /* The label selector of the Reservations this domain watches (the labels are
  * set by rec_reserve_acquire: REC_LABEL_POOL_KIND, REC_LABEL_POOL). */
@@ -43,24 +49,38 @@ extern const rec_domain_def ip_domain_def;
 
 /* ---- ip_names.c: Reservation names ---------------------------------------------- */
 
-/*
- * The Reservation name of address a of IPPool pool_name, as the Reservation
- * CRD requires: "ippool.<pool>.<address>" (ippool.demo-v4.10-20-0-5,
- * ippool.demo-v6.fd00-10-0-0-0-0-0-100). *out malloc'd (caller frees).
- * 0, KC_ERR_INVALID_ARG (pool_name not a DNS label), KC_ERR_NOMEM.
- */
-int ip_names_reservation(const char *pool_name, ipam_addr a, char **out);
+/* The network of a pool without spec.network, and of Reservations without
+ * the network label (made before networks existed). */
+#define IP_DEFAULT_NETWORK "default"
+/* The label naming a Reservation's network. */
+#define IP_LABEL_NETWORK "provisio.dev/network"
 
 /*
- * Reverse of ip_names_reservation: pool (malloc'd, may be NULL to skip) and
- * address. KC_ERR_INVALID_ARG for any other name (another pool kind, a
- * non-canonical encoding); outputs untouched then. KC_ERR_NOMEM.
+ * The Reservation name of address a in network (IPPool spec.network), as the
+ * Reservation CRD requires: "ipnet.<network>.<address>"
+ * (ipnet.default.10-20-0-5, ipnet.default.fd00-10-0-0-0-0-0-100): the lock of
+ * the address across every pool of the network. *out malloc'd (caller
+ * frees). 0, KC_ERR_INVALID_ARG (network not a DNS label), KC_ERR_NOMEM.
  */
-int ip_names_parse(const char *name, char **pool_out, ipam_addr *addr_out);
+int ip_names_reservation(const char *network, ipam_addr a, char **out);
 
-/* def->slot_name: slot is an address in any form ipam_addr_parse takes;
- * *canonical (may be NULL) its canonical text ("fd00:10::5"). */
-int ip_names_slot(const char *pool_name, const char *slot, char **name, char **canonical);
+/*
+ * Reverse of ip_names_reservation: network (malloc'd, may be NULL to skip)
+ * and address. KC_ERR_INVALID_ARG for any other name (another pool kind, a
+ * legacy name, a non-canonical encoding); outputs untouched then.
+ * KC_ERR_NOMEM.
+ */
+int ip_names_parse(const char *name, char **network_out, ipam_addr *addr_out);
+
+/* The name versions before networks made, "ippool.<pool>.<address>", and its
+ * reverse (the same contracts). Read and moved, never made any more. */
+int ip_names_legacy(const char *pool_name, ipam_addr a, char **out);
+int ip_names_legacy_parse(const char *name, char **pool_out, ipam_addr *addr_out);
+
+/* def->slot_name: the name in network of slot, an address in any form
+ * ipam_addr_parse takes; *canonical (may be NULL) its canonical text
+ * ("fd00:10::5"). */
+int ip_names_slot(const char *network, const char *slot, char **name, char **canonical);
 
 /* ---- ip_pool.c: pools, used sets, choosing addresses ----------------------------- */
 
@@ -130,6 +150,17 @@ void ip_pool_set_free(void *set);
 int ip_pool_set_update(void *set, const char *slot, const char *holder, bool add);
 void ip_pool_set_counts(void *set, json_object *pool_obj, const void *pool, rec_pool_counts *out);
 
+/*
+ * def->scope_counts: available of the pool counts what the whole network
+ * holds inside its allocatable set (set: the pool's own Reservations,
+ * scope_set: the network's), so available never promises an address held
+ * through an overlapping pool. allocated stays the pool's own.
+ */
+void ip_pool_scope_counts(const void *set, const void *scope_set, const void *pool,
+                          rec_pool_counts *out);
+/* def->pool_overlap: ipam_pool_overlap. */
+bool ip_pool_overlap(const void *a, const void *b);
+
 /* ---- ip_status.c -------------------------------------------------------------- */
 
 /*
@@ -149,8 +180,10 @@ int ip_status_claim_ready(json_object *cached_status, const char *pool_name, jso
 
 /*
  * A pool's status: counts and the Ready condition (cond_status "True" or
- * "False", reason, message). Other conditions carried over from
- * cached_status (borrowed, may be NULL or a store object). *out new.
+ * "False", reason, message), and, when counts name the network
+ * (counts->scope), the Overlapping condition from counts->overlaps. Other
+ * conditions carried over from cached_status (borrowed, may be NULL or a
+ * store object). *out new.
  */
 int ip_status_pool(json_object *cached_status, const rec_pool_counts *counts,
                    const char *cond_status, const char *reason, const char *message,
@@ -171,7 +204,7 @@ int ip_msg_pool_invalid(const char *pool_name, const char *why, char **out);
 int ip_msg_exhausted(const char *pool_name, int64_t total, char **out);
 /* "10.20.0.50 of IPPool demo is held by IPClaim ns/name; ..." */
 int ip_msg_in_use(const char *addr, const char *pool_name, const char *holder_ns,
-                  const char *holder_name, char **out);
+                  const char *holder_name, const char *holder_pool, char **out);
 /* "spec.address 10.20.0.0 cannot be allocated from IPPool demo: <why>" */
 int ip_msg_address_refused(const char *addr, const char *pool_name, const char *why, char **out);
 /* "holds 10.20.0.5/24 of IPPool demo" */
@@ -182,6 +215,9 @@ int ip_msg_allocated(const char *cidr_addr, const char *pool_name, char **out);
  * borrowed) and says how many more.
  */
 int ip_msg_pool_in_use(int64_t n_held, const char *const *holders, size_t n_holders, char **out);
+/* The Overlapping condition's message: the first names[0..n) (at most 5
+ * named, then how many more) of network, or that none overlaps (n 0). */
+int ip_msg_overlapping(const char *network, const char *const *names, size_t n, char **out);
 /* Ready=True message of a pool; mentions the cap when total saturated. */
 int ip_msg_pool_valid(const ipam_pool *pool, char **out);
 

@@ -36,12 +36,19 @@ int ip_msg_exhausted(const char *pool_name, int64_t total, char **out)
 }
 
 int ip_msg_in_use(const char *addr, const char *pool_name, const char *holder_ns,
-                  const char *holder_name, char **out)
+                  const char *holder_name, const char *holder_pool, char **out)
 {
+    const char *ns = holder_ns ? holder_ns : "?", *name = holder_name ? holder_name : "?";
+    if (holder_pool && *holder_pool && strcmp(holder_pool, pool_name) != 0)
+        return rec_msg(out,
+                       "%s of IPPool %s is held by IPClaim %s/%s through IPPool %s, which "
+                       "overlaps it in the same network; the claim gets it once that claim "
+                       "releases it",
+                       addr, pool_name, ns, name, holder_pool);
     return rec_msg(out,
                    "%s of IPPool %s is held by IPClaim %s/%s; the claim gets it once that claim "
                    "releases it",
-                   addr, pool_name, holder_ns ? holder_ns : "?", holder_name ? holder_name : "?");
+                   addr, pool_name, ns, name);
 }
 
 int ip_msg_address_refused(const char *addr, const char *pool_name, const char *why, char **out)
@@ -95,4 +102,27 @@ int ip_msg_pool_valid(const ipam_pool *pool, char **out)
                    "the spec is valid; the pool has %s addresses, more than status.total can show: "
                    "total and available are capped at %lld",
                    ipam_u128_format(total, buf), (long long)INT64_MAX);
+}
+
+int ip_msg_overlapping(const char *network, const char *const *names, size_t n, char **out)
+{
+    if (n == 0)
+        return rec_msg(out, "no other IPPool of network %s shares an address with it", network);
+    char list[512] = "";
+    size_t shown = n < 5 ? n : 5, len = 0;
+    for (size_t i = 0; i < shown && len < sizeof list; i++) {
+        int w = snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", names[i]);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+    if (n > shown)
+        return rec_msg(out,
+                       "shares addresses with IPPool %s and %zu more of network %s; an address "
+                       "held through one of them is not available in the others",
+                       list, n - shown, network);
+    return rec_msg(out,
+                   "shares addresses with IPPool %s of network %s; an address held through one "
+                   "of them is not available in the others",
+                   list, network);
 }

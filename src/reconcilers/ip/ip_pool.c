@@ -215,3 +215,21 @@ void ip_pool_set_counts(void *set, json_object *pool_obj, const void *pool, rec_
     else
         ip_pool_counts_of(pool, s->used, out);
 }
+
+void ip_pool_scope_counts(const void *set, const void *scope_set, const void *pool,
+                          rec_pool_counts *out)
+{
+    const ip_pool_set *own = set, *scope = scope_set;
+    /* The network holds only what this pool holds (it is alone in it, or the
+     * others hold nothing): the pool's own count stands. */
+    if (!pool || !scope || ipam_used_count(scope->used) == ipam_used_count(own->used))
+        return;
+    ipam_u128 held = ipam_used_count_in_pool(pool, scope->used);
+    ipam_u128 total = ipam_pool_total(pool);
+    out->available = ipam_u128_to_i64_sat(held < total ? total - held : 0);
+}
+
+bool ip_pool_overlap(const void *a, const void *b)
+{
+    return ipam_pool_overlap(a, b);
+}

@@ -102,6 +102,16 @@ int ip_status_pool(json_object *cached_status, const rec_pool_counts *counts,
     else
         rc = rec_set_condition(st, REC_COND_READY, cond_status, reason, message, generation, now,
                                NULL);
+    if (rc == KC_OK && counts->scope) {
+        char *m = NULL;
+        rc = ip_msg_overlapping(counts->scope, counts->overlaps, counts->n_overlaps, &m);
+        if (rc == KC_OK)
+            rc = rec_set_condition(
+                st, IP_COND_OVERLAPPING, counts->n_overlaps ? REC_COND_TRUE : REC_COND_FALSE,
+                counts->n_overlaps ? IP_REASON_OVERLAPPING : IP_REASON_NO_OVERLAP, m, generation,
+                now, NULL);
+        free(m);
+    }
     if (rc != KC_OK) {
         json_object_put(st);
         return rc;

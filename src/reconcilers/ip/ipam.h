@@ -246,6 +246,13 @@ ipam_check_result ipam_check(const ipam_pool *pool, ipam_addr a);
 bool ipam_contains(const ipam_pool *pool, ipam_addr a);
 
 /*
+ * Whether two pools' allocatable sets share an address (their CIDRs may
+ * overlap while ranges, excludes or gateways keep them apart: then they do
+ * not overlap). Pools of different families never do. O(segments of both).
+ */
+bool ipam_pool_overlap(const ipam_pool *a, const ipam_pool *b);
+
+/*
  * A sentence for a person about ipam_check(pool, a), e.g.
  *   10.20.0.0 is the network address of 10.20.0.0/16
  * for a claim condition message (spec.address requests). *out is owned by the

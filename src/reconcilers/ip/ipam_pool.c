@@ -501,3 +501,21 @@ ipam_u128 ipam_hint(const ipam_pool *pool, const char *key)
     ipam_u128 wide = ((ipam_u128)mix64(h ^ 0x9e3779b97f4a7c15ull) << 64) | lo;
     return wide % pool->total;
 }
+
+bool ipam_pool_overlap(const ipam_pool *a, const ipam_pool *b)
+{
+    if (!a || !b)
+        return false;
+    /* Both segment lists are sorted and disjoint: walk them together. */
+    size_t i = 0, j = 0;
+    while (i < a->n_segs && j < b->n_segs) {
+        const seg *x = &a->segs[i], *y = &b->segs[j];
+        if (x->hi < y->lo)
+            i++;
+        else if (y->hi < x->lo)
+            j++;
+        else
+            return true;
+    }
+    return false;
+}
