@@ -1089,3 +1089,105 @@ DOMAIN_TEST(pool, a_change_of_conditions_is_written_at_once_with_the_counts)
                                         RCF.def->reason_terminating);
     cr_assert_eq(rcf_int_at(st, "allocated"), 1);
 }
+
+/* ---- a scoped domain (IP networks): Reservations under an earlier name ----------- */
+
+TestSuite(claim_rename, .fini = env_stop, .timeout = 60);
+
+/* The name versions before networks gave slot's Reservation:
+ * ippool.<pool>.<address>. */
+static const char *legacy_name(const char *slot)
+{
+    ipam_addr a;
+    char *name = NULL;
+    cr_assert_eq(ipam_addr_parse(slot, &a), 0);
+    cr_assert_eq(ip_names_legacy(POOL, a, &name), KC_OK);
+    return rcf_keep(name);
+}
+
+/* The Reservation of slot for claim/claim_uid under that name (no
+ * spec.network), as JSON text. */
+static const char *legacy_resv_json(const char *slot, const char *claim, const char *claim_uid,
+                                    const char *uid, const char *rv)
+{
+    const char *name = legacy_name(slot);
+    return rcf_fmt("{\"apiVersion\":\"provisio.dev/v1alpha1\",\"kind\":\"Reservation\","
+                   "\"metadata\":{\"name\":\"%s\",\"uid\":\"%s\",\"resourceVersion\":\"%s\","
+                   "\"labels\":{\"" REC_LABEL_POOL_KIND "\":\"IPPool\",\"" REC_LABEL_POOL
+                   "\":\"%s\"}},"
+                   "\"spec\":{\"pool\":{\"kind\":\"IPPool\",\"name\":\"%s\"},\"slot\":\"%s\","
+                   "\"claim\":{\"kind\":\"IPClaim\",\"namespace\":\"" RCF_NS "\",\"name\":\"%s\","
+                   "\"uid\":\"%s\"}}}",
+                   name, uid, rv, POOL, POOL, slot, claim, claim_uid);
+}
+
+static const char *legacy_resv_path(const char *slot)
+{
+    return rcf_fmt(RCF_RESV "/%s", legacy_name(slot));
+}
+
+Test(claim_rename, a_held_legacy_reservation_moves_to_the_network_name_before_it_is_let_go)
+{
+    env_start(&IP_FX);
+    const char *slot = second_slot();
+    cache_pool((obj_args){.finalizer = true});
+    cache_claim((obj_args){.finalizer = true, .slot = slot});
+    rcf_cache_resv(legacy_resv_json(slot, CLAIM, CLAIM_UID, "r-old", "7"));
+    answer_created(slot);
+    rcf_answer("GET", legacy_resv_path(slot), 200,
+               legacy_resv_json(slot, CLAIM, CLAIM_UID, "r-old", "7"));
+    rcf_answer("DELETE", legacy_resv_path(slot), 200, RCF_SUCCESS);
+    answer_status_written(true);
+
+    rcf_assert_outcome(reconcile_claim(), CTL_DONE);
+    /* The address is locked under its network name first (the same slot,
+     * not the one a fresh pick would take), then the old lock goes with its
+     * preconditions: never a moment without a lock. */
+    cr_assert_geq(rcf_api_count(), 3, "%s", rcf_describe_requests());
+    assert_post(0, slot);
+    rcf_assert_api(1, "GET", legacy_resv_path(slot));
+    json_object *del = rcf_assert_api(2, "DELETE", legacy_resv_path(slot));
+    cr_assert_str_eq(rcf_str_at(del, "preconditions.uid"), "r-old");
+    cr_assert_str_eq(rcf_str_at(del, "preconditions.resourceVersion"), "7");
+    for (size_t i = 3; i < rcf_api_count(); i++)
+        cr_assert_str_neq(rcf_api_at(i)->method, "POST", "a second slot was taken: %s",
+                          rcf_describe_requests());
+    cr_assert_eq(rcf_events_with_reason(RCF.def->reason_lost), 0);
+}
+
+Test(claim_rename, a_legacy_slot_another_claim_holds_under_the_network_name_is_given_up)
+{
+    /* The old per-pool names let two overlapping pools hand out one address
+     * twice; the other claim took the network name first: this claim lets
+     * its old lock go, says so, and takes another address. */
+    env_start(&IP_FX);
+    const char *slot = second_slot(), *other = first_slot();
+    cache_pool((obj_args){.finalizer = true});
+    cache_claim((obj_args){.finalizer = true, .slot = slot});
+    rcf_cache_resv(legacy_resv_json(slot, CLAIM, CLAIM_UID, "r-old", "7"));
+    answer_taken(slot, "c2", "uid-c2");
+    rcf_answer("GET", legacy_resv_path(slot), 200,
+               legacy_resv_json(slot, CLAIM, CLAIM_UID, "r-old", "7"));
+    rcf_answer("DELETE", legacy_resv_path(slot), 200, RCF_SUCCESS);
+    answer_created(other);
+    answer_status_written(true);
+
+    rec_domain_reconcile_claim(RCF.d, NS, CLAIM);
+    size_t n = rcf_api_count();
+    cr_assert_geq(n, 5, "%s", rcf_describe_requests());
+    assert_post(0, slot);
+    rcf_assert_api(1, "GET", resv_path(slot));
+    rcf_assert_api(2, "GET", legacy_resv_path(slot));
+    rcf_assert_api(3, "DELETE", legacy_resv_path(slot));
+    cr_assert_eq(rcf_events_with_reason(RCF.def->reason_lost), 1, "%s", rcf_describe_requests());
+    const char *m = rcf_event_message(RCF.def->reason_lost);
+    cr_assert(strstr(m, "c2") && strstr(m, slot), "%s", m);
+    /* Another address, never the one c2 holds. */
+    bool posted_other = false;
+    for (size_t i = 4; i < n; i++)
+        if (!strcmp(rcf_api_at(i)->method, "POST")) {
+            assert_post(i, other);
+            posted_other = true;
+        }
+    cr_assert(posted_other, "no other address taken: %s", rcf_describe_requests());
+}
