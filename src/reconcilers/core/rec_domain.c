@@ -369,14 +369,31 @@ static int index_scope(json_object *obj, store_values *out, void *user)
     return scope ? store_values_add(out, scope) : KC_OK;
 }
 
-/* Reservations by the slot they hold in their scope and in their pool. */
-static int index_slot(json_object *obj, store_values *out, void *user)
+/* The current name of slot's Reservation in scope (new, or NULL). */
+static char *current_name(const rec_domain_def *def, const char *scope, const char *slot)
+{
+    char *name = NULL;
+    if (def->slot_name(scope, slot, &name, NULL) != KC_OK) {
+        free(name);
+        return NULL;
+    }
+    return name;
+}
+
+/* Reservations under an earlier name, by the slot they hold in their scope
+ * and in their pool (REC_IDX_LEGACY). */
+static int index_legacy(json_object *obj, store_values *out, void *user)
 {
     const rec_domain_def *def = user;
     const char *scope = rec_resv_scope(def, obj);
     const char *pool = rec_obj_str(obj, "spec.pool.name");
     const char *slot = rec_obj_str(obj, "spec.slot");
     if (!scope || !pool || !slot)
+        return KC_OK;
+    char *cur = current_name(def, scope, slot);
+    bool current = cur && !strcmp(cur, rec_nz(rec_obj_str(obj, "metadata.name")));
+    free(cur);
+    if (current)
         return KC_OK;
     char *v = NULL;
     int rc = rec_msg(&v, "s|%s|%s", scope, slot);
@@ -390,15 +407,26 @@ static int index_slot(json_object *obj, store_values *out, void *user)
     return rc;
 }
 
-/* How many cached Reservations hold slot in scope ('s') or pool ('p'). */
-static size_t slot_holders(rec_domain *d, char kind, const char *where, const char *slot)
+/*
+ * Whether a cached Reservation holds slot in scope (pool NULL) or through
+ * pool (of scope): the one under the slot's current name, or any under an
+ * earlier name.
+ */
+static bool slot_held(rec_domain *d, const char *scope, const char *pool, const char *slot)
 {
     char *v = NULL;
-    if (rec_msg(&v, "%c|%s|%s", kind, where, slot) != KC_OK)
-        return 0;
-    size_t n = index_count(d->resv_store, REC_IDX_SLOT, v);
+    if (rec_msg(&v, "%c|%s|%s", pool ? 'p' : 's', pool ? pool : scope, slot) != KC_OK)
+        return false;
+    bool held = index_count(d->resv_store, REC_IDX_LEGACY, v) > 0;
     free(v);
-    return n;
+    char *cur = held ? NULL : current_name(d->def, scope, slot);
+    json_object *o = NULL;
+    if (cur && store_get(d->resv_store, cur, &o) == KC_OK && o)
+        held = !pool || !strcmp(rec_nz(rec_obj_str(o, "spec.pool.name")), pool);
+    if (o)
+        store_obj_put(o);
+    free(cur);
+    return held;
 }
 
 static int add_indexes(rec_domain *d, store *claims, store *pools, store *resv)
@@ -422,7 +450,7 @@ static int add_indexes(rec_domain *d, store *claims, store *pools, store *resv)
         return rc;
     if (rec_scoped(def) &&
         ((rc = store_add_index(pools, REC_IDX_SCOPE, index_scope, (void *)def)) != KC_OK ||
-         (rc = store_add_index(resv, REC_IDX_SLOT, index_slot, (void *)def)) != KC_OK))
+         (rc = store_add_index(resv, REC_IDX_LEGACY, index_legacy, (void *)def)) != KC_OK))
         return rc;
     return KC_OK;
 }
@@ -670,8 +698,8 @@ static void resv_on_delete(json_object *obj, void *user)
      * claim's Reservation renamed: the new one came before the old went). The
      * store no longer has obj: what its index counts is the rest. */
     const char *scope = rec_resv_scope(d->def, obj);
-    bool pool_still = scope && slot_holders(d, 'p', pool, slot) > 0;
-    bool scope_still = scope && slot_holders(d, 's', scope, slot) > 0;
+    bool pool_still = scope && slot_held(d, scope, pool, slot);
+    bool scope_still = scope && slot_held(d, scope, NULL, slot);
     pthread_mutex_lock(&d->mu);
     rec_pool_state *ps = rec_pool_state_get(d, pool, false);
     if (ps && !pool_still)

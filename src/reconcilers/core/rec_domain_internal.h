@@ -34,10 +34,12 @@
 #define REC_IDX_REQUESTED "requested"
 #define REC_IDX_GROUP "by-group" /* pools, by def->pool_group_path */
 #define REC_IDX_SCOPE "by-scope" /* pools, by their scope (scoped domains) */
-#define REC_IDX_SLOT                                                                               \
-    "by-slot" /* Reservations, "s|<scope>|<slot>" and "p|<pool>|<slot>"                            \
-               * (scoped domains: a slot may be held under two names                               \
-               * while one is renamed) */
+/* Scoped domains: Reservations under a name that is not the current one
+ * for their scope and slot (an earlier version's), by "s|<scope>|<slot>" and
+ * "p|<pool>|<slot>": while one is moved, a slot is held under two names.
+ * Reservations under their current name are not indexed (no memory spent in
+ * the steady state). */
+#define REC_IDX_LEGACY "legacy-by-slot"
 
 /* A Reservation this process created that the cache has not shown yet. */
 typedef struct rec_inflight {
