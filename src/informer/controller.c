@@ -72,9 +72,10 @@ struct ctl {
     ctl_reconcile_fn fn;
     void *user;
 
-    pthread_mutex_t mu; /* watches, for_inf */
+    pthread_mutex_t mu; /* watches, for_inf, start_keys */
     ctl_watch *watches;
     inf_informer *for_inf;
+    ctl_keys *start_keys; /* queued at every start (ctl_enqueue_on_start) */
 
     pthread_mutex_t life_mu; /* serialises start/stop */
     pthread_mutex_t qmu;     /* q and gen, for handlers and stats */
@@ -557,8 +558,10 @@ int ctl_start(ctl *c)
      * too, so nothing falls between the list and the handlers). */
     pthread_mutex_lock(&c->mu);
     inf_informer *primary = c->for_inf;
+    for (size_t i = 0; c->start_keys != NULL && rc == KC_OK && i < c->start_keys->n; i++)
+        rc = wq_add(g->q, c->start_keys->v[i]);
     pthread_mutex_unlock(&c->mu);
-    if (primary != NULL) {
+    if (primary != NULL && rc == KC_OK) {
         char **keys = NULL;
         size_t nk = 0;
         rc = store_list_keys(inf_store(primary), &keys, &nk);
@@ -619,6 +622,22 @@ int ctl_enqueue(ctl *c, const char *namespace_, const char *name)
         return KC_ERR_NOMEM;
     int rc = add_key(c, key);
     free(key);
+    return rc;
+}
+
+int ctl_enqueue_on_start(ctl *c, const char *namespace_, const char *name)
+{
+    if (c == NULL || name == NULL || name[0] == '\0')
+        return KC_ERR_INVALID_ARG;
+    pthread_mutex_lock(&c->mu);
+    int rc = KC_OK;
+    if (c->start_keys == NULL && (c->start_keys = calloc(1, sizeof *c->start_keys)) == NULL)
+        rc = KC_ERR_NOMEM;
+    if (rc == KC_OK)
+        rc = ctl_keys_add(c->start_keys, namespace_, name);
+    pthread_mutex_unlock(&c->mu);
+    if (rc == KC_OK)
+        rc = ctl_enqueue(c, namespace_, name); /* already running: now too */
     return rc;
 }
 
@@ -693,6 +712,12 @@ void ctl_free(ctl *c)
         ctl_watch *next = w->next;
         watch_free(w);
         w = next;
+    }
+    if (c->start_keys != NULL) {
+        for (size_t i = 0; i < c->start_keys->n; i++)
+            free(c->start_keys->v[i]);
+        free(c->start_keys->v);
+        free(c->start_keys);
     }
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->life_mu);

@@ -241,6 +241,14 @@ bool ctl_running(ctl *c);
 /* Enqueue a key by hand (a no-op while stopped). */
 int ctl_enqueue(ctl *c, const char *namespace_, const char *name);
 
+/*
+ * A key queued at every ctl_start (and at once when running): for a
+ * controller with no primary informer, whose work is one or a few fixed
+ * keys that requeue themselves (a file kept in place, a token refreshed).
+ * 0, KC_ERR_INVALID_ARG or KC_ERR_NOMEM. Any thread.
+ */
+int ctl_enqueue_on_start(ctl *c, const char *namespace_, const char *name);
+
 const char *ctl_name(ctl *c);
 
 typedef struct ctl_stats {

@@ -642,6 +642,30 @@ Test(controller, stop_is_immediate_and_restart_reenqueues_the_whole_cache)
     free(items);
 }
 
+Test(controller, keys_enqueued_on_start_run_at_every_start_without_an_informer)
+{
+    new_ctl(1, 0, 0);
+    /* Registered while stopped: nothing runs yet... */
+    cr_assert_eq(ctl_enqueue_on_start(ctrl, "", "fixed"), KC_OK);
+    sleep_ms(100);
+    cr_assert_eq(rec_n(), 0);
+    /* ...then once at each start. */
+    cr_assert_eq(ctl_start(ctrl), KC_OK);
+    cr_assert(wait_n(1, 5000));
+    cr_assert_eq(count_key("fixed", 0), 1);
+    ctl_stop(ctrl);
+    cr_assert_eq(ctl_start(ctrl), KC_OK);
+    cr_assert(wait_n(2, 5000));
+    cr_assert_eq(count_key("fixed", 1), 1, "again after a restart");
+    /* Registered while running: queued at once too. */
+    cr_assert_eq(ctl_enqueue_on_start(ctrl, "ns", "late"), KC_OK);
+    cr_assert(wait_n(3, 5000));
+    cr_assert_eq(count_key("ns/late", 2), 1);
+    cr_assert_eq(ctl_enqueue_on_start(ctrl, "", ""), KC_ERR_INVALID_ARG);
+    sleep_ms(100);
+    cr_assert_eq(rec_n(), 3);
+}
+
 Test(controller, reconcile_that_always_fails_keeps_other_keys_going)
 {
     new_ctl(2, 0.01, 0.05);
