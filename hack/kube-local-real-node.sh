@@ -238,6 +238,13 @@ real_node_up() {
   [ -e /var/lib/kubelet ] || : >"$DIR/run/created-var-lib-kubelet"
   [ -e /var/log/containers ] || : >"$DIR/run/created-var-log-containers"
   [ -e /run/containerd ] || : >"$DIR/run/created-run-containerd"
+  # provisio's agent DaemonSet (config/agent) writes provisio-cni's
+  # kubeconfig into the host's /etc/cni/net.d/provisio.d.
+  # Each level absent now is removed on down.
+  local d
+  for d in /etc/cni /etc/cni/net.d /etc/cni/net.d/provisio.d; do
+    [ -e "$d" ] || echo "$d" >>"$DIR/run/created-etc-cni-provisio"
+  done
   real_node_pki
   write_kubeconfig "$DIR/pki/kubelet.kubeconfig" "system:node:$REAL_NODE" kubelet-client
   write_containerd_config
@@ -323,6 +330,14 @@ real_node_down() {
   if [ -e "$DIR/run/created-var-log-containers" ]; then
     rmdir /var/log/containers 2>/dev/null || true
     rm -f "$DIR/run/created-var-log-containers"
+  fi
+  if [ -e "$DIR/run/created-etc-cni-provisio" ]; then
+    local made
+    made=$(cat "$DIR/run/created-etc-cni-provisio")
+    if grep -qx /etc/cni/net.d/provisio.d <<<"$made"; then rm -rf /etc/cni/net.d/provisio.d; fi
+    if grep -qx /etc/cni/net.d <<<"$made"; then rmdir /etc/cni/net.d 2>/dev/null || true; fi
+    if grep -qx /etc/cni <<<"$made"; then rmdir /etc/cni 2>/dev/null || true; fi
+    rm -f "$DIR/run/created-etc-cni-provisio"
   fi
   if [ -e "$DIR/run/created-run-containerd" ]; then
     find /run/containerd -depth -type d -empty -delete 2>/dev/null || true

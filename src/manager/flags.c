@@ -85,6 +85,15 @@ static const flag_def g_flags[] = {
      "The name of the Node this agent runs on (required; in a pod: spec.nodeName)."},
     {"host-root", AGENT, FK_STRING, OFF(host_root), FLAGS_DEFAULT_HOST_ROOT,
      "Where the node's root filesystem is seen: every node path is prefixed with it."},
+    {"cni-kubeconfig", AGENT, FK_OPTIONAL, OFF(cni_kubeconfig), NULL,
+     "Write a kubeconfig for provisio-cni at this node path (under --host-root), holding a "
+     "token of --cni-service-account, kept fresh (default: none)."},
+    {"cni-service-account", AGENT, FK_STRING, OFF(cni_service_account),
+     FLAGS_DEFAULT_CNI_SERVICE_ACCOUNT,
+     "The ServiceAccount, [NAMESPACE/]NAME, whose token --cni-kubeconfig holds (NAMESPACE: "
+     "the agent's own)."},
+    {"cni-server", AGENT, FK_OPTIONAL, OFF(cni_server), NULL,
+     "The API server URL written to --cni-kubeconfig (default: the one the agent uses)."},
     {"version", BOTH, FK_BOOL, OFF(version), "false", "Print the version and exit."},
 };
 
@@ -294,6 +303,9 @@ void flags_free(flags_options *o)
     free(o->health_probe_bind_address);
     free(o->node_name);
     free(o->host_root);
+    free(o->cni_kubeconfig);
+    free(o->cni_service_account);
+    free(o->cni_server);
     free(o->zap_log_level);
     memset(o, 0, sizeof *o);
 }
@@ -327,6 +339,19 @@ static bool dns_subdomain(const char *s)
     return true;
 }
 
+/* [NAMESPACE/]NAME: a namespace is a DNS label, a ServiceAccount a subdomain. */
+static bool service_account_ok(const char *s)
+{
+    const char *slash = strchr(s, '/');
+    if (slash == NULL)
+        return dns_subdomain(s);
+    char *ns = strndup(s, (size_t)(slash - s));
+    bool ok = ns != NULL && dns_subdomain(ns) && strchr(ns, '.') == NULL && strlen(ns) <= 63 &&
+              dns_subdomain(slash + 1);
+    free(ns);
+    return ok;
+}
+
 /* The agent's own rules; a message (malloc'd) or NULL when they hold. */
 static const char *agent_check(const flags_options *o)
 {
@@ -337,6 +362,15 @@ static const char *agent_check(const flags_options *o)
                "digits, '-' and '.')";
     if (o->host_root[0] != '/')
         return "invalid value for flag --host-root: want an absolute path";
+    if (o->cni_kubeconfig != NULL && (o->cni_kubeconfig[0] != '/' || o->cni_kubeconfig[1] == '\0'))
+        return "invalid value for flag --cni-kubeconfig: want an absolute path of a file on the "
+               "node";
+    if (!service_account_ok(o->cni_service_account))
+        return "invalid value for flag --cni-service-account: want NAME or NAMESPACE/NAME "
+               "(lower case letters, digits, '-'; '.' in NAME)";
+    if (o->cni_server != NULL && strncmp(o->cni_server, "https://", 8) != 0 &&
+        strncmp(o->cni_server, "http://", 7) != 0)
+        return "invalid value for flag --cni-server: want an http:// or https:// URL";
     return NULL;
 }
 

@@ -56,6 +56,7 @@
 #define FLAGS_DEFAULT_MAX_CONCURRENT_RECONCILES 8
 #define FLAGS_DEFAULT_LOG_LEVEL "info"
 #define FLAGS_DEFAULT_HOST_ROOT "/"
+#define FLAGS_DEFAULT_CNI_SERVICE_ACCOUNT "provisio-cni"
 
 /* Which command line: a bit each, so a flag can belong to both. */
 typedef enum flags_mode {
@@ -87,8 +88,11 @@ typedef struct flags_options {
 
     int max_concurrent_reconciles; /* >= 1 */
 
-    char *node_name; /* agent: --node-name (required); NULL in the operator */
-    char *host_root; /* agent: --host-root (default "/"); NULL in the operator */
+    char *node_name;           /* agent: --node-name (required); NULL in the operator */
+    char *host_root;           /* agent: --host-root (default "/"); NULL in the operator */
+    char *cni_kubeconfig;      /* agent: --cni-kubeconfig (a node path), NULL when not given */
+    char *cni_service_account; /* agent: --cni-service-account ([NAMESPACE/]NAME) */
+    char *cni_server;          /* agent: --cni-server, NULL when not given */
 
     char *zap_log_level;  /* as given (default "info") */
     plog_level log_level; /* parsed from zap_log_level */

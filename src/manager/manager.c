@@ -28,6 +28,7 @@
 
 #include "controller.h"
 #include "dev_agent.h"
+#include "ip_agent.h"
 #include "vol_node.h"
 #include "flags.h"
 #include "httpd.h"
@@ -81,11 +82,13 @@ static const mgr_domain mgr_domains[] = {
 
 /*
  * The node agent's domains (`provisio agent`): the node-side halves of
- * devices (and, next, volumes).
+ * devices, volumes and networks (the last only with --cni-kubeconfig: the
+ * kubeconfig of provisio-cni).
  */
 static const mgr_domain mgr_agent_domains[] = {
     {"device-agent", dev_agent_setup},
     {"volume-agent", vol_node_setup},
+    {"network-agent", ip_agent_setup},
     {NULL, NULL},
 };
 
@@ -285,6 +288,10 @@ static int mgr_run_setups(mgr *m)
     m->env.log = mgr_env_log;
     m->env.node_name = m->fl.node_name;
     m->env.host_root = m->fl.host_root;
+    m->env.config = m->cfg;
+    m->env.cni_kubeconfig = m->fl.cni_kubeconfig;
+    m->env.cni_account = m->fl.cni_service_account;
+    m->env.cni_server = m->fl.cni_server;
     m->env.mgr_ = m;
     const mgr_domain *domains = m->mode == FLAGS_AGENT ? mgr_agent_domains : mgr_domains;
     for (const mgr_domain *d = domains; d->setup != NULL; d++) {

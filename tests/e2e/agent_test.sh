@@ -14,12 +14,17 @@
 #     finalizer) and their status, and no to listing or changing nodes,
 #     reading secrets, changing pools or updating (PUT) their status,
 #     creating, updating or deleting Reservations, writing anything else;
+#     tokens of provisio-cni only (serviceaccounts/token, --cni-kubeconfig);
 #  3. in-cluster as that ServiceAccount (a token minted by `kubectl create
 #     token`, given through PROVISIO_SERVICEACCOUNT_DIR; no KUBECONFIG), for
 #     node-a: it finds its Node, /healthz and /readyz turn 200, /metrics holds
 #     the process families and rest_client_requests_total with the GET of its
 #     node and no 403 (the devicepools list and watch included); SIGTERM:
 #     exit 0 within 5 s, "shutdown complete", the ports closed;
+# 3b. with --cni-kubeconfig (as that ServiceAccount): a kubeconfig for
+#     provisio-cni under --host-root, mode 0600, that authenticates as
+#     config/cni's ServiceAccount with exactly its rights (can-i); removed,
+#     it is written again;
 #  4. no leader election: two agents (node-b, node-c, each its own
 #     --host-root) run and are ready at the same time;
 #  5. start-up checks: --node-name of no Node exits 1 ("node not found"), a
@@ -92,12 +97,13 @@ start_agent() {
 # KUBECONFIG; token, CA and namespace from $SA_DIR), as a pod of config/agent.
 start_agent_in_cluster() {
   local name=$1 node=$2 flags
+  shift 2
   flags=$(ports "$name")
   # shellcheck disable=SC2086
   e2e_bg_start "$name" "$E2E_TMP/$name.log" env -u KUBECONFIG \
     KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$APISERVER_PORT" \
     PROVISIO_SERVICEACCOUNT_DIR="$SA_DIR" HOME="$E2E_TMP" \
-    "$PROVISIO_BINARY" agent --node-name "$node" $flags
+    "$PROVISIO_BINARY" agent --node-name "$node" $flags "$@"
 }
 
 probe() { e2e_http_get "http://127.0.0.1:$(cat "$STATE/$1.probe")/$2"; }
@@ -196,6 +202,10 @@ test_rbac_is_least_privilege() {
     "create reservations.provisio.dev"
     "update leases.coordination.k8s.io -n $SYS_NS"
     "impersonate users"
+    "create serviceaccounts/provisio-agent --subresource=token -n $SYS_NS"
+    "create serviceaccounts --subresource=token -n $SYS_NS"
+    "create serviceaccounts/provisio-cni --subresource=token -n default"
+    "get serviceaccounts/provisio-cni -n $SYS_NS"
   )
   local -a allowed=(
     "get nodes"
@@ -211,6 +221,7 @@ test_rbac_is_least_privilege() {
     "watch reservations.provisio.dev"
     "patch reservations.provisio.dev"
     "patch reservations.provisio.dev --subresource=status"
+    "create serviceaccounts/provisio-cni --subresource=token -n $SYS_NS"
   )
   local q ans bad=()
   for q in "${denied[@]}"; do
@@ -249,6 +260,53 @@ test_agent_in_cluster_serves_and_stops() {
   grep -q '^# TYPE process_start_time_seconds gauge' <<<"$metrics" ||
     e2e_fail "/metrics lacks the process families"
   stop_cleanly a1
+}
+
+# ---- 3b. the kubeconfig of provisio-cni ------------------------------------------
+
+# As the agent's ServiceAccount (config/agent's RBAC), with --cni-kubeconfig:
+# a kubeconfig of config/cni's ServiceAccount under --host-root, 0600, that
+# kubectl uses as provisio-cni with exactly the plugin's rights; removed, it
+# is written again within the check period (10 s).
+test_cni_kubeconfig_written_for_the_plugin() {
+  local root=$E2E_TMP/root-cni f who ans q bad=()
+  f=$root/etc/cni/net.d/provisio.d/kubeconfig
+  mkdir -p "$root"
+  k apply --server-side --force-conflicts -f "$SRC/config/cni/rbac.yaml" >/dev/null
+  start_agent_in_cluster cni node-a --host-root "$root" \
+    --cni-kubeconfig /etc/cni/net.d/provisio.d/kubeconfig
+  e2e_wait_for 30 "the CNI kubeconfig written" test -s "$f"
+  [ "$(stat -c %a "$f")" = 600 ] || e2e_fail "$f has mode $(stat -c %a "$f"), want 600"
+  who=$(k --kubeconfig "$f" auth whoami -o jsonpath='{.status.userInfo.username}' 2>&1) ||
+    e2e_fail "kubectl cannot use the written kubeconfig" "$who"
+  [ "$who" = "system:serviceaccount:$SYS_NS:provisio-cni" ] ||
+    e2e_fail "the written kubeconfig authenticates as '$who'"
+  for q in "create ipclaims.provisio.dev -n default" "delete ipclaims.provisio.dev -n default" \
+    "list ipclaims.provisio.dev -A" "get ippools.provisio.dev"; do
+    # shellcheck disable=SC2086
+    ans=$(k --kubeconfig "$f" auth can-i $q 2>/dev/null || true)
+    [ "$ans" = yes ] || bad+=("as provisio-cni, can-i $q: '$ans', want yes")
+  done
+  for q in "get secrets -A" "update ipclaims.provisio.dev -n default" \
+    "patch ippools.provisio.dev --subresource=status" "create reservations.provisio.dev"; do
+    # shellcheck disable=SC2086
+    ans=$(k --kubeconfig "$f" auth can-i $q 2>/dev/null || true)
+    [ "$ans" = no ] || bad+=("as provisio-cni, can-i $q: '$ans', want no")
+  done
+  ((${#bad[@]} == 0)) || e2e_fail "${bad[@]}"
+  local t0
+  rm -f "$f"
+  t0=$(e2e_now)
+  e2e_wait_for 20 "the removed CNI kubeconfig written again" test -s "$f"
+  e2e_diag "written again $(e2e_since "$t0") s after it was removed"
+  grep -q '"msg":"CNI kubeconfig written again' "$(e2e_bg_log cni)" ||
+    e2e_fail "the agent did not say it wrote the file again"
+  [ "$(find "$(dirname "$f")" -mindepth 1 | wc -l)" = 1 ] ||
+    e2e_fail "files beside the kubeconfig: $(ls -a "$(dirname "$f")")"
+  if grep -q '^rest_client_requests_total{code="403"' <<<"$(scrape cni)"; then
+    e2e_fail "the agent got a 403 asking for the token"
+  fi
+  stop_cleanly cni
 }
 
 # ---- 4. no leader election -----------------------------------------------------
@@ -308,6 +366,8 @@ e2e_test "agent RBAC is least privilege (get nodes; read pools, patch their stat
   test_rbac_is_least_privilege
 e2e_test "in-cluster agent finds its node, serves probes and metrics, stops on SIGTERM" \
   test_agent_in_cluster_serves_and_stops
+e2e_test "--cni-kubeconfig: a 0600 kubeconfig of provisio-cni's ServiceAccount, written again when removed" \
+  test_cni_kubeconfig_written_for_the_plugin
 e2e_test "two agents run at once (no leader election)" test_two_agents_run_at_once
 e2e_test "start-up checks: unknown node and missing --host-root exit 1" \
   test_startup_checks_fail_loudly

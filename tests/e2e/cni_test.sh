@@ -27,7 +27,10 @@
 # 12. in a real network namespace (root): cnitool runs Debian's bridge
 #     plugin, which delegates IPAM to provisio-cni; `ip -n NS addr` shows
 #     the claim's address; cnitool del removes the claim;
-# 13. ADD times out (11, the claim removed) when the operator is stopped.
+# 13. with the kubeconfig a node agent writes (--cni-kubeconfig: a token of
+#     config/cni's ServiceAccount), ADD, CHECK, STATUS and DEL work within
+#     config/cni's RBAC;
+# 14. ADD times out (11, the claim removed) when the operator is stopped.
 #
 # Environment (set by the ctest fixture, see tests/CMakeLists.txt):
 #   KUBECONFIG, PATH (kubectl first), PROVISIO_BINARY (provisio-cni is
@@ -395,6 +398,37 @@ JSON
   ip link del "pv$sfx" 2>/dev/null || true
 }
 
+# The kubeconfig a node agent writes (--cni-kubeconfig, a token of
+# config/cni's ServiceAccount): ADD, CHECK, STATUS and DEL work with it and
+# nothing else; every request the plugin makes is within config/cni's RBAC.
+test_plugin_works_with_the_kubeconfig_a_node_agent_writes() {
+  local root=$E2E_TMP/agent-root kc
+  kc=$root/etc/cni/net.d/provisio.d/kubeconfig
+  k get namespace provisio-system >/dev/null 2>&1 || k create namespace provisio-system >/dev/null
+  k apply --server-side --force-conflicts -f "$PROVISIO_SOURCE_DIR/config/cni/rbac.yaml" >/dev/null
+  mkdir -p "$root"
+  e2e_bg_start agent "$E2E_TMP/agent.log" "$PROVISIO_BINARY" agent --kubeconfig "$KUBECONFIG" \
+    --node-name node-a --host-root "$root" --metrics-bind-address=0 \
+    --health-probe-bind-address=0 --cni-kubeconfig /etc/cni/net.d/provisio.d/kubeconfig \
+    --cni-service-account provisio-system/provisio-cni
+  e2e_wait_for 30 "the agent wrote $kc" test -s "$kc"
+  e2e_bg_stop agent TERM 10 >/dev/null
+  local cfg
+  cfg=$(KUBECONFIG=$kc conf "\"pool\":\"$P4\"")
+  cni ADD c-sa eth0 p1 "$cfg" || fail "ADD as provisio-cni failed: $(cat "$OUT/last.json")"
+  cp "$OUT/last.json" "$OUT/add-sa.json"
+  echo "#   ADD as provisio-cni: $(jget 'j["ips"][0]["address"]')"
+  cni CHECK c-sa eth0 p1 "$(KUBECONFIG=$kc conf "\"pool\":\"$P4\"" ",\"prevResult\":$(cat "$OUT/add-sa.json")")" ||
+    fail "CHECK as provisio-cni failed: $(cat "$OUT/last.json")"
+  cni STATUS - - - "$cfg" || fail "STATUS as provisio-cni failed: $(cat "$OUT/last.json")"
+  cni DEL c-sa eth0 p1 "$cfg" || fail "DEL as provisio-cni failed: $(cat "$OUT/last.json")"
+  e2e_wait_for 30 "the claim of c-sa gone" bash -c \
+    "[ -z \"\$(kubectl get ipclaim -n $ns -l provisio.dev/cni-container-id=c-sa -o name)\" ]"
+  # And the token is what limits it: no more than config/cni allows.
+  [ "$(k --kubeconfig "$kc" auth can-i update ippools.provisio.dev 2>/dev/null || true)" = no ] ||
+    fail "provisio-cni's token may update pools"
+}
+
 test_add_times_out_without_the_operator() {
   e2e_bg_stop operator TERM 20 >/dev/null
   local rc=0 start
@@ -433,6 +467,8 @@ e2e_test "GC deletes only stale attachments of this node and network" test_gc_de
 e2e_test "100 parallel ADDs get distinct addresses" test_100_parallel_adds_get_distinct_addresses
 e2e_test "a Pod deleted without DEL frees its claim (garbage collector)" test_pod_deleted_without_del_frees_its_claim
 e2e_test "bridge in a network namespace, IPAM by provisio-cni, driven by cnitool" test_bridge_in_a_network_namespace_delegates_to_provisio_cni
+e2e_test "ADD, CHECK, STATUS, DEL as provisio-cni, with the kubeconfig a node agent writes" \
+  test_plugin_works_with_the_kubeconfig_a_node_agent_writes
 e2e_test "ADD times out (11) without the operator, and removes its claim" test_add_times_out_without_the_operator
 e2e_test "every claim and pool released" test_everything_is_released
 e2e_done

@@ -312,6 +312,48 @@ Test(flags_agent, host_root_must_be_absolute)
     free(err);
 }
 
+Test(flags_agent, cni_kubeconfig_flags_default_and_are_checked)
+{
+    flags_options o;
+    char *err = NULL;
+    cr_assert_eq(PARSE_AGENT(&o, &err, "--node-name=node-a"), 0);
+    cr_assert_null(o.cni_kubeconfig, "no CNI kubeconfig unless asked for");
+    cr_assert_str_eq(o.cni_service_account, "provisio-cni");
+    cr_assert_null(o.cni_server);
+    flags_free(&o);
+    cr_assert_eq(PARSE_AGENT(&o, &err, "--node-name=node-a",
+                             "--cni-kubeconfig=/etc/cni/net.d/provisio.d/kubeconfig",
+                             "--cni-service-account", "kube-system/cni.sa",
+                             "--cni-server=https://10.0.0.1:6443"),
+                 0, "%s", err ? err : "");
+    cr_assert_str_eq(o.cni_kubeconfig, "/etc/cni/net.d/provisio.d/kubeconfig");
+    cr_assert_str_eq(o.cni_service_account, "kube-system/cni.sa");
+    cr_assert_str_eq(o.cni_server, "https://10.0.0.1:6443");
+    flags_free(&o);
+    const char *bad[][2] = {
+        {"--cni-kubeconfig=relative/kubeconfig", "--cni-kubeconfig"},
+        {"--cni-kubeconfig=/", "--cni-kubeconfig"},
+        {"--cni-service-account=", "--cni-service-account"},
+        {"--cni-service-account=Provisio", "--cni-service-account"},
+        {"--cni-service-account=/name", "--cni-service-account"},
+        {"--cni-service-account=ns/", "--cni-service-account"},
+        {"--cni-service-account=a/b/c", "--cni-service-account"},
+        {"--cni-service-account=kube.system/name", "--cni-service-account"},
+        {"--cni-server=10.0.0.1:6443", "--cni-server"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err = NULL;
+        char *const argv[] = {"agent", "--node-name=node-a", (char *)bad[i][0], NULL};
+        cr_assert_eq(flags_parse_mode(FLAGS_AGENT, 3, argv, &o, &err), KC_ERR_INVALID_ARG,
+                     "%s accepted", bad[i][0]);
+        cr_assert_not_null(strstr(err, bad[i][1]), "%s: %s", bad[i][0], err);
+        free(err);
+    }
+    err = NULL;
+    cr_assert_eq(PARSE(&o, &err, "--cni-kubeconfig=/x"), KC_ERR_INVALID_ARG, "an agent flag only");
+    free(err);
+}
+
 Test(flags_agent, operator_only_flags_are_unknown_and_agent_flags_unknown_to_the_operator)
 {
     const char *operator_only[] = {"--leader-elect", "--leader-election-id=x",

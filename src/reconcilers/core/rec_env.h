@@ -94,6 +94,12 @@ struct rec_env {
     const char *node_name;          /* the node agent: --node-name; NULL in the operator */
     const char *host_root;          /* the node agent: --host-root, the prefix of every
                                      * node path; NULL in the operator */
+    const kc_config *config;        /* the API server and the TLS to reach it; borrowed */
+    const char *cni_kubeconfig;     /* the node agent: --cni-kubeconfig, a node path;
+                                     * NULL when not given (and in the operator) */
+    const char *cni_account;        /* the node agent: --cni-service-account,
+                                     * [NAMESPACE/]NAME */
+    const char *cni_server;         /* the node agent: --cni-server; NULL = the agent's */
 
     /*
      * Options to pass to ctl_new: max_concurrent_reconciles and the

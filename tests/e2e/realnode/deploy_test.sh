@@ -17,6 +17,9 @@
 #     runs as root with CAP_DAC_OVERRIDE, for its volume half: it opens it),
 #     and a file created afterwards appears in its status, then leaves it
 #     when removed;
+#     3d. it writes provisio-cni's kubeconfig into the host's
+#     /etc/cni/net.d/provisio.d, mode 0600, a token of config/cni's
+#     ServiceAccount with the plugin's rights (checked with kubectl);
 #     3c. volumes: a StoragePool under /var/lib/provisio on the real node is
 #     Ready (the agent pod's report), a Volume gets its directory on the
 #     host (made by the agent pod), a PV and a Bound PVC, a pod of
@@ -213,6 +216,28 @@ YAML
     e2e_fail "DevicePool $DEV_POOL not deleted"
 }
 
+# 3d. provisio-cni's kubeconfig, written by the agent pod into the host's
+# /etc/cni/net.d/provisio.d (the only host directory of that kind it
+# mounts), mode 0600, authenticating as config/cni's ServiceAccount with
+# the plugin's rights. Its server is the in-cluster one (the kubernetes
+# Service, which this node reaches only from pods: no kube-proxy), so
+# kubectl is pointed at the API server's loopback port, same CA.
+CNI_KUBECONFIG=/etc/cni/net.d/provisio.d/kubeconfig
+test_agent_writes_the_cni_kubeconfig() {
+  local port who ans
+  e2e_wait_for 30 "$CNI_KUBECONFIG written by the agent pod" test -s "$CNI_KUBECONFIG"
+  [ "$(stat -c %a "$CNI_KUBECONFIG")" = 600 ] ||
+    e2e_fail "$CNI_KUBECONFIG has mode $(stat -c %a "$CNI_KUBECONFIG")"
+  port=$(sed -n 's/^APISERVER_PORT=//p' "$PROVISIO_KUBE_DIR/run/ports.env")
+  who=$(k --kubeconfig "$CNI_KUBECONFIG" --server "https://127.0.0.1:$port" auth whoami \
+    -o jsonpath='{.status.userInfo.username}' 2>&1) || e2e_fail "kubectl cannot use it" "$who"
+  [ "$who" = "system:serviceaccount:$SYS:provisio-cni" ] || e2e_fail "it authenticates as '$who'"
+  ans=$(k --kubeconfig "$CNI_KUBECONFIG" --server "https://127.0.0.1:$port" auth can-i create \
+    ipclaims.provisio.dev -n default 2>/dev/null || true)
+  [ "$ans" = yes ] || e2e_fail "provisio-cni may not create IPClaims: '$ans'"
+  e2e_diag "server in the file: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["clusters"][0]["cluster"]["server"])' "$CNI_KUBECONFIG")"
+}
+
 test_volume_on_the_real_node() {
   mkdir -p "$VOL_DIR"
   k create namespace "$sample_ns" --dry-run=client -o yaml | k apply -f - >/dev/null
@@ -359,6 +384,8 @@ e2e_last_ok || e2e_bail "the Deployment did not come up"
 e2e_test "the node agent DaemonSet (config/agent) runs on the real node" test_agent_daemonset_runs
 e2e_test "the agent pod sees the host's /dev: discovery, presence-only files, hot-plug" \
   test_agent_sees_the_host_dev
+e2e_test "the agent pod writes provisio-cni's kubeconfig (0600, its ServiceAccount) on the host" \
+  test_agent_writes_the_cni_kubeconfig
 e2e_test "a Volume on the real node: the agent pod's directory, PV, PVC Bound, a pod mounts it" \
   test_volume_on_the_real_node
 e2e_test "the network samples become Ready, reconciled in-cluster" test_samples_become_ready
