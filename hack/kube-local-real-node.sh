@@ -239,8 +239,9 @@ real_node_up() {
   [ -e /var/log/containers ] || : >"$DIR/run/created-var-log-containers"
   [ -e /run/containerd ] || : >"$DIR/run/created-run-containerd"
   # provisio's agent DaemonSet (config/agent) writes provisio-cni's
-  # kubeconfig into the host's /etc/cni/net.d/provisio.d.
-  # Each level absent now is removed on down.
+  # kubeconfig into the host's /etc/cni/net.d/provisio.d (and containerd
+  # makes /etc/cni/net.d for its lock). Each level absent now is removed on
+  # down.
   local d
   for d in /etc/cni /etc/cni/net.d /etc/cni/net.d/provisio.d; do
     [ -e "$d" ] || echo "$d" >>"$DIR/run/created-etc-cni-provisio"
@@ -335,7 +336,11 @@ real_node_down() {
     local made
     made=$(cat "$DIR/run/created-etc-cni-provisio")
     if grep -qx /etc/cni/net.d/provisio.d <<<"$made"; then rm -rf /etc/cni/net.d/provisio.d; fi
-    if grep -qx /etc/cni/net.d <<<"$made"; then rmdir /etc/cni/net.d 2>/dev/null || true; fi
+    # containerd's CRI plugin leaves its cni.lock in the default conf dir.
+    if grep -qx /etc/cni/net.d <<<"$made"; then
+      rm -f /etc/cni/net.d/cni.lock
+      rmdir /etc/cni/net.d 2>/dev/null || true
+    fi
     if grep -qx /etc/cni <<<"$made"; then rmdir /etc/cni 2>/dev/null || true; fi
     rm -f "$DIR/run/created-etc-cni-provisio"
   fi
