@@ -61,7 +61,12 @@
 #     NodeNotReady; the Volume it holds stays Ready with its PV, PVC and
 #     directory; a new Volume naming the pool waits (PoolNotReady); with the
 #     node back the pool is Ready and the new Volume placed;
-# 12. the operators and agents exit 0 on SIGTERM with no error line.
+# 12. a node deleted for good (its heartbeat and agent stopped, the Node
+#     object deleted): its pool NodeNotFound; a Volume held there, deleted,
+#     is released without an agent (no Volume, Reservation or PV left,
+#     counts 0; the directory untouched: the disk went with the node); the
+#     node registered again with its agent: the pool Ready;
+# 13. the operators and agents exit 0 on SIGTERM with no error line.
 #
 # Environment (set by the ctest fixture, see tests/CMakeLists.txt):
 #   KUBECONFIG, PROVISIO_KUBE_DIR, PATH, PROVISIO_BINARY, PROVISIO_SOURCE_DIR
@@ -97,6 +102,7 @@ P_DB=vol-$RUN-db   # dynamic provisioning (9), node-b, 300Mi
 P_DC=vol-$RUN-dc   # dynamic provisioning (9), node-c, 2Gi
 P_A=vol-$RUN-a     # API server restart (10), node-b, 300Mi
 P_N=vol-$RUN-n     # a node that stops (11), node-c
+P_G=vol-$RUN-g     # a node deleted for good (12), node-c
 SC_W=vol-$RUN-wffc # StorageClasses (9)
 SC_I=vol-$RUN-imm
 NS=e2e-vol-$RUN
@@ -868,7 +874,52 @@ test_node_stops() {
   k delete storagepool "$P_N" --wait=true --timeout=60s >/dev/null || e2e_fail "$P_N not deleted"
 }
 
-# ---- 12. exits ----------------------------------------------------------------------------------
+# ---- 12. a node deleted for good -------------------------------------------------------------
+
+# node-c's heartbeat and agent stop and its Node object is deleted, as when
+# a machine is removed from the cluster with its disks: the pool says
+# NodeNotFound; a Volume held there, deleted, is released without an agent
+# (the operator takes the directory finalizer off): no Volume, Reservation
+# or PV is left and the bytes are freed; nothing touched the directory.
+# Then node-c comes back (kube-nodes registers it again, as a kubelet
+# would) with its agent, and the pool is Ready again.
+node_registered() {
+  [ "$(k get node node-c -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+
+test_node_deleted_for_good() {
+  local uid dir t0 pv rc
+  mkdir -p "$E2E_TMP/root-node-c/srv/$P_G"
+  pool "$P_G" node-c
+  e2e_wait_for 20 "$P_G Ready" reason_is "$P_G" True PathReady
+  volumes lost 1 1 10Mi "{\"pool\": \"$P_G\"}" | k create -n "$NS" -f - >/dev/null
+  e2e_wait_for 30 "lost1 Ready" bound lost1
+  uid=$(k get volume -n "$NS" lost1 -o jsonpath='{.metadata.uid}')
+  pv=$(k get volume -n "$NS" lost1 -o jsonpath='{.status.persistentVolumeName}')
+  dir=$E2E_TMP/root-node-c/srv/$P_G/${NS}_lost1_$uid
+  [ -d "$dir" ] || e2e_fail "no directory $dir"
+  rc=$(e2e_bg_stop agent-node-c TERM 15) || true
+  "$SRC/hack/kube-local" node-stop "$PROVISIO_KUBE_DIR" node-c 2>&1 | sed 's/^/# /'
+  k delete node node-c --wait=true --timeout=60s >/dev/null
+  e2e_wait_for 30 "$P_G NodeNotFound" reason_is "$P_G" False NodeNotFound
+  t0=$(e2e_now)
+  k delete volume -n "$NS" lost1 --wait=false >/dev/null
+  e2e_wait_for 120 "lost1 released without an agent: no Volume, Reservation, PV; counts 0" sh -c "
+    ! kubectl get volume -n $NS lost1 >/dev/null 2>&1 &&
+    ! kubectl get pv $pv >/dev/null 2>&1 &&
+    [ -z \"\$(kubectl get reservations -l provisio.dev/pool=$P_G -o name)\" ] &&
+    [ \"\$(kubectl get storagepool $P_G -o jsonpath='{.status.allocatedBytes} {.status.volumes}')\" = '0 0' ]"
+  e2e_diag "figure: deleted Volume on a deleted node released in $(e2e_since "$t0") s (the admission deadline + 30 s first)"
+  [ -d "$dir" ] || e2e_fail "the directory of a node that is gone was touched"
+  "$SRC/hack/kube-local" node-start "$PROVISIO_KUBE_DIR" node-c 2>&1 | sed 's/^/# /'
+  e2e_wait_for 60 "node-c registered again and Ready" node_registered
+  start_agent node-c
+  e2e_wait_for 60 "$P_G Ready again with node-c back" reason_is "$P_G" True PathReady
+  rm -rf "$dir"
+  k delete storagepool "$P_G" --wait=true --timeout=60s >/dev/null || e2e_fail "$P_G not deleted"
+}
+
+# ---- 13. exits ----------------------------------------------------------------------------------
 
 test_operator_exits_cleanly() {
   e2e_force_delete_pods "$NS"
@@ -927,5 +978,7 @@ e2e_test "API server restart mid-batch: exactly the Volumes that fit placed and 
   test_apiserver_restart_mid_batch
 e2e_test "a node that stops: the pool NodeNotReady, its volumes stay, nothing new placed; back: Ready" \
   test_node_stops
+e2e_test "a node deleted for good: NodeNotFound, its Volume released without an agent, nothing left; back: Ready" \
+  test_node_deleted_for_good
 e2e_test "the operators and agents exit 0 on SIGTERM, no error lines" test_operator_exits_cleanly
 e2e_done
