@@ -395,6 +395,120 @@ Test(vol_dyn, a_volume_on_its_way_gives_no_warning)
     expect_volume_state_event(VOL_REASON_PROVISIONING, "waiting for the directory", false);
 }
 
+/* ---- a node picked that cannot hold the claim is given back -------------------------- */
+
+#define PVC_PATH "/api/v1/namespaces/" NS "/persistentvolumeclaims/" PVC
+#define SELECTED(node) "\"volume.kubernetes.io/selected-node\":\"" node "\""
+
+/* The claim's Volume on node, Ready False reason (placed in pool, or not). */
+static const char *wffc_volume_json(const char *node, const char *reason, const char *pool)
+{
+    return rcf_fmt("{\"metadata\":{\"name\":\"" PVC "\",\"namespace\":\"" NS "\","
+                   "\"uid\":\"uid-vol\",\"resourceVersion\":\"50\","
+                   "\"annotations\":{\"" VOL_ANN_PV_NAME "\":\"pvc-" PVC_UID "\"},"
+                   "\"ownerReferences\":[" PVC_OWNER "]},"
+                   "\"spec\":{\"size\":\"2Gi\",\"nodeName\":\"%s\"},"
+                   "\"status\":{%s%s%s\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\","
+                   "\"reason\":\"%s\",\"message\":\"no room on %s\"}]}}",
+                   node, pool ? "\"pool\":\"" : "", pool ? pool : "", pool ? "\"," : "", reason,
+                   node);
+}
+
+static void serve_wffc(const char *selected, const char *vol_node, const char *reason,
+                       const char *pool)
+{
+    vfx_serve("storageclasses", LOCAL_CLASS("\"volumeBindingMode\":\"WaitForFirstConsumer\""));
+    vfx_serve("persistentvolumeclaims",
+              pvc_json((pvc_args){.cls = "local", .annotations = selected}));
+    vfx_serve("volumes", wffc_volume_json(vol_node, reason, pool));
+}
+
+/* Request i DELETEs the claim's Volume with its uid as precondition. */
+static void expect_volume_deleted(size_t i)
+{
+    json_object *d = rcf_assert_api(i, "DELETE", VOLUMES "/" PVC);
+    cr_expect_str_eq(rcf_str_at(d, "preconditions.uid"), "uid-vol");
+}
+
+Test(vol_dyn, a_selected_node_without_room_is_given_back_to_the_scheduler)
+{
+    serve_wffc(SELECTED("node-b"), "node-b", "InsufficientCapacity", NULL);
+    rcf_answer("PATCH", PVC_PATH, 200, "{}");
+    rcf_answer("DELETE", VOLUMES "/" PVC, 200, RCF_SUCCESS);
+    run_pvc_controller();
+    expect_no_more_writes(2);
+    json_object *p = rcf_assert_api(0, "PATCH", PVC_PATH);
+    json_object *ann = rec_obj_at(p, "metadata.annotations");
+    json_object *v = NULL;
+    cr_expect(json_object_object_get_ex(ann, "volume.kubernetes.io/selected-node", &v) && v == NULL,
+              "the annotation is removed (null): %s", json_object_to_json_string(p));
+    cr_expect_str_eq(rcf_str_at(p, "metadata.resourceVersion"), "40",
+                     "only while the claim is as read");
+    expect_volume_deleted(1);
+    cr_expect_eq(rcf_events_with_reason("ProvisioningFailed"), 1);
+    cr_expect_eq(rcf_events_with_reason("Rescheduling"), 1);
+    expect_message(rcf_event_message("Rescheduling"),
+                   "node node-b cannot hold this claim (InsufficientCapacity)");
+}
+
+Test(vol_dyn, a_selected_node_whose_pools_are_too_small_is_given_back_too)
+{
+    serve_wffc(SELECTED("node-b"), "node-b", "InvalidSpec", NULL);
+    rcf_answer("PATCH", PVC_PATH, 200, "{}");
+    rcf_answer("DELETE", VOLUMES "/" PVC, 200, RCF_SUCCESS);
+    run_pvc_controller();
+    expect_no_more_writes(2);
+    rcf_assert_api(0, "PATCH", PVC_PATH);
+    expect_volume_deleted(1);
+}
+
+Test(vol_dyn, a_volume_of_an_earlier_pick_is_deleted_without_touching_the_claim)
+{
+    /* kube-scheduler picked node-c since: the Volume for node-b goes, quietly. */
+    serve_wffc(SELECTED("node-c"), "node-b", "InsufficientCapacity", NULL);
+    rcf_answer("DELETE", VOLUMES "/" PVC, 200, RCF_SUCCESS);
+    run_pvc_controller();
+    expect_no_more_writes(1);
+    expect_volume_deleted(0);
+    cr_expect_eq(rcf_events_with_reason("Rescheduling"), 0);
+    cr_expect_eq(rcf_events_with_reason("ProvisioningFailed"), 0);
+}
+
+Test(vol_dyn, a_changed_claim_is_looked_at_again_before_giving_back)
+{
+    serve_wffc(SELECTED("node-b"), "node-b", "InsufficientCapacity", NULL);
+    rcf_answer("PATCH", PVC_PATH, 409, rcf_status_body(409, "Conflict"));
+    run_pvc_controller();
+    sleep_ms(100);
+    cr_expect_geq(rcf_api_count(), 1);
+    rcf_assert_api(0, "PATCH", PVC_PATH);
+    for (size_t i = 1; i < rcf_api_count(); i++)
+        cr_expect_str_neq(rcf_api_at(i)->method, "DELETE",
+                          "the Volume stays until the annotation is off: %s",
+                          rcf_describe_requests());
+}
+
+Test(vol_dyn, a_placed_or_waiting_volume_keeps_its_node)
+{
+    /* Placed: it holds bytes there. */
+    serve_wffc(SELECTED("node-b"), "node-b", "Provisioning", "pool-b");
+    run_pvc_controller();
+    expect_no_more_writes(0);
+    cr_expect_eq(rcf_events_with_reason("Rescheduling"), 0);
+}
+
+Test(vol_dyn, immediate_claims_are_never_rescheduled)
+{
+    vfx_serve("storageclasses", LOCAL_CLASS("\"volumeBindingMode\":\"Immediate\""));
+    vfx_serve("persistentvolumeclaims",
+              pvc_json((pvc_args){.cls = "local", .annotations = SELECTED("node-b")}));
+    vfx_serve("volumes", wffc_volume_json("node-b", "InsufficientCapacity", NULL));
+    run_pvc_controller();
+    expect_no_more_writes(0);
+    cr_expect_eq(rcf_events_with_reason("ProvisioningFailed"), 1);
+    cr_expect_eq(rcf_events_with_reason("Rescheduling"), 0);
+}
+
 Test(vol_dyn, a_volume_of_that_name_not_the_claims_is_reported)
 {
     vfx_serve("storageclasses", LOCAL_CLASS(NULL));

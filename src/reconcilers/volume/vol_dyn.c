@@ -15,7 +15,9 @@
  *                            annotated volume.kubernetes.io/selected-node,
  *                            the Volume's spec.nodeName); a Volume that
  *                            cannot be placed shows on the PVC as a Warning
- *                            Event ProvisioningFailed.
+ *                            Event ProvisioningFailed, and when it cannot be
+ *                            placed on the node picked for it, the pick is
+ *                            given back to kube-scheduler (give_back_node).
  *   "storagecapacity"        pool -> its CSIStorageCapacity objects in the
  *                            operator's namespace (at most one write per pool
  *                            and second).
@@ -65,6 +67,54 @@ bool vol_pool_serves(json_object *pool, const char *cls)
 }
 
 /* ---- the PVC -> Volume ------------------------------------------------------------------ */
+
+/* A WaitForFirstConsumer claim's Volume is bound to the node kube-scheduler
+ * picked; when no pool there can hold it, the pick is given back, as
+ * external-provisioner does: the selected-node annotation comes off the
+ * claim (kube-scheduler's volume binding then fails the pod's binding and
+ * schedules it again, with the capacity objects as they are now) and the
+ * Volume, which never held anything, is deleted, so the claim's next pick
+ * makes a new one there. */
+static bool cannot_fit_there(const char *reason)
+{
+    return reason && (!strcmp(reason, "InsufficientCapacity") || !strcmp(reason, "InvalidSpec") ||
+                      !strcmp(reason, "PoolNotReady"));
+}
+
+/* Take the selected-node annotation off pvc while it still names node (a
+ * merge patch under its resourceVersion), then delete vol (its uid as
+ * precondition). KC_OK, KC_ERR_CONFLICT (look again) or an error. */
+static int give_back_node(vol_app *a, json_object *pvc, json_object *vol, const char *node,
+                          kc_error *err)
+{
+    const char *sel = rec_obj_annotation(pvc, VOL_ANN_SELECTED_NODE);
+    int rc = KC_OK;
+    if (sel && node && !strcmp(sel, node)) {
+        json_object *patch = json_object_new_object();
+        json_object *meta = pv_json_add_child(patch, "metadata");
+        json_object *ann = pv_json_add_child(meta, "annotations");
+        const char *rv = rec_obj_str(pvc, "metadata.resourceVersion");
+        rc = KC_ERR_NOMEM;
+        if (ann && rv && pv_json_add_str(meta, "resourceVersion", rv) &&
+            !json_object_object_add(ann, VOL_ANN_SELECTED_NODE, NULL)) {
+            kc_ref ref = {.version = "v1",
+                          .resource = "persistentvolumeclaims",
+                          .namespace_ = rec_obj_str(pvc, "metadata.namespace"),
+                          .name = rec_obj_str(pvc, "metadata.name")};
+            rc = kc_patch(a->client, &ref, KC_PATCH_MERGE, patch, NULL, NULL, err);
+        }
+        json_object_put(patch);
+        if (rc != KC_OK)
+            return rc;
+    }
+    kc_ref vref = vol_volumes_ref;
+    vref.namespace_ = rec_obj_str(vol, "metadata.namespace");
+    vref.name = rec_obj_str(vol, "metadata.name");
+    kc_delete_opts dopts = {.precondition_uid = rec_obj_str(vol, "metadata.uid")};
+    kc_error_clear(err);
+    rc = kc_delete(a->client, &vref, &dopts, NULL, err);
+    return rc == KC_ERR_NOT_FOUND ? KC_OK : rc;
+}
 
 static json_object *volume_body(json_object *pvc, json_object *sc, const char *node)
 {
@@ -148,13 +198,51 @@ static ctl_result pvc_reconcile(const ctl_ctx *ctx, const char *namespace_, cons
         const char *st = c ? rec_obj_str(c, "status") : NULL;
         const char *reason = c ? rec_obj_str(c, "reason") : NULL;
         const char *msg = c ? rec_obj_str(c, "message") : NULL;
-        if (st && !strcmp(st, REC_COND_FALSE) && reason &&
-            (!strcmp(reason, "InsufficientCapacity") || !strcmp(reason, "InvalidSpec") ||
-             !strcmp(reason, "PoolNotFound") || !strcmp(reason, "PoolNotReady") ||
-             !strcmp(reason, VOL_REASON_DIR_FAILED)))
+        const char *mode = rec_obj_str(sc, "volumeBindingMode");
+        const char *vnode = rec_obj_str(vol, "spec.nodeName");
+        const char *sel = rec_obj_annotation(pvc, VOL_ANN_SELECTED_NODE);
+        const char *placed = rec_obj_str(vol, "status.pool");
+        bool wffc = mode && !strcmp(mode, "WaitForFirstConsumer") && vnode && *vnode;
+        bool unplaced = !placed || !*placed;
+        if (rec_obj_is_deleting(vol)) {
+            if (wffc && unplaced) /* given back: the next pick's Volume once it is gone */
+                res = ctl_requeue_after(0.5);
+            goto out;
+        }
+        bool failed = st && !strcmp(st, REC_COND_FALSE) && reason &&
+                      (!strcmp(reason, "InsufficientCapacity") || !strcmp(reason, "InvalidSpec") ||
+                       !strcmp(reason, "PoolNotFound") || !strcmp(reason, "PoolNotReady") ||
+                       !strcmp(reason, VOL_REASON_DIR_FAILED));
+        bool stale = wffc && unplaced && (!sel || strcmp(sel, vnode));
+        bool give_back = wffc && unplaced && (stale || (failed && cannot_fit_there(reason)));
+        if (failed && !stale)
             rec_event(a->events, pvc, "v1", "PersistentVolumeClaim", REC_EVENT_WARNING,
                       "ProvisioningFailed", "Volume %s/%s: %s: %s", namespace_, name, reason,
                       msg ? msg : "");
+        if (give_back) {
+            kc_error err = {0};
+            int rc = give_back_node(a, pvc, vol, vnode, &err);
+            if (rc == KC_OK) {
+                if (!stale)
+                    rec_event(a->events, pvc, "v1", "PersistentVolumeClaim", REC_EVENT_NORMAL,
+                              "Rescheduling",
+                              "node %s cannot hold this claim (%s); its selection is given back "
+                              "to kube-scheduler, which picks a node again",
+                              vnode, reason);
+                a->env.log(&a->env, REC_LOG_INFO, "persistentvolumeclaim",
+                           stale ? "Volume of an earlier node pick deleted"
+                                 : "selected node given back to kube-scheduler",
+                           REC_KV("namespace", namespace_, "name", name, "node", vnode, "reason",
+                                  reason ? reason : ""));
+                res = ctl_requeue_after(0.5);
+            } else {
+                res = rc == KC_ERR_CONFLICT
+                          ? ctl_requeue()
+                          : ctl_error(rc, "giving node %s back for claim %s: %s", vnode, key,
+                                      err.message ? err.message : kc_strerror(rc));
+            }
+            kc_error_clear(&err);
+        }
         goto out;
     }
     const char *bound = rec_obj_str(pvc, "spec.volumeName");
