@@ -48,7 +48,10 @@
 #     WaitForFirstConsumer and Immediate: CSIStorageCapacity objects track
 #     the pools' free bytes; a pod with a 1500Mi WaitForFirstConsumer claim is
 #     placed by kube-scheduler on the only node with room, its PV pvc-<uid>
-#     made there and Bound; a claim larger than every pool leaves its pod
+#     made there and Bound; two claims picked for node-b at once where one
+#     fits: one Bound there, the other's pick given back (annotation off,
+#     Volume deleted, Rescheduling Event) and its pod placed on node-c,
+#     Bound there; a claim larger than every pool leaves its pod
 #     Pending; an Immediate claim is Bound without a pod; one larger than
 #     every pool stays Pending with a ProvisioningFailed Event; deleting the
 #     claims leaves no Volume, PV (none Released) or directory;
@@ -100,6 +103,8 @@ P_R=vol-$RUN-r     # no leaks (7), node-b
 P_Q=vol-$RUN-q     # hard limits (8), node-b, on btrfs
 P_DB=vol-$RUN-db   # dynamic provisioning (9), node-b, 300Mi
 P_DC=vol-$RUN-dc   # dynamic provisioning (9), node-c, 2Gi
+P_RB=vol-$RUN-rb   # dynamic provisioning, a race (9), node-b, 2000Mi
+P_RC=vol-$RUN-rc   # dynamic provisioning, a race (9), node-c, 1200Mi
 P_A=vol-$RUN-a     # API server restart (10), node-b, 300Mi
 P_N=vol-$RUN-n     # a node that stops (11), node-c
 P_G=vol-$RUN-g     # a node deleted for good (12), node-c
@@ -716,6 +721,21 @@ spec:
 YAML
 }
 
+# race_settled: of the claims race1 and race2, one is Bound (still
+# annotated node-b), the other Pending without the annotation.
+race_settled() {
+  local got
+  got=$(k get pvc -n "$NS" race1 race2 -o json | python3 -c '
+import json, sys
+sel = "volume.kubernetes.io/selected-node"
+print(" ".join(sorted("%s/%s" % (p["status"].get("phase"), (p["metadata"].get("annotations") or {}).get(sel, ""))
+                      for p in json.load(sys.stdin)["items"])))')
+  [ "$got" = "Bound/node-b Pending/" ] || {
+    echo "phase/selected-node: $got"
+    return 1
+  }
+}
+
 pvc_phase_is() { # NAME PHASE
   [ "$(k get pvc -n "$NS" "$1" -o jsonpath='{.status.phase}')" = "$2" ]
 }
@@ -767,6 +787,39 @@ assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"' "$SC_W" || e2e_f
   e2e_wait_for 20 "the capacity of $P_DC lowered by 1500Mi" capacity_is "$P_DC" "$SC_W=548Mi"
   k get pvc,pv -n "$NS" | grep -E 'NAME|big' | sed 's/^/# /'
 
+  # Two claims of 1100Mi picked for node-b at once (the test annotates them
+  # as kube-scheduler does when two pods race for what looked like room for
+  # each). On node-b only $P_RB (2000Mi, this class) can hold 1100Mi (the
+  # classless pools of earlier tests hold 1Gi): it takes one; the other's
+  # pick is given back (the annotation removed, its Volume deleted, a
+  # Rescheduling Event) and its pod, scheduled afterwards, lands on node-c,
+  # where $P_RC (1200Mi) has room, and is Bound there.
+  mkdir -p "$E2E_TMP/root-node-b/srv/$P_RB" "$E2E_TMP/root-node-c/srv/$P_RC"
+  pool "$P_RB" node-b "{\"capacity\": \"2000Mi\", \"storageClassName\": \"$SC_W\"}"
+  pool "$P_RC" node-c "{\"capacity\": \"1200Mi\", \"storageClassName\": \"$SC_W\"}"
+  e2e_wait_for 20 "$P_RB and $P_RC Ready" sh -c "kubectl wait --for=condition=Ready storagepool/$P_RB storagepool/$P_RC --timeout=1s >/dev/null 2>&1"
+  # Published capacity means the operator's ledger of each pool is set up.
+  e2e_wait_for 20 "CSIStorageCapacity of $P_RB" capacity_is "$P_RB" "$SC_W=2000Mi"
+  e2e_wait_for 20 "CSIStorageCapacity of $P_RC" capacity_is "$P_RC" "$SC_W=1200Mi"
+  claim race1 "$SC_W" 1100Mi
+  claim race2 "$SC_W" 1100Mi
+  k annotate pvc -n "$NS" race1 race2 volume.kubernetes.io/selected-node=node-b >/dev/null
+  e2e_wait_for 60 "one of race1/race2 Bound on node-b, the other's node given back" race_settled
+  local lost won
+  for lost in race1 race2; do pvc_phase_is "$lost" Bound || break; done
+  won=race1
+  [ "$lost" = race2 ] || won=race2
+  e2e_wait_for 30 "$lost's Volume on node-b deleted" gone volume "$lost" "$NS"
+  k get events -n "$NS" --field-selector "involvedObject.name=$lost,reason=Rescheduling" \
+    -o jsonpath='{.items[0].message}' | grep -q 'node node-b cannot hold this claim' ||
+    e2e_fail "no Rescheduling Event on $lost"
+  e2e_diag "event: $(k get events -n "$NS" --field-selector "involvedObject.name=$lost,reason=Rescheduling" -o jsonpath='{.items[0].message}')"
+  vol_is "$won" "st.get('pool') == '$P_RB'" || e2e_fail "$won is not in $P_RB"
+  pod_on "user-$lost" "$lost"
+  e2e_wait_for 30 "the pod of $lost placed on node-c (node-b has 900Mi left)" \
+    sh -c "[ \"\$(kubectl get pod -n $NS user-$lost -o jsonpath='{.spec.nodeName}')\" = node-c ]"
+  e2e_wait_for 60 "$lost Bound in $P_RC" vol_is "$lost" "st.get('pool') == '$P_RC' and ready.get('status') == 'True'"
+
   claim huge "$SC_W" 5Gi
   pod_on user-huge huge
   e2e_wait_for 30 "the pod of a claim larger than every pool stays Pending, unschedulable" sh -c \
@@ -783,12 +836,17 @@ assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"' "$SC_W" || e2e_f
   pvc_phase_is nowhuge Pending || e2e_fail "claim nowhuge is not Pending"
 
   e2e_force_delete_pods "$NS"
-  k delete pvc -n "$NS" big huge now nowhuge --wait=false >/dev/null
+  k delete pvc -n "$NS" big huge now nowhuge race1 race2 --wait=false >/dev/null
   e2e_wait_for 120 "the claims' Volumes and PVs gone" sh -c \
-    "[ -z \"\$(kubectl get volumes -n $NS -o name | grep -E '/(big|huge|now|nowhuge)\$')\" ] && ! kubectl get pv pvc-$uid >/dev/null 2>&1"
+    "[ -z \"\$(kubectl get volumes -n $NS -o name | grep -E '/(big|huge|now|nowhuge|race1|race2)\$')\" ] && ! kubectl get pv pvc-$uid >/dev/null 2>&1"
   [ -z "$(k get pv -o jsonpath='{.items[?(@.status.phase=="Released")].metadata.name}')" ] ||
     e2e_fail "PVs left Released: $(k get pv -o jsonpath='{.items[?(@.status.phase=="Released")].metadata.name}')"
   e2e_wait_for 15 "no directory left in $P_DC" dirs_are node-c "$P_DC" ""
+  # Their Reservations go at their admission's deadline + 30 s (ledger rule 4).
+  e2e_wait_for 90 "no directory left in $P_RB and $P_RC" sh -c \
+    "[ -z \"\$(find $E2E_TMP/root-node-b/srv/$P_RB $E2E_TMP/root-node-c/srv/$P_RC -mindepth 1)\" ]"
+  k delete storagepool "$P_RB" "$P_RC" --wait=true --timeout=60s >/dev/null ||
+    e2e_fail "$P_RB and $P_RC not deleted"
   e2e_wait_for 20 "the capacity of $P_DC back to 2Gi" capacity_is "$P_DC" "$SC_W=2Gi"
   k delete storageclass "$SC_I" >/dev/null
   e2e_wait_for 20 "deleting a class deletes its capacity objects" sh -c "! kubectl get csistoragecapacities -A -l provisio.dev/pool -o jsonpath='{.items[*].storageClassName}' | grep -q $SC_I"
