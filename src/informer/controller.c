@@ -66,6 +66,11 @@ struct ctl_gen {
     ctl_worker *workers;
 };
 
+struct ctl_keys {
+    char **v;
+    size_t n, cap;
+};
+
 struct ctl {
     char *name;
     ctl_opts o;
@@ -75,7 +80,7 @@ struct ctl {
     pthread_mutex_t mu; /* watches, for_inf, start_keys */
     ctl_watch *watches;
     inf_informer *for_inf;
-    ctl_keys *start_keys; /* queued at every start (ctl_enqueue_on_start) */
+    ctl_keys start_keys; /* queued at every start (ctl_enqueue_on_start) */
 
     pthread_mutex_t life_mu; /* serialises start/stop */
     pthread_mutex_t qmu;     /* q and gen, for handlers and stats */
@@ -87,11 +92,6 @@ struct ctl {
      * totals reported never go down across a stop/start. */
     uint64_t adds_before, retries_before;
     atomic_int active, max_active;
-};
-
-struct ctl_keys {
-    char **v;
-    size_t n, cap;
 };
 
 /* ---- results ------------------------------------------------------------------ */
@@ -558,8 +558,8 @@ int ctl_start(ctl *c)
      * too, so nothing falls between the list and the handlers). */
     pthread_mutex_lock(&c->mu);
     inf_informer *primary = c->for_inf;
-    for (size_t i = 0; c->start_keys != NULL && rc == KC_OK && i < c->start_keys->n; i++)
-        rc = wq_add(g->q, c->start_keys->v[i]);
+    for (size_t i = 0; rc == KC_OK && i < c->start_keys.n; i++)
+        rc = wq_add(g->q, c->start_keys.v[i]);
     pthread_mutex_unlock(&c->mu);
     if (primary != NULL && rc == KC_OK) {
         char **keys = NULL;
@@ -630,11 +630,7 @@ int ctl_enqueue_on_start(ctl *c, const char *namespace_, const char *name)
     if (c == NULL || name == NULL || name[0] == '\0')
         return KC_ERR_INVALID_ARG;
     pthread_mutex_lock(&c->mu);
-    int rc = KC_OK;
-    if (c->start_keys == NULL && (c->start_keys = calloc(1, sizeof *c->start_keys)) == NULL)
-        rc = KC_ERR_NOMEM;
-    if (rc == KC_OK)
-        rc = ctl_keys_add(c->start_keys, namespace_, name);
+    int rc = ctl_keys_add(&c->start_keys, namespace_, name);
     pthread_mutex_unlock(&c->mu);
     if (rc == KC_OK)
         rc = ctl_enqueue(c, namespace_, name); /* already running: now too */
@@ -713,12 +709,7 @@ void ctl_free(ctl *c)
         watch_free(w);
         w = next;
     }
-    if (c->start_keys != NULL) {
-        for (size_t i = 0; i < c->start_keys->n; i++)
-            free(c->start_keys->v[i]);
-        free(c->start_keys->v);
-        free(c->start_keys);
-    }
+    keys_free(&c->start_keys);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->life_mu);
     pthread_mutex_destroy(&c->qmu);

@@ -430,21 +430,30 @@ static void expect_volume_deleted(size_t i)
     cr_expect_str_eq(rcf_str_at(d, "preconditions.uid"), "uid-vol");
 }
 
-Test(vol_dyn, a_selected_node_without_room_is_given_back_to_the_scheduler)
+/* The claim picked for node-b whose Volume there failed with reason: its
+ * pick is given back (a PATCH of the claim, then the Volume's DELETE); the
+ * PATCH sent. */
+static json_object *give_back_for(const char *reason)
 {
-    serve_wffc(SELECTED("node-b"), "node-b", "InsufficientCapacity", NULL);
+    serve_wffc(SELECTED("node-b"), "node-b", reason, NULL);
     rcf_answer("PATCH", PVC_PATH, 200, "{}");
     rcf_answer("DELETE", VOLUMES "/" PVC, 200, RCF_SUCCESS);
     run_pvc_controller();
     expect_no_more_writes(2);
     json_object *p = rcf_assert_api(0, "PATCH", PVC_PATH);
+    expect_volume_deleted(1);
+    return p;
+}
+
+Test(vol_dyn, a_selected_node_without_room_is_given_back_to_the_scheduler)
+{
+    json_object *p = give_back_for("InsufficientCapacity");
     json_object *ann = rec_obj_at(p, "metadata.annotations");
     json_object *v = NULL;
     cr_expect(json_object_object_get_ex(ann, "volume.kubernetes.io/selected-node", &v) && v == NULL,
               "the annotation is removed (null): %s", json_object_to_json_string(p));
     cr_expect_str_eq(rcf_str_at(p, "metadata.resourceVersion"), "40",
                      "only while the claim is as read");
-    expect_volume_deleted(1);
     cr_expect_eq(rcf_events_with_reason("ProvisioningFailed"), 1);
     cr_expect_eq(rcf_events_with_reason("Rescheduling"), 1);
     expect_message(rcf_event_message("Rescheduling"),
@@ -453,13 +462,7 @@ Test(vol_dyn, a_selected_node_without_room_is_given_back_to_the_scheduler)
 
 Test(vol_dyn, a_selected_node_whose_pools_are_too_small_is_given_back_too)
 {
-    serve_wffc(SELECTED("node-b"), "node-b", "InvalidSpec", NULL);
-    rcf_answer("PATCH", PVC_PATH, 200, "{}");
-    rcf_answer("DELETE", VOLUMES "/" PVC, 200, RCF_SUCCESS);
-    run_pvc_controller();
-    expect_no_more_writes(2);
-    rcf_assert_api(0, "PATCH", PVC_PATH);
-    expect_volume_deleted(1);
+    give_back_for("InvalidSpec");
 }
 
 Test(vol_dyn, a_volume_of_an_earlier_pick_is_deleted_without_touching_the_claim)

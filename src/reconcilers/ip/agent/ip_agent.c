@@ -264,6 +264,13 @@ static int request_token(cni_kc *k, char **token, time_t *expires, kc_error *err
     return *token != NULL ? KC_OK : KC_ERR_NOMEM;
 }
 
+/* Look again at the next check, or when the token is due if that is sooner. */
+static ctl_result next_look(const cni_kc *k, time_t now)
+{
+    double left = (double)(k->refresh_at - now);
+    return ctl_requeue_after(left < IP_CNI_CHECK_S ? left : IP_CNI_CHECK_S);
+}
+
 static ctl_result cni_reconcile(const ctl_ctx *ctx, const char *namespace_, const char *name,
                                 void *user)
 {
@@ -272,10 +279,8 @@ static ctl_result cni_reconcile(const ctl_ctx *ctx, const char *namespace_, cons
     (void)name;
     cni_kc *k = user;
     time_t now = time(NULL);
-    if (k->refresh_at != 0 && now < k->refresh_at && still_written(k)) {
-        double left = (double)(k->refresh_at - now);
-        return ctl_requeue_after(left < IP_CNI_CHECK_S ? left : IP_CNI_CHECK_S);
-    }
+    if (k->refresh_at != 0 && now < k->refresh_at && still_written(k))
+        return next_look(k, now);
     bool rewrite = k->refresh_at != 0 && now < k->refresh_at;
 
     char *token = NULL;
@@ -314,8 +319,7 @@ static ctl_result cni_reconcile(const ctl_ctx *ctx, const char *namespace_, cons
                        : "CNI kubeconfig written",
                REC_KV("path", k->path, "serviceAccount", k->sa_name, "namespace", k->sa_ns,
                       "server", k->server, "tokenExpires", exp_txt != NULL ? exp_txt : "?"));
-    double left = (double)(k->refresh_at - now);
-    return ctl_requeue_after(left < IP_CNI_CHECK_S ? left : IP_CNI_CHECK_S);
+    return next_look(k, now);
 }
 
 /* [NAMESPACE/]NAME into sa_ns/sa_name (NAMESPACE defaults to own_ns). */
