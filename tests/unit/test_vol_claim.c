@@ -1,0 +1,114 @@
+/*
+ * Unit tests of the Volume controller's choice of a pool
+ * (src/reconcilers/volume/vol_claim.c, choose_pool): what a Volume that
+ * cannot be placed says about why, so that its user looks in the right
+ * place. A Volume of a StorageClass (made for a PVC) is served only by the
+ * pools of that class or of none; Ready pools that serve other classes are
+ * named as such, not reported as "no StoragePool is Ready".
+ *
+ * The real volume app (vol_setup, tests/support/vol_fixture.h) runs the
+ * "volume" controller against a replay server serving its informers' lists;
+ * each test asserts on the status write.
+ */
+#include <criterion/criterion.h>
+
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "rec_util.h"
+#include "vol_fixture.h"
+
+#define NS RCF_NS
+#define VOL "data"
+#define VOL_STATUS "/apis/provisio.dev/v1alpha1/namespaces/" NS "/volumes/" VOL "/status"
+
+static void env_start(void)
+{
+    vfx_start("volume-claim");
+    RCF.skip_informer_reads = true;
+}
+
+TestSuite(vol_claim, .init = env_start, .fini = vfx_stop, .timeout = 60);
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A Volume of 1Gi (with our finalizer: no finalizer patch first), of the
+ * StorageClass cls (the annotation dynamic provisioning sets; NULL: none). */
+static const char *volume_json(const char *cls)
+{
+    return rcf_fmt("{\"metadata\":{\"name\":\"" VOL "\",\"namespace\":\"" NS "\","
+                   "\"uid\":\"uid-vol\",\"resourceVersion\":\"50\",\"generation\":1,"
+                   "\"finalizers\":[\"" REC_FINALIZER "\"]%s%s%s},"
+                   "\"spec\":{\"size\":\"1Gi\"}}",
+                   cls ? ",\"annotations\":{\"" VOL_ANN_CLASS "\":\"" : "", cls ? cls : "",
+                   cls ? "\"}" : "");
+}
+
+/* A Ready StoragePool of 10Gi on node-b with nothing allocated, serving
+ * cls (NULL: every class). */
+static const char *pool_json(const char *name, const char *cls)
+{
+    return rcf_fmt("{\"metadata\":{\"name\":\"%s\",\"uid\":\"uid-%s\",\"resourceVersion\":\"7\"},"
+                   "\"spec\":{\"nodeName\":\"node-b\",\"path\":\"/srv/%s\",\"capacity\":\"10Gi\""
+                   "%s%s%s},"
+                   "\"status\":{\"capacityBytes\":10737418240,\"allocatedBytes\":0,"
+                   "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":"
+                   "\"PathReady\",\"message\":\"ok\",\"lastTransitionTime\":"
+                   "\"2026-01-01T00:00:00Z\"}]}}",
+                   name, name, name, cls ? ",\"storageClassName\":\"" : "", cls ? cls : "",
+                   cls ? "\"" : "");
+}
+
+/* Run the Volume controller over the served lists; the first request is
+ * the Volume's status, Ready=False reason: its message. */
+static const char *pending_message(const char *reason)
+{
+    rcf_answer("PUT", VOL_STATUS, 200, "{}");
+    vfx_run(VOL_CLAIM_CONTROLLER);
+    vfx_wait_reconciles(VOL_CLAIM_CONTROLLER, 1);
+    sleep_ms(100);
+    cr_assert_geq(rcf_api_count(), 1, "%s", rcf_describe_requests());
+    json_object *st = rcf_assert_status(0, VOL_STATUS, "50", "False", reason);
+    json_object *ready = rec_get_condition(st, REC_COND_READY);
+    return rcf_keep(strdup(rcf_str_at(ready, "message")));
+}
+
+Test(vol_claim, ready_pools_of_other_classes_are_named_not_called_unready)
+{
+    vfx_serve("volumes", volume_json("gold"));
+    vfx_serve("storagepools",
+              rcf_fmt("%s,%s", pool_json("p-silver", "silver"), pool_json("p-bronze", "bronze")));
+    const char *msg = pending_message("InsufficientCapacity");
+    cr_expect(strstr(msg, "serves StorageClass gold") != NULL, "message: %s", msg);
+    cr_expect(strstr(msg, "2 Ready serve other classes") != NULL, "message: %s", msg);
+    cr_expect(strstr(msg, "is Ready") == NULL, "message: %s", msg);
+}
+
+Test(vol_claim, no_ready_pool_at_all_says_so)
+{
+    vfx_serve("volumes", volume_json("gold"));
+    vfx_serve("storagepools", "");
+    const char *msg = pending_message("InsufficientCapacity");
+    cr_expect_str_eq(msg, "no StoragePool is Ready");
+}
+
+Test(vol_claim, a_classless_pool_serves_the_class)
+{
+    /* A pool of no class serves every class: the Volume is chosen for it
+     * and waits for that pool's admission (vol_admit.c, the pool
+     * controller's work, not run here), so the Volume controller writes
+     * nothing: no Ready=False status saying there is no pool. */
+    vfx_serve("volumes", volume_json("gold"));
+    vfx_serve("storagepools",
+              rcf_fmt("%s,%s", pool_json("p-silver", "silver"), pool_json("p-any", NULL)));
+    vfx_run(VOL_CLAIM_CONTROLLER);
+    vfx_wait_reconciles(VOL_CLAIM_CONTROLLER, 1);
+    sleep_ms(100);
+    cr_expect_eq(rcf_api_count(), 0, "%s", rcf_describe_requests());
+}
