@@ -761,6 +761,64 @@ Test(rec_events, failure_is_logged_not_fatal_and_forgotten)
     free_recorder();
 }
 
+static const char UNAVAILABLE[] =
+    "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
+    "\"reason\":\"ServiceUnavailable\",\"message\":\"apiserver is shutting down\","
+    "\"code\":503}";
+
+Test(rec_events, an_event_refused_by_a_restarting_api_server_is_written_on_a_later_try)
+{
+    /* Two 503s (an API server going down and coming back), then written:
+     * the same Event, three POSTs, nothing reported; the Event behind it
+     * is written after it, in order. */
+    start();
+    rs_push_simple(srv, 503, UNAVAILABLE);
+    rs_push_simple(srv, 503, UNAVAILABLE);
+    rs_push_simple(srv, 201, EVENT_OK);
+    rs_push_simple(srv, 201, EVENT_OK);
+    fake_clock clk = {T0};
+    static log_sink sink = LOG_SINK_INIT;
+    rec_events *e = new_recorder(&clk, &sink, 0);
+    json_object *obj = parse(CLAIM_OBJ);
+    cr_assert_eq(rec_event(e, obj, NULL, NULL, REC_EVENT_NORMAL, "Allocated", "first"), 0);
+    cr_assert_eq(rec_event(e, obj, NULL, NULL, REC_EVENT_NORMAL, "Released", "second"), 0);
+    json_object_put(obj);
+    flush(e);
+    cr_assert_eq(rs_request_count(srv), 4);
+    for (size_t i = 0; i < 3; i++) {
+        json_object *b = body_json(rs_request_at(srv, i));
+        cr_assert_str_eq(str_at(b, "message"), "first", "try %zu", i + 1);
+        json_object_put(b);
+    }
+    json_object *b = body_json(rs_request_at(srv, 3));
+    cr_assert_str_eq(str_at(b, "message"), "second");
+    json_object_put(b);
+    cr_assert_eq(sink_get(&sink).n, 0, "%s", sink_get(&sink).last_message);
+    cr_assert_eq(rec_events_cached(e), 2);
+    free_recorder();
+}
+
+Test(rec_events, transient_failures_are_tried_max_tries_times_then_reported)
+{
+    start();
+    rs_response down = {.method = "POST", .status = 503, .body = UNAVAILABLE, .times = -1};
+    rs_push(srv, &down);
+    fake_clock clk = {T0};
+    static log_sink sink = LOG_SINK_INIT;
+    rec_events *e = recorder_with((rec_events_opts){.max_tries = 3}, &clk, &sink);
+    json_object *obj = parse(CLAIM_OBJ);
+    cr_assert_eq(rec_event(e, obj, NULL, NULL, REC_EVENT_NORMAL, "Allocated", "x"), 0);
+    json_object_put(obj);
+    flush(e);
+    cr_assert_eq(rs_request_count(srv), 3);
+    log_seen got = sink_get(&sink);
+    cr_assert_eq(got.n, 1, "reported once, after the last try");
+    cr_assert_eq(got.last_code, KC_ERR_SERVICE_UNAVAILABLE);
+    cr_assert(strstr(got.last_message, "apiserver is shutting down"), "%s", got.last_message);
+    cr_assert_eq(rec_events_cached(e), 0);
+    free_recorder();
+}
+
 Test(rec_events, namespace_being_deleted_or_gone_is_reported_as_expected)
 {
     start();

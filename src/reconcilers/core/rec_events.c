@@ -30,8 +30,12 @@
  * first is still in flight may create a second Event (harmless: kubectl
  * describe lists both).
  *
- * Failures never reach the reconcile: they go to the log hook and, for a
- * failed POST, the LRU entry is dropped so the next emission tries afresh.
+ * Failures never reach the reconcile. A transient one (transport, 429, 503,
+ * 504: the API server down or restarting) is tried again by the sender after
+ * a wait (0.5 s doubling to 10 s, up to max_tries, 12 by default: client-go
+ * tries 12 times 10 s apart after a transport failure); the Events behind it
+ * wait, in order. What still fails goes to the log hook and, for a failed
+ * POST, the LRU entry is dropped so the next emission tries afresh.
  *
  * Shutdown: rec_events_free sets `stopping` and a monotonic deadline; the
  * sender goes on until the queue is empty or the deadline has passed, then
@@ -62,6 +66,9 @@
 #define DEFAULT_QUEUE_SIZE 1000
 #define DEFAULT_DRAIN_TIMEOUT_MS 2000
 #define MAX_SENDERS 16
+#define DEFAULT_MAX_TRIES 12 /* client-go's maxTriesPerEvent */
+#define EVENT_RETRY_FIRST_S 0.5
+#define EVENT_RETRY_MAX_S 10.0 /* client-go's sleep between tries */
 /* NamespaceLifecycle's answer to a create in a namespace being deleted. */
 #define NS_TERMINATING_TEXT "because it is being terminated"
 
@@ -112,6 +119,8 @@ struct rec_events {
     pthread_mutex_t qmu;
     pthread_cond_t work; /* sender: an item or stopping */
     pthread_cond_t done; /* flush: done_seq moved (CLOCK_MONOTONIC) */
+    pthread_cond_t quit; /* a sender waiting to try again: stopping (CLOCK_MONOTONIC) */
+    int max_tries;
     ev_item *head, *tail;
     size_t qlen;
     uint64_t enq_seq;  /* items ever queued */
@@ -164,6 +173,7 @@ int rec_events_new(kc_client *c, const rec_events_opts *opts, rec_events **out)
     e->window = o.dedup_window_s > 0 ? o.dedup_window_s : 600;
     e->qmax = o.queue_size ? o.queue_size : DEFAULT_QUEUE_SIZE;
     e->drain_ms = o.drain_timeout_ms == 0 ? DEFAULT_DRAIN_TIMEOUT_MS : o.drain_timeout_ms;
+    e->max_tries = o.max_tries > 0 ? o.max_tries : DEFAULT_MAX_TRIES;
     e->log = o.log;
     e->log_user = o.log_user;
     e->clock = o.clock;
@@ -180,7 +190,7 @@ int rec_events_new(kc_client *c, const rec_events_opts *opts, rec_events **out)
     e->entries = calloc(e->cap, sizeof(*e->entries));
     /* done is waited on with a CLOCK_MONOTONIC deadline (flush). */
     pthread_condattr_t ca;
-    int inited = 0; /* how many of mu, qmu, work, done are initialised */
+    int inited = 0; /* how many of mu, qmu, work, done, quit are initialised */
     bool ok = e->instance && e->entries && pthread_condattr_init(&ca) == 0;
     if (ok) {
         ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0;
@@ -191,6 +201,8 @@ int rec_events_new(kc_client *c, const rec_events_opts *opts, rec_events **out)
         if (ok && (ok = pthread_cond_init(&e->work, NULL) == 0))
             inited++;
         if (ok && (ok = pthread_cond_init(&e->done, &ca) == 0))
+            inited++;
+        if (ok && (ok = pthread_cond_init(&e->quit, &ca) == 0))
             inited++;
         pthread_condattr_destroy(&ca);
     }
@@ -211,6 +223,8 @@ int rec_events_new(kc_client *c, const rec_events_opts *opts, rec_events **out)
             pthread_join(e->senders[i], NULL);
     }
     if (!ok) {
+        if (inited >= 5)
+            pthread_cond_destroy(&e->quit);
         if (inited >= 4)
             pthread_cond_destroy(&e->done);
         if (inited >= 3)
@@ -236,6 +250,7 @@ void rec_events_free(rec_events *e)
     e->stopping = true;
     e->deadline = pv_clock_monotonic() + (e->drain_ms > 0 ? e->drain_ms / 1000.0 : 0);
     pthread_cond_broadcast(&e->work);
+    pthread_cond_broadcast(&e->quit);
     pthread_mutex_unlock(&e->qmu);
     /* The senders empty the queue (writing or dropping) before they return. */
     for (int i = 0; i < e->n_senders; i++)
@@ -244,6 +259,7 @@ void rec_events_free(rec_events *e)
         entry_clear(&e->entries[i]);
     free(e->entries);
     free(e->instance);
+    pthread_cond_destroy(&e->quit);
     pthread_cond_destroy(&e->done);
     pthread_cond_destroy(&e->work);
     pthread_mutex_destroy(&e->qmu);
@@ -505,31 +521,28 @@ static bool remember(rec_events *e, const char *identity, const char *type, cons
     return true;
 }
 
+/* POST a new Event. An API failure is not reported here: *err and *what
+ * say what failed, for the caller (which may try again). */
 static int create_event(rec_events *e, const rec_object_ref *ref, const char *identity,
-                        const char *type, const char *reason, const char *message, time_t now)
+                        const char *type, const char *reason, const char *message, time_t now,
+                        kc_error *err)
 {
     char ts[REC_TIME_STRLEN];
     if (!rec_format_time(now, ts))
-        return KC_ERR_INVALID_ARG;
+        return kc_error_set(err, KC_ERR_INVALID_ARG, "the Event's time cannot be written");
     char *name = event_name(e, ref->name);
     json_object *body = name ? event_body(e, ref, name, type, reason, message, ts, ts, 1) : NULL;
     if (!body) {
         free(name);
-        report(e, KC_ERR_NOMEM, false, ref, reason, "create", NULL);
-        return KC_ERR_NOMEM;
+        return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
     }
     const char *ns = event_namespace(ref);
     /* Remember before the POST (as when emitters wrote themselves; harmless now). */
     bool remembered = remember(e, identity, type, reason, message, name, ns, ts, now);
     kc_ref er = {.version = "v1", .resource = "events", .namespace_ = ns};
-    kc_error err = KC_ERROR_INIT;
-    int rc = kc_create(e->c, &er, body, NULL, NULL, &err);
-    if (rc != KC_OK) {
-        report(e, rc, namespace_gone(rc, &err), ref, reason, "create", err.message);
-        if (remembered)
-            forget(e, identity, type, reason, message, name);
-    }
-    kc_error_clear(&err);
+    int rc = kc_create(e->c, &er, body, NULL, NULL, err);
+    if (rc != KC_OK && remembered)
+        forget(e, identity, type, reason, message, name);
     json_object_put(body);
     free(name);
     return rc;
@@ -551,22 +564,54 @@ static bool give_up(rec_events *e)
     return r;
 }
 
-/* The dedup decision and the write of one queued Event (sender thread). */
-static int send_item(rec_events *e, const ev_item *it)
+/*
+ * A failure worth another try: the API server could not be reached or
+ * answered that it cannot serve now (429, 503, 504). client-go's recorder
+ * tries an Event up to 12 times, 10 s apart, after a transport failure; the
+ * same here, with 503/429/504 too (an API server restarting answers those)
+ * and a shorter first wait, so an Event emitted across a restart is written.
+ */
+static bool transient(int rc)
+{
+    return rc == KC_ERR_TRANSPORT || rc == KC_ERR_TIMEOUT || rc == KC_ERR_TOO_MANY_REQUESTS ||
+           rc == KC_ERR_SERVICE_UNAVAILABLE || rc == KC_ERR_SERVER_TIMEOUT;
+}
+
+/* Sleep before try number `tries` + 1 (EVENT_RETRY_FIRST_S doubling up to
+ * EVENT_RETRY_MAX_S); false when rec_events_free's deadline has come (give up). */
+static bool retry_wait(rec_events *e, int tries)
+{
+    double delay = EVENT_RETRY_FIRST_S;
+    for (int i = 1; i < tries && delay < EVENT_RETRY_MAX_S; i++)
+        delay *= 2;
+    if (delay > EVENT_RETRY_MAX_S)
+        delay = EVENT_RETRY_MAX_S;
+    double until = pv_clock_monotonic() + delay;
+    pthread_mutex_lock(&e->qmu);
+    for (;;) {
+        if (give_up_locked(e))
+            break;
+        double at = e->stopping && e->deadline < until ? e->deadline : until;
+        if (pv_clock_monotonic() >= at)
+            break;
+        struct timespec ts = pv_clock_timespec(at);
+        pthread_cond_timedwait(&e->quit, &e->qmu, &ts);
+    }
+    bool go = !give_up_locked(e);
+    pthread_mutex_unlock(&e->qmu);
+    return go;
+}
+
+/*
+ * One try at the dedup decision and the write of a queued Event. A failure
+ * is not reported: *err holds it and *what says which write ("create",
+ * "patch"); REC_EVENTS_ERR_DROPPED when shutdown forbids a second write.
+ */
+static int send_once(rec_events *e, const ev_item *it, const char *identity, kc_error *err,
+                     const char **what)
 {
     const rec_object_ref *ref = &it->ref;
     const char *type = it->type, *reason = it->reason, *message = it->message;
-    char *identity = NULL;
-    if (ref->uid && *ref->uid)
-        identity = strdup(ref->uid);
-    else if (asprintf(&identity, "%s/%s/%s", ref->kind ? ref->kind : "",
-                      ref->namespace_ ? ref->namespace_ : "", ref->name) < 0)
-        identity = NULL;
-    if (!identity) {
-        report(e, KC_ERR_NOMEM, false, ref, reason, "create", NULL);
-        return KC_ERR_NOMEM;
-    }
-
     time_t now = it->now;
     char *name = NULL, *ns = NULL;
     long count = 0;
@@ -588,36 +633,65 @@ static int send_item(rec_events *e, const ev_item *it)
     pthread_mutex_unlock(&e->mu);
 
     int rc;
+    *what = "create";
     if (count > 0) {
+        *what = "patch";
         char ts[REC_TIME_STRLEN];
         json_object *patch = rec_format_time(now, ts) ? json_object_new_object() : NULL;
         bool ok = patch && pv_json_add(patch, "count", json_object_new_int64(count)) &&
                   pv_json_add_str(patch, "lastTimestamp", ts);
         if (!ok) {
-            rc = KC_ERR_NOMEM;
-            report(e, rc, false, ref, reason, "patch", NULL);
+            rc = kc_error_set(err, KC_ERR_NOMEM, "out of memory");
         } else {
             kc_ref er = {.version = "v1", .resource = "events", .namespace_ = ns, .name = name};
-            kc_error err = KC_ERROR_INIT;
-            rc = kc_patch(e->c, &er, KC_PATCH_MERGE, patch, NULL, NULL, &err);
+            rc = kc_patch(e->c, &er, KC_PATCH_MERGE, patch, NULL, NULL, err);
             if (rc == KC_ERR_NOT_FOUND && give_up(e)) {
                 /* free bounds the sender to the write in flight: no second one. */
-                rc = REC_EVENTS_ERR_DROPPED;
-                report(e, rc, false, ref, reason, "create", "shutting down");
+                *what = "create";
+                rc = kc_error_set(err, REC_EVENTS_ERR_DROPPED, "shutting down");
             } else if (rc == KC_ERR_NOT_FOUND) {
                 /* Expired on the server: start a new Event. */
-                rc = create_event(e, ref, identity, type, reason, message, now);
-            } else if (rc != KC_OK) {
-                report(e, rc, false, ref, reason, "patch", err.message);
+                *what = "create";
+                rc = create_event(e, ref, identity, type, reason, message, now, err);
             }
-            kc_error_clear(&err);
         }
         json_object_put(patch);
     } else {
-        rc = create_event(e, ref, identity, type, reason, message, now);
+        rc = create_event(e, ref, identity, type, reason, message, now, err);
     }
     free(name);
     free(ns);
+    return rc;
+}
+
+/* The write of one queued Event (sender thread), tried again after a
+ * transient failure; what still failed is reported. */
+static int send_item(rec_events *e, const ev_item *it)
+{
+    const rec_object_ref *ref = &it->ref;
+    char *identity = NULL;
+    if (ref->uid && *ref->uid)
+        identity = strdup(ref->uid);
+    else if (asprintf(&identity, "%s/%s/%s", ref->kind ? ref->kind : "",
+                      ref->namespace_ ? ref->namespace_ : "", ref->name) < 0)
+        identity = NULL;
+    if (!identity) {
+        report(e, KC_ERR_NOMEM, false, ref, it->reason, "create", NULL);
+        return KC_ERR_NOMEM;
+    }
+    kc_error err = KC_ERROR_INIT;
+    const char *what = "create";
+    int rc;
+    for (int tries = 1;; tries++) {
+        kc_error_clear(&err);
+        rc = send_once(e, it, identity, &err, &what);
+        if (!transient(rc) || tries >= e->max_tries || !retry_wait(e, tries))
+            break;
+    }
+    if (rc != KC_OK)
+        report(e, rc, what[0] == 'c' && namespace_gone(rc, &err), ref, it->reason, what,
+               err.message);
+    kc_error_clear(&err);
     free(identity);
     return rc;
 }

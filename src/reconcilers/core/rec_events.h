@@ -8,8 +8,10 @@
  * in-memory queue and return at once; one sender thread per recorder takes
  * the queue in order and writes (as client-go's EventBroadcaster does). When
  * the queue is full the new Event is dropped and that is reported to the log
- * hook, once per overflow. A failed write is reported to the log hook (if any)
- * and forgotten.
+ * hook, once per overflow. A write that failed for a transient cause (API
+ * server unreachable or restarting: transport failure, 429, 503, 504) is
+ * tried again, up to max_tries; a failed write is then reported to the log
+ * hook (if any) and forgotten.
  *
  * Repeats are folded as client-go's event correlator does, in a simple form:
  * the same (involved object uid, type, reason, message) emitted again within
@@ -87,6 +89,12 @@ typedef struct rec_events_opts {
     /* How long rec_events_free lets the sender write what is still queued before
      * it drops the rest: 0 = 2000 ms, < 0 = drop at once. */
     int drain_timeout_ms;
+    /* Tries of one Event whose write failed for a transient cause (the API
+     * server unreachable, 429, 503, 504), 0.5 s then doubling up to 10 s
+     * apart (the sender waits: later Events queue behind it, as in
+     * client-go); 0 = 12 (client-go's), 1 = no second try. At shutdown no
+     * try starts after the drain timeout. */
+    int max_tries;
     rec_events_log_fn log; /* may be NULL */
     void *log_user;
     rec_events_clock_fn clock; /* NULL = time(NULL) */
