@@ -32,6 +32,7 @@
 #include <json-c/json.h>
 
 #include "ip_internal.h"
+#include "rec_domain_internal.h"
 #include "rec_claim_fixture.h"
 #include "rec_domain.h"
 #include "rec_reserve.h"
@@ -1088,6 +1089,34 @@ DOMAIN_TEST(pool, a_change_of_conditions_is_written_at_once_with_the_counts)
     json_object *st = rcf_assert_status(1, rcf_fmt("%s/status", pool_path()), "5", REC_COND_FALSE,
                                         RCF.def->reason_terminating);
     cr_assert_eq(rcf_int_at(st, "allocated"), 1);
+}
+
+DOMAIN_TEST(pool, a_deleted_pool_held_only_by_a_creation_never_seen_looks_again_when_it_expires)
+{
+    /* A claim's Reservation POST answered 201, and the Reservation never
+     * shows in the cache (made and deleted while the watch was down): the
+     * claim's in-flight creation is all that holds the pool. Deleting the
+     * pool says so and looks again when that creation expires
+     * (REC_INFLIGHT_TTL); nothing else would wake it. */
+    cache_pool((obj_args){.finalizer = true});
+    cache_claim((obj_args){.finalizer = true});
+    answer_created(first_slot());
+    answer_status_written(true);
+    rcf_assert_outcome(reconcile_claim(), CTL_DONE);
+    rcf_assert_api_count(2);
+    cache_pool((obj_args){.finalizer = true, .deleting = true, .rv = "5"});
+
+    rcf_answer("PUT", rcf_fmt("%s/status", pool_path()), 200, pool_json((obj_args){.rv = "4"}));
+    ctl_result r = reconcile_pool();
+    cr_assert_eq(r.outcome, CTL_REQUEUE_AFTER, "[%s] got %s", FX->name,
+                 rcf_outcome_name(r.outcome));
+    cr_assert(r.after > REC_INFLIGHT_TTL - 5 && r.after <= REC_INFLIGHT_TTL + 1,
+              "[%s] after %.3f s", FX->name, r.after);
+    json_object *st = rcf_assert_status(2, rcf_fmt("%s/status", pool_path()), "5", REC_COND_FALSE,
+                                        RCF.def->reason_terminating);
+    json_object *ready = rec_get_condition(st, REC_COND_READY);
+    const char *m = rcf_str_at(ready, "message");
+    cr_assert(strstr(m, "being reserved") && !strstr(m, "(,"), "[%s] %s", FX->name, m);
 }
 
 /* ---- a scoped domain (IP networks): Reservations under an earlier name ----------- */

@@ -189,14 +189,25 @@ static ctl_result pool_write_status(rec_domain *d, const kc_ref *ref, json_objec
 }
 
 /* Counts of the pool (pool NULL: invalid spec) and how many slots are held,
- * in-flight creations included. */
+ * in-flight creations included (those past REC_INFLIGHT_TTL dropped first);
+ * *expiry (may be NULL): seconds until the oldest in-flight creation left
+ * expires, 0 when there is none. */
 static void pool_counts(rec_domain *d, const char *name, json_object *pool_obj, const void *pool,
-                        rec_pool_counts *counts, int64_t *n_held)
+                        rec_pool_counts *counts, int64_t *n_held, double *expiry)
 {
     memset(counts, 0, sizeof *counts);
+    if (expiry)
+        *expiry = 0;
     pthread_mutex_lock(&d->mu);
     rec_pool_state *ps = rec_pool_state_get(d, name, pool != NULL);
     if (ps) {
+        double now = pv_clock_monotonic();
+        rec_inflight_prune(ps, now);
+        for (size_t i = 0; expiry && i < ps->n_inflight; i++) {
+            double left = ps->inflight[i].at + REC_INFLIGHT_TTL - now;
+            if (*expiry == 0 || left < *expiry)
+                *expiry = left > 0 ? left : 0.001;
+        }
         d->def->set_counts(ps->used, pool_obj, pool, counts);
         const char *scope = rec_scoped(d->def) ? rec_pool_scope(d->def, pool_obj) : NULL;
         rec_scope_state *ss = scope ? rec_scope_state_get(d, scope, false) : NULL;
@@ -247,7 +258,8 @@ static ctl_result pool_deleting(rec_domain *d, const kc_ref *ref, json_object *p
     free(problem);
     rec_pool_counts counts;
     int64_t n_held = 0;
-    pool_counts(d, ref->name, pool_obj, pool, &counts, &n_held);
+    double expiry = 0;
+    pool_counts(d, ref->name, pool_obj, pool, &counts, &n_held, &expiry);
     if (pool)
         def->pool_close(pool);
     if (n_held == 0 && def->detail_free) {
@@ -301,7 +313,14 @@ static ctl_result pool_deleting(rec_domain *d, const kc_ref *ref, json_object *p
         def->detail_free(counts.detail);
     if (rc != KC_OK)
         return ctl_error(rc, "building the pool status: %s", kc_strerror(rc));
-    return pool_write_status(d, ref, pool_obj, st);
+    ctl_result res = pool_write_status(d, ref, pool_obj, st);
+    /* A creation of ours still in flight (its Reservation not seen yet) may
+     * never show: made and deleted while the watch was down, or never made
+     * (the answer lost). No event would wake the pool then: look again when
+     * it expires. */
+    if (res.outcome == CTL_DONE && expiry > 0)
+        res = ctl_requeue_after(expiry + REC_SYNC_RETRY);
+    return res;
 }
 
 /* Add our finalizer; *cur becomes the server's newer copy (in *updated). */
@@ -391,7 +410,7 @@ static ctl_result pool_live(rec_domain *d, const kc_ref *ref, json_object *cur)
         return ctl_error(KC_ERR_NOMEM, "out of memory");
     rec_pool_counts counts;
     int64_t n_held;
-    pool_counts(d, ref->name, cur, pool, &counts, &n_held);
+    pool_counts(d, ref->name, cur, pool, &counts, &n_held, NULL);
     char **overlaps = NULL;
     size_t n_overlaps = 0;
     int rc = pool_overlaps(d, cur, pool, &overlaps, &n_overlaps);

@@ -78,7 +78,13 @@ int ip_msg_pool_in_use(int64_t n_held, const char *const *holders, size_t n_hold
     }
     int64_t more = n_held - (int64_t)n_holders;
     int rc;
-    if (more > 0)
+    if (n_holders == 0)
+        /* Only creations of ours in flight: their Reservations not seen yet. */
+        rc = rec_msg(out,
+                     "%lld %s being reserved (a Reservation not seen yet); the IPPool is "
+                     "deleted once that is settled",
+                     (long long)n_held, n_held == 1 ? "address is" : "addresses are");
+    else if (more > 0)
         rc = rec_msg(out,
                      "%lld %s still held by claims: %s and %lld more; the IPPool is deleted once "
                      "they are released",
