@@ -130,3 +130,26 @@ void pv_strbuf_free(pv_strbuf *b)
     free(b->p);
     *b = (pv_strbuf){0};
 }
+
+int pv_vasprintf(char **out, const char *fmt, va_list ap)
+{
+    *out = NULL;
+    char small[256];
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+        return -1;
+    char *s = malloc((size_t)n + 1);
+    if (!s)
+        return -1;
+    if ((size_t)n < sizeof small)
+        memcpy(s, small, (size_t)n + 1);
+    else if (vsnprintf(s, (size_t)n + 1, fmt, ap) != n) {
+        free(s);
+        return -1;
+    }
+    *out = s;
+    return n;
+}

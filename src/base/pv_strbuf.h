@@ -33,6 +33,7 @@
 #define PROVISIO_PV_STRBUF_H
 
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stddef.h>
 
 typedef struct pv_strbuf {
@@ -87,5 +88,13 @@ void pv_strbuf_reset(pv_strbuf *b);
 
 /* Free the text and zero b (oom, too_large and max included). b may be NULL. */
 void pv_strbuf_free(pv_strbuf *b);
+
+/*
+ * vasprintf, with the allocation made here: malloc is called from code built
+ * with frame pointers, so a sanitizer's leak report names the caller (glibc's
+ * vasprintf, built without them, cuts the stack at itself). Returns the
+ * length, or -1 with *out NULL.
+ */
+int pv_vasprintf(char **out, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 #endif

@@ -8,6 +8,7 @@
  * reason first (it is more precise than the HTTP code: 409 is AlreadyExists
  * on create but Conflict on a stale update), then from the HTTP code.
  */
+#include "pv_strbuf.h"
 #include "kc_error.h"
 
 #include <stdarg.h>
@@ -109,7 +110,7 @@ int kc_error_set(kc_error *err, int code, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     char *msg = NULL;
-    int n = vasprintf(&msg, fmt, ap);
+    int n = pv_vasprintf(&msg, fmt, ap);
     va_end(ap);
     if (n < 0)
         msg = NULL; /* keep going: a missing message is better than no code */

@@ -19,6 +19,7 @@
  *   - start and stop are serialised by `life_mu`; nothing else is held
  *     while workers are joined except life_mu, which handlers never take.
  */
+#include "pv_strbuf.h"
 #include "controller.h"
 
 #include <stdarg.h>
@@ -102,7 +103,7 @@ ctl_result ctl_error(int code, const char *fmt, ...)
     if (fmt != NULL) {
         va_list ap;
         va_start(ap, fmt);
-        if (vasprintf(&r.message, fmt, ap) < 0)
+        if (pv_vasprintf(&r.message, fmt, ap) < 0)
             r.message = NULL;
         va_end(ap);
     }

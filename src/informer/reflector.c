@@ -20,6 +20,7 @@
  *     successful list, and then from each applied event or bookmark. It is
  *     never compared (resourceVersions are opaque).
  */
+#include "pv_strbuf.h"
 #include "reflector.h"
 
 #include <errno.h>
@@ -103,7 +104,7 @@ static void rlog(refl *r, refl_log_level level, const kc_error *err, const char 
     char *body = NULL, *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    int n = vasprintf(&body, fmt, ap);
+    int n = pv_vasprintf(&body, fmt, ap);
     va_end(ap);
     if (n < 0)
         return; /* out of memory: a lost log line */

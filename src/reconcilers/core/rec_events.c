@@ -43,6 +43,7 @@
  * while the sender runs, and the sender holds no lock across a request or a
  * log hook call, so free cannot deadlock with it.
  */
+#include "pv_strbuf.h"
 #include "rec_events.h"
 
 #include <errno.h>
@@ -419,7 +420,7 @@ static void report_msg(rec_events *e, const char *fmt, ...)
     char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
+    if (pv_vasprintf(&msg, fmt, ap) < 0)
         msg = NULL;
     va_end(ap);
     e->log(REC_EVENTS_ERR_DROPPED, false, msg ? msg : rec_events_strerror(REC_EVENTS_ERR_DROPPED),

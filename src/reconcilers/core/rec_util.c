@@ -21,6 +21,7 @@
  * the read operations store.h allows on shared json-c trees: no references
  * taken, no serialisation, json_object_get_string on strings only.
  */
+#include "pv_strbuf.h"
 #include "rec_util.h"
 #include "pv_json.h"
 
@@ -756,7 +757,7 @@ int rec_msg(char **out, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vasprintf(out, fmt, ap);
+    int n = pv_vasprintf(out, fmt, ap);
     va_end(ap);
     if (n < 0) {
         *out = NULL;

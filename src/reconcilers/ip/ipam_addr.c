@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pv_strbuf.h"
 #include "ipam_internal.h"
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -80,7 +81,7 @@ int ipam_set_problem(ipam_error *err, ipam_problem problem, const char *fmt, ...
     va_list ap;
     va_start(ap, fmt);
     char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) < 0)
+    if (pv_vasprintf(&msg, fmt, ap) < 0)
         msg = NULL;
     va_end(ap);
     err->message = msg;

@@ -3,6 +3,7 @@
  * writable, what filesystem, how big, and whether a hard limit per volume
  * can be enforced there (and by which backend).
  */
+#include "pv_strbuf.h"
 #include "vol_agent_internal.h"
 
 #include <errno.h>
@@ -45,7 +46,7 @@ __attribute__((format(printf, 2, 3))) static int reason_of(char **reason, const 
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vasprintf(reason, fmt, ap);
+    int n = pv_vasprintf(reason, fmt, ap);
     va_end(ap);
     if (n < 0) {
         *reason = NULL;

@@ -2,6 +2,7 @@
  * vol_util - what the volume agent's files share: errors with a message,
  * host-root paths, the names of volume directories and of filesystems.
  */
+#include "pv_strbuf.h"
 #include "vol_agent_internal.h"
 
 #include <errno.h>
@@ -29,7 +30,7 @@ static int vfail(vol_error *e, int errnum, bool suffix, const char *fmt, va_list
     vol_error_clear(e);
     e->err = errnum;
     char *text = NULL;
-    if (vasprintf(&text, fmt, ap) < 0)
+    if (pv_vasprintf(&text, fmt, ap) < 0)
         return -errnum; /* no message: the errno still says what */
     if (!suffix) {
         e->message = text;
