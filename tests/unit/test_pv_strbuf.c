@@ -1,6 +1,7 @@
 /* Unit tests of pv_strbuf: growth, lengths, formatting, hand-over, sticky oom, the bound. */
 #include <criterion/criterion.h>
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,4 +336,35 @@ Test(strbuf, reset_empties_for_reuse_without_freeing)
     pv_strbuf empty = {0};
     pv_strbuf_reset(&empty); /* nothing allocated: stays so */
     cr_assert_null(empty.p);
+}
+
+static int fmt(char **out, const char *f, ...) __attribute__((format(printf, 2, 3)));
+static int fmt(char **out, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    int n = pv_vasprintf(out, f, ap);
+    va_end(ap);
+    return n;
+}
+
+Test(strbuf, vasprintf_formats_short_and_long_text_exactly)
+{
+    char *s = NULL;
+    cr_assert_eq(fmt(&s, "%s %d", "PUT", 404), 7);
+    cr_assert_str_eq(s, "PUT 404");
+    free(s);
+    /* Past the first try's 256 bytes: formatted a second time, in full. */
+    char big[1001];
+    memset(big, 'x', 1000);
+    big[1000] = '\0';
+    cr_assert_eq(fmt(&s, "<%s>%d", big, 7), 1003);
+    cr_assert_eq(strlen(s), 1003);
+    cr_assert_eq(s[0], '<');
+    cr_assert_eq(s[1000], 'x');
+    cr_assert_str_eq(s + 1001, ">7");
+    free(s);
+    cr_assert_eq(fmt(&s, "%s", ""), 0);
+    cr_assert_str_eq(s, "");
+    free(s);
 }
