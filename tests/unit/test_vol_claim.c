@@ -112,3 +112,56 @@ Test(vol_claim, a_classless_pool_serves_the_class)
     sleep_ms(100);
     cr_expect_eq(rcf_api_count(), 0, "%s", rcf_describe_requests());
 }
+
+/* ---- the pool's admission write ------------------------------------------------ */
+
+/* A Ready pool p-any of 10Gi on node-b with a fresh agent report and
+ * nothing allocated, and node-b Ready, as LIST items. */
+static const char *live_pool_json(void)
+{
+    char hb[REC_TIME_STRLEN];
+    cr_assert_not_null(rec_format_time(time(NULL), hb));
+    return rcf_fmt("{\"metadata\":{\"name\":\"p-any\",\"uid\":\"uid-p-any\",\"resourceVersion\":"
+                   "\"7\",\"generation\":1,\"finalizers\":[\"" REC_FINALIZER "\"]},"
+                   "\"spec\":{\"nodeName\":\"node-b\",\"path\":\"/srv/p-any\",\"capacity\":"
+                   "\"10Gi\"},"
+                   "\"status\":{\"capacityBytes\":10737418240,\"allocatedBytes\":0,"
+                   "\"agent\":{\"heartbeatTime\":\"%s\",\"observedGeneration\":1,"
+                   "\"present\":true,\"writable\":true,\"filesystem\":\"ext4\"},"
+                   "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":"
+                   "\"PathReady\",\"message\":\"ok\",\"lastTransitionTime\":"
+                   "\"2026-01-01T00:00:00Z\"}]}}",
+                   hb);
+}
+
+Test(vol_claim, a_failed_admission_write_stays_an_error)
+{
+    /* The Volume waits for p-any's admission; the pool's status write that
+     * would admit it fails (403): the pool's reconcile is an error (logged,
+     * retried with backoff), not a quiet requeue that dropped the error and
+     * its message. */
+    vfx_serve("volumes", volume_json(NULL));
+    vfx_serve("storagepools", live_pool_json());
+    vfx_serve("nodes", "{\"metadata\":{\"name\":\"node-b\",\"uid\":\"uid-node-b\","
+                       "\"resourceVersion\":\"2\"},\"status\":{\"conditions\":[{\"type\":"
+                       "\"Ready\",\"status\":\"True\"}]}}");
+    rcf_answer("PUT", "/apis/provisio.dev/v1alpha1/storagepools/p-any/status", 403,
+               rcf_status_body(403, "Forbidden"));
+    vfx_run(VOL_CLAIM_CONTROLLER);
+    vfx_wait_reconciles(VOL_CLAIM_CONTROLLER, 1);
+    ctl *pc = vfx_controller(VOL_POOL_CONTROLLER);
+    cr_assert(ctl_wait_for_sync(pc, 10));
+    cr_assert_eq(ctl_start(pc), KC_OK);
+    vfx_wait_reconciles(VOL_POOL_CONTROLLER, 1);
+    sleep_ms(100);
+    cr_assert_geq(rcf_api_count(), 1, "%s", rcf_describe_requests());
+    json_object *b =
+        rcf_assert_api(0, "PUT", "/apis/provisio.dev/v1alpha1/storagepools/p-any/status");
+    cr_expect_not_null(rec_obj_at(b, "status.inFlight"), "the write admits the Volume: %s",
+                       json_object_to_json_string(b));
+    ctl_stats st;
+    ctl_stats_get(pc, &st);
+    cr_expect_geq(st.reconcile_error, 1, "errors %llu, requeue_after %llu",
+                  (unsigned long long)st.reconcile_error,
+                  (unsigned long long)st.reconcile_requeue_after);
+}

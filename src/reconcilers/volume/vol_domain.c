@@ -472,8 +472,10 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
     json_object_put(st);
     if (res.outcome == CTL_DONE)
         vol_admit_commit(a, name, &in, &out);
-    else if (in.n)
+    else if (in.n && res.outcome == CTL_REQUEUE)
         res = ctl_requeue_after(0.01); /* lost the race: again at once, from a fresher cache */
+    /* A failed write stays an error (logged, retried with backoff); replacing
+     * it here lost its message (a leak LeakSanitizer reported). */
     vol_batch_clear(&in);
     vol_batch_clear(&out);
 
