@@ -129,7 +129,11 @@ cleanup() {
     k patch pv "$pv" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
   done
   umount "$E2E_TMP/root-node-b/srv/$P_Q" 2>/dev/null || true
-  [ -z "${LOOPDEV:-}" ] || losetup -d "$LOOPDEV" 2>/dev/null || true
+  # The loop device of 8's image (8 ran in a subshell: found by its file).
+  local dev
+  for dev in $(losetup -n -O NAME -j "$E2E_TMP/btrfs.img" 2>/dev/null); do
+    losetup -d "$dev" 2>/dev/null || true
+  done
   local v
   for v in $(k get volumes -n "$NS" -o name 2>/dev/null); do
     k patch -n "$NS" "$v" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
@@ -661,8 +665,9 @@ test_hard_limits_btrfs() {
   truncate -s 256M "$img"
   mkfs.btrfs -q "$img" >/dev/null
   mkdir -p "$mnt"
-  LOOPDEV=$(losetup -f --show "$img")
-  mount "$LOOPDEV" "$mnt" || e2e_fail "cannot mount btrfs"
+  local loopdev
+  loopdev=$(losetup -f --show "$img")
+  mount "$loopdev" "$mnt" || e2e_fail "cannot mount btrfs"
   pool "$P_Q" node-b '{"quota": "Required", "capacity": "200Mi"}'
   e2e_wait_for 20 "$P_Q Ready, quota Enforced" sp_is "$P_Q" \
     "ready.get('status') == 'True' and st.get('quota') == 'Enforced'"
