@@ -819,6 +819,61 @@ Test(rec_events, transient_failures_are_tried_max_tries_times_then_reported)
     free_recorder();
 }
 
+Test(rec_events, a_repeat_whose_patch_is_tried_again_keeps_its_count)
+{
+    /* The dedup decision is made once per emission: a PATCH tried twice
+     * carries the same count, and the next repeat the one after it. */
+    start();
+    rs_push_simple(srv, 201, EVENT_OK);
+    rs_push_simple(srv, 503, UNAVAILABLE);
+    rs_push_simple(srv, 200, EVENT_OK);
+    rs_push_simple(srv, 200, EVENT_OK);
+    fake_clock clk = {T0};
+    static log_sink sink = LOG_SINK_INIT;
+    rec_events *e = new_recorder(&clk, &sink, 0);
+    json_object *obj = parse(CLAIM_OBJ);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(rec_event(e, obj, NULL, NULL, REC_EVENT_WARNING, "PoolExhausted", "full"), 0);
+        flush(e);
+    }
+    json_object_put(obj);
+    cr_assert_eq(rs_request_count(srv), 4);
+    const int64_t want[] = {2, 2, 3};
+    for (size_t i = 1; i < 4; i++) {
+        cr_assert_str_eq(rs_request_at(srv, i)->method, "PATCH");
+        json_object *p = body_json(rs_request_at(srv, i));
+        cr_assert_eq(int_at(p, "count"), want[i - 1], "request %zu", i);
+        json_object_put(p);
+    }
+    cr_assert_eq(sink_get(&sink).n, 0, "%s", sink_get(&sink).last_message);
+    free_recorder();
+}
+
+Test(rec_events, free_stops_a_sender_waiting_to_try_again)
+{
+    /* The API server refuses every write: the sender waits 0.5, 1, 2, 4 s
+     * between tries. free (0.2 s to drain) wakes it from its wait: it does
+     * not sleep out the 4 s (a bound far from both), and reports once. */
+    start();
+    rs_response down = {.method = "POST", .status = 503, .body = UNAVAILABLE, .times = -1};
+    rs_push(srv, &down);
+    fake_clock clk = {T0};
+    static log_sink sink = LOG_SINK_INIT;
+    rec_events *e = recorder_with((rec_events_opts){.drain_timeout_ms = 200}, &clk, &sink);
+    json_object *obj = parse(CLAIM_OBJ);
+    cr_assert_eq(rec_event(e, obj, NULL, NULL, REC_EVENT_NORMAL, "Allocated", "x"), 0);
+    json_object_put(obj);
+    cr_assert(rs_wait_requests(srv, 4, FLUSH_MS)); /* the fourth try: 4 s to the next */
+    double t0 = pv_clock_monotonic();
+    free_recorder();
+    double took = pv_clock_monotonic() - t0;
+    cr_assert_lt(took, 2.5, "rec_events_free took %.3f s", took);
+    cr_assert_eq(rs_request_count(srv), 4);
+    log_seen got = sink_get(&sink);
+    cr_assert_eq(got.n, 1, "%s", got.last_message);
+    cr_assert_eq(got.last_code, KC_ERR_SERVICE_UNAVAILABLE);
+}
+
 Test(rec_events, namespace_being_deleted_or_gone_is_reported_as_expected)
 {
     start();

@@ -30,8 +30,8 @@
  * first is still in flight may create a second Event (harmless: kubectl
  * describe lists both).
  *
- * Failures never reach the reconcile. A transient one (transport, 429, 503,
- * 504: the API server down or restarting) is tried again by the sender after
+ * Failures never reach the reconcile. A transient one (transport, 429, 503:
+ * the API server down or restarting) is tried again by the sender after
  * a wait (0.5 s doubling to 10 s, up to max_tries, 12 by default: client-go
  * tries 12 times 10 s apart after a transport failure); the Events behind it
  * wait, in order. What still fails goes to the log hook and, for a failed
@@ -43,7 +43,6 @@
  * while the sender runs, and the sender holds no lock across a request or a
  * log hook call, so free cannot deadlock with it.
  */
-#include "pv_strbuf.h"
 #include "rec_events.h"
 
 #include <errno.h>
@@ -58,6 +57,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "pv_strbuf.h"
 #include "pv_clock.h"
 #include "rec_util.h"
 #include "pv_json.h"
@@ -566,25 +566,31 @@ static bool give_up(rec_events *e)
 }
 
 /*
- * A failure worth another try: the API server could not be reached or
- * answered that it cannot serve now (429, 503, 504). client-go's recorder
- * tries an Event up to 12 times, 10 s apart, after a transport failure; the
- * same here, with 503/429/504 too (an API server restarting answers those)
- * and a shorter first wait, so an Event emitted across a restart is written.
+ * A failure worth another try: the API server could not be reached (a
+ * transport failure after the client's own retries) or answered that it
+ * cannot serve now (429, 503: a restarting API server answers those, before
+ * doing anything). client-go's recorder tries an Event up to 12 times, 10 s
+ * apart, after a transport failure; the same here, with 429 and 503 too and
+ * a shorter first wait, so an Event emitted across a restart is written. A
+ * timeout or a 504 is not tried again: the server may have written the
+ * Event, and a second POST would make a second one.
  */
 static bool transient(int rc)
 {
-    return rc == KC_ERR_TRANSPORT || rc == KC_ERR_TIMEOUT || rc == KC_ERR_TOO_MANY_REQUESTS ||
-           rc == KC_ERR_SERVICE_UNAVAILABLE || rc == KC_ERR_SERVER_TIMEOUT;
+    return rc == KC_ERR_TRANSPORT || rc == KC_ERR_TOO_MANY_REQUESTS ||
+           rc == KC_ERR_SERVICE_UNAVAILABLE;
 }
 
 /* Sleep before try number `tries` + 1 (EVENT_RETRY_FIRST_S doubling up to
- * EVENT_RETRY_MAX_S); false when rec_events_free's deadline has come (give up). */
-static bool retry_wait(rec_events *e, int tries)
+ * EVENT_RETRY_MAX_S, or the server's Retry-After if longer, capped the same);
+ * false when rec_events_free's deadline has come (give up). */
+static bool retry_wait(rec_events *e, int tries, double retry_after)
 {
     double delay = EVENT_RETRY_FIRST_S;
     for (int i = 1; i < tries && delay < EVENT_RETRY_MAX_S; i++)
         delay *= 2;
+    if (retry_after > delay)
+        delay = retry_after;
     if (delay > EVENT_RETRY_MAX_S)
         delay = EVENT_RETRY_MAX_S;
     double until = pv_clock_monotonic() + delay;
@@ -603,65 +609,80 @@ static bool retry_wait(rec_events *e, int tries)
     return go;
 }
 
-/*
- * One try at the dedup decision and the write of a queued Event. A failure
- * is not reported: *err holds it and *what says which write ("create",
- * "patch"); REC_EVENTS_ERR_DROPPED when shutdown forbids a second write.
- */
-static int send_once(rec_events *e, const ev_item *it, const char *identity, kc_error *err,
-                     const char **what)
+/* The dedup decision for one queued Event, made once however many tries
+ * its write takes: a repeat inside the window is a PATCH of the Event
+ * `name` in `ns` to `count` (> 0); else (count 0) a new Event. */
+typedef struct ev_decision {
+    char *name, *ns;
+    long count;
+} ev_decision;
+
+static void decide(rec_events *e, const ev_item *it, const char *identity, ev_decision *d)
 {
-    const rec_object_ref *ref = &it->ref;
-    const char *type = it->type, *reason = it->reason, *message = it->message;
-    time_t now = it->now;
-    char *name = NULL, *ns = NULL;
-    long count = 0;
+    memset(d, 0, sizeof *d);
     pthread_mutex_lock(&e->mu);
-    long i = find_entry(e, identity, type, reason, message);
+    long i = find_entry(e, identity, it->type, it->reason, it->message);
     if (i >= 0) {
         ev_entry *en = &e->entries[i];
-        if (now - en->last <= (time_t)e->window && now >= en->last) {
-            name = strdup(en->name);
-            ns = strdup(en->namespace_);
-            if (name && ns) {
+        if (it->now - en->last <= (time_t)e->window && it->now >= en->last) {
+            d->name = strdup(en->name);
+            d->ns = strdup(en->namespace_);
+            if (d->name && d->ns) {
                 en->count++;
-                en->last = now;
+                en->last = it->now;
                 en->used = ++e->tick;
-                count = en->count;
+                d->count = en->count;
             }
         }
     }
     pthread_mutex_unlock(&e->mu);
-
-    int rc;
-    *what = "create";
-    if (count > 0) {
-        *what = "patch";
-        char ts[REC_TIME_STRLEN];
-        json_object *patch = rec_format_time(now, ts) ? json_object_new_object() : NULL;
-        bool ok = patch && pv_json_add(patch, "count", json_object_new_int64(count)) &&
-                  pv_json_add_str(patch, "lastTimestamp", ts);
-        if (!ok) {
-            rc = kc_error_set(err, KC_ERR_NOMEM, "out of memory");
-        } else {
-            kc_ref er = {.version = "v1", .resource = "events", .namespace_ = ns, .name = name};
-            rc = kc_patch(e->c, &er, KC_PATCH_MERGE, patch, NULL, NULL, err);
-            if (rc == KC_ERR_NOT_FOUND && give_up(e)) {
-                /* free bounds the sender to the write in flight: no second one. */
-                *what = "create";
-                rc = kc_error_set(err, REC_EVENTS_ERR_DROPPED, "shutting down");
-            } else if (rc == KC_ERR_NOT_FOUND) {
-                /* Expired on the server: start a new Event. */
-                *what = "create";
-                rc = create_event(e, ref, identity, type, reason, message, now, err);
-            }
-        }
-        json_object_put(patch);
-    } else {
-        rc = create_event(e, ref, identity, type, reason, message, now, err);
+    if (!d->count) { /* a new Event (also when a copy ran out of memory) */
+        free(d->name);
+        free(d->ns);
+        d->name = d->ns = NULL;
     }
-    free(name);
-    free(ns);
+}
+
+/*
+ * One try at the write the decision d says. A failure is not reported:
+ * *err holds it and *what says which write ("create", "patch");
+ * REC_EVENTS_ERR_DROPPED when shutdown forbids a second write. A PATCH
+ * finding the Event expired turns d into a create (for this try and the
+ * next).
+ */
+static int send_once(rec_events *e, const ev_item *it, const char *identity, ev_decision *d,
+                     kc_error *err, const char **what)
+{
+    const rec_object_ref *ref = &it->ref;
+    const char *type = it->type, *reason = it->reason, *message = it->message;
+    time_t now = it->now;
+    if (d->count == 0) {
+        *what = "create";
+        return create_event(e, ref, identity, type, reason, message, now, err);
+    }
+    *what = "patch";
+    char ts[REC_TIME_STRLEN];
+    json_object *patch = rec_format_time(now, ts) ? json_object_new_object() : NULL;
+    bool ok = patch && pv_json_add(patch, "count", json_object_new_int64(d->count)) &&
+              pv_json_add_str(patch, "lastTimestamp", ts);
+    int rc;
+    if (!ok) {
+        rc = kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+    } else {
+        kc_ref er = {.version = "v1", .resource = "events", .namespace_ = d->ns, .name = d->name};
+        rc = kc_patch(e->c, &er, KC_PATCH_MERGE, patch, NULL, NULL, err);
+        if (rc == KC_ERR_NOT_FOUND && give_up(e)) {
+            /* free bounds the sender to the write in flight: no second one. */
+            *what = "create";
+            rc = kc_error_set(err, REC_EVENTS_ERR_DROPPED, "shutting down");
+        } else if (rc == KC_ERR_NOT_FOUND) {
+            /* Expired on the server: start a new Event. */
+            d->count = 0;
+            *what = "create";
+            rc = create_event(e, ref, identity, type, reason, message, now, err);
+        }
+    }
+    json_object_put(patch);
     return rc;
 }
 
@@ -680,19 +701,23 @@ static int send_item(rec_events *e, const ev_item *it)
         report(e, KC_ERR_NOMEM, false, ref, it->reason, "create", NULL);
         return KC_ERR_NOMEM;
     }
+    ev_decision d;
+    decide(e, it, identity, &d);
     kc_error err = KC_ERROR_INIT;
     const char *what = "create";
     int rc;
     for (int tries = 1;; tries++) {
         kc_error_clear(&err);
-        rc = send_once(e, it, identity, &err, &what);
-        if (!transient(rc) || tries >= e->max_tries || !retry_wait(e, tries))
+        rc = send_once(e, it, identity, &d, &err, &what);
+        if (!transient(rc) || tries >= e->max_tries || !retry_wait(e, tries, err.retry_after))
             break;
     }
     if (rc != KC_OK)
         report(e, rc, what[0] == 'c' && namespace_gone(rc, &err), ref, it->reason, what,
                err.message);
     kc_error_clear(&err);
+    free(d.name);
+    free(d.ns);
     free(identity);
     return rc;
 }

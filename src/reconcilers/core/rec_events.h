@@ -9,7 +9,7 @@
  * the queue in order and writes (as client-go's EventBroadcaster does). When
  * the queue is full the new Event is dropped and that is reported to the log
  * hook, once per overflow. A write that failed for a transient cause (API
- * server unreachable or restarting: transport failure, 429, 503, 504) is
+ * server unreachable or restarting: transport failure, 429, 503) is
  * tried again, up to max_tries; a failed write is then reported to the log
  * hook (if any) and forgotten.
  *
@@ -90,7 +90,7 @@ typedef struct rec_events_opts {
      * it drops the rest: 0 = 2000 ms, < 0 = drop at once. */
     int drain_timeout_ms;
     /* Tries of one Event whose write failed for a transient cause (the API
-     * server unreachable, 429, 503, 504), 0.5 s then doubling up to 10 s
+     * server unreachable, 429, 503), 0.5 s then doubling up to 10 s
      * apart (the sender waits: later Events queue behind it, as in
      * client-go); 0 = 12 (client-go's), 1 = no second try. At shutdown no
      * try starts after the drain timeout. */
@@ -152,9 +152,10 @@ int rec_event_ref(rec_events *e, const rec_object_ref *ref, const char *type, co
 
 /*
  * Wait until every Event queued before the call has been handled by the
- * sender (written, or given up on and reported to the log hook). timeout_ms
- * < 0 waits for as long as it takes. 0 when done, KC_ERR_TIMEOUT when not
- * within timeout_ms, KC_ERR_INVALID_ARG for a NULL e. For tests (and a
+ * sender (written, or given up on and reported to the log hook; an Event
+ * whose writes keep failing for a transient cause takes up to about 75 s
+ * of tries, see max_tries). timeout_ms < 0 waits for as long as it takes. 0 when done,
+ * KC_ERR_TIMEOUT when not within timeout_ms, KC_ERR_INVALID_ARG for a NULL e. For tests (and a
  * caller that wants its Events out before it goes on); any thread.
  */
 int rec_events_flush(rec_events *e, int timeout_ms);
