@@ -446,7 +446,7 @@ Test(ipr_messages, a_terminating_pool_names_its_first_holders_and_counts_the_res
     free(m);
     /* Held only by a creation in flight (no Reservation seen): no empty list. */
     cr_assert_eq(ip_msg_pool_in_use(1, holders, 0, &m), 0);
-    cr_assert_str_eq(m, "1 address is being reserved (a Reservation not seen yet); the IPPool is "
+    cr_assert_str_eq(m, "1 address is being reserved (Reservations not seen yet); the IPPool is "
                         "deleted once that is settled");
     free(m);
 }

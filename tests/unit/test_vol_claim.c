@@ -90,6 +90,24 @@ Test(vol_claim, ready_pools_of_other_classes_are_named_not_called_unready)
     cr_expect(strstr(msg, "is Ready") == NULL, "message: %s", msg);
 }
 
+Test(vol_claim, a_ready_pool_of_the_class_without_its_ledger_yet_is_not_of_another_class)
+{
+    /* p-gold is Ready for the class but its ledger is not set up yet (no
+     * status.allocatedBytes: the pool controller writes it first): the
+     * Volume waits, and is not told that only other classes are served. */
+    const char *gold = pool_json("p-gold", "gold");
+    char *no_ledger = strdup(gold);
+    char *at = strstr(no_ledger, "\"allocatedBytes\":0,");
+    cr_assert_not_null(at);
+    memmove(at, at + strlen("\"allocatedBytes\":0,"),
+            strlen(at + strlen("\"allocatedBytes\":0,")) + 1);
+    vfx_serve("volumes", volume_json("gold"));
+    vfx_serve("storagepools",
+              rcf_fmt("%s,%s", rcf_keep(no_ledger), pool_json("p-silver", "silver")));
+    const char *msg = pending_message("InsufficientCapacity");
+    cr_expect(strstr(msg, "serves StorageClass") == NULL, "message: %s", msg);
+}
+
 Test(vol_claim, no_ready_pool_at_all_says_so)
 {
     vfx_serve("volumes", volume_json("gold"));

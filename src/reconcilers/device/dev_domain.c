@@ -131,8 +131,8 @@ static int msg_pool_in_use(int64_t n_held, const char *const *holders, size_t n,
     if (!list)
         return KC_ERR_NOMEM;
     int rc = n == 0 ? rec_msg(out,
-                              "the pool is being deleted but %lld device%s being reserved (a "
-                              "Reservation not seen yet); it goes once that is settled",
+                              "the pool is being deleted but %lld device%s being reserved "
+                              "(Reservations not seen yet); it goes once that is settled",
                               (long long)n_held, n_held == 1 ? " is" : "s are")
                     : rec_msg(out,
                               "the pool is being deleted but %lld device%s still held (%s%s); it "

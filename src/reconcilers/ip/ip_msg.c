@@ -81,7 +81,7 @@ int ip_msg_pool_in_use(int64_t n_held, const char *const *holders, size_t n_hold
     if (n_holders == 0)
         /* Only creations of ours in flight: their Reservations not seen yet. */
         rc = rec_msg(out,
-                     "%lld %s being reserved (a Reservation not seen yet); the IPPool is "
+                     "%lld %s being reserved (Reservations not seen yet); the IPPool is "
                      "deleted once that is settled",
                      (long long)n_held, n_held == 1 ? "address is" : "addresses are");
     else if (more > 0)

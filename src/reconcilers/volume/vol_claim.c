@@ -380,7 +380,7 @@ static int choose_pool(vol_app *a, const char *uid, const vol_want *w, pool_pick
         return rc;
     const char *best = NULL; /* borrowed from pools[] */
     int64_t best_free = -1, largest_cap = 0, largest_free = 0;
-    size_t ready = 0, other_class = 0;
+    size_t ready = 0, serving = 0, other_class = 0;
     for (size_t i = 0; i < n; i++) {
         json_object *p = pools[i];
         if (rec_obj_is_deleting(p) || !pool_ready(p))
@@ -389,6 +389,7 @@ static int choose_pool(vol_app *a, const char *uid, const vol_want *w, pool_pick
             other_class++;
             continue;
         }
+        serving++; /* Ready for this class, its ledger known or not yet */
         vol_ledger l;
         char *why = NULL;
         if (vol_ledger_read(p, &l, &why) != KC_OK || !l.known) {
@@ -416,7 +417,7 @@ static int choose_pool(vol_app *a, const char *uid, const vol_want *w, pool_pick
             pick->reason = VOL_REASON_INSUFFICIENT;
             rc = rec_msg(&pick->message, "StoragePool %s went away; choosing again", best);
         }
-    } else if (ready == 0 && other_class > 0) {
+    } else if (serving == 0 && other_class > 0) {
         /* Ready pools there are, but none for this class: say so, or the
          * user looks for a pool that is not Ready. */
         pick->reason = VOL_REASON_INSUFFICIENT;
