@@ -8,8 +8,8 @@
  * reason first (it is more precise than the HTTP code: 409 is AlreadyExists
  * on create but Conflict on a stale update), then from the HTTP code.
  */
-#include "pv_strbuf.h"
 #include "kc_error.h"
+#include "pv_strbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>

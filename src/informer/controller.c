@@ -19,7 +19,6 @@
  *   - start and stop are serialised by `life_mu`; nothing else is held
  *     while workers are joined except life_mu, which handlers never take.
  */
-#include "pv_strbuf.h"
 #include "controller.h"
 
 #include <stdarg.h>
@@ -30,6 +29,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "pv_strbuf.h"
 #include "pv_clock.h"
 
 /* A year: longer delays (or an infinity) are clamped. */

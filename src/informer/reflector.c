@@ -20,7 +20,6 @@
  *     successful list, and then from each applied event or bookmark. It is
  *     never compared (resourceVersions are opaque).
  */
-#include "pv_strbuf.h"
 #include "reflector.h"
 
 #include <errno.h>
@@ -32,6 +31,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "pv_strbuf.h"
 #include "pv_clock.h"
 #include "inf_map.h"
 

@@ -21,9 +21,9 @@
  * the read operations store.h allows on shared json-c trees: no references
  * taken, no serialisation, json_object_get_string on strings only.
  */
-#include "pv_strbuf.h"
 #include "rec_util.h"
 #include "pv_json.h"
+#include "pv_strbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>

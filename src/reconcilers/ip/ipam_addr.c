@@ -37,8 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pv_strbuf.h"
 #include "ipam_internal.h"
+#include "pv_strbuf.h"
 
 /* ---- small helpers ------------------------------------------------------- */
 

@@ -3,8 +3,8 @@
  * writable, what filesystem, how big, and whether a hard limit per volume
  * can be enforced there (and by which backend).
  */
-#include "pv_strbuf.h"
 #include "vol_agent_internal.h"
+#include "pv_strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>

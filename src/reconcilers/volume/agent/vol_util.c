@@ -2,8 +2,8 @@
  * vol_util - what the volume agent's files share: errors with a message,
  * host-root paths, the names of volume directories and of filesystems.
  */
-#include "pv_strbuf.h"
 #include "vol_agent_internal.h"
+#include "pv_strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
