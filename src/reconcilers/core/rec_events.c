@@ -57,8 +57,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "pv_strbuf.h"
+#include "backoff.h"
 #include "pv_clock.h"
+#include "pv_strbuf.h"
 #include "rec_util.h"
 #include "pv_json.h"
 
@@ -581,18 +582,18 @@ static bool transient(int rc)
            rc == KC_ERR_SERVICE_UNAVAILABLE;
 }
 
-/* Sleep before try number `tries` + 1 (EVENT_RETRY_FIRST_S doubling up to
- * EVENT_RETRY_MAX_S, or the server's Retry-After if longer, capped the same);
- * false when rec_events_free's deadline has come (give up). */
-static bool retry_wait(rec_events *e, int tries, double retry_after)
+/* The waits between tries of one Event: the informer's backoff, without
+ * jitter (the Events behind it wait in order anyway) and never reset. */
+static const bo_opts EVENT_BACKOFF = {
+    .initial = EVENT_RETRY_FIRST_S, .max = EVENT_RETRY_MAX_S, .jitter = -1, .reset_after = -1};
+
+/* Sleep delay seconds (or the server's Retry-After if longer, capped at
+ * EVENT_RETRY_MAX_S) before the next try; false when rec_events_free's
+ * deadline has come (give up). */
+static bool retry_wait(rec_events *e, double delay, double retry_after)
 {
-    double delay = EVENT_RETRY_FIRST_S;
-    for (int i = 1; i < tries && delay < EVENT_RETRY_MAX_S; i++)
-        delay *= 2;
     if (retry_after > delay)
-        delay = retry_after;
-    if (delay > EVENT_RETRY_MAX_S)
-        delay = EVENT_RETRY_MAX_S;
+        delay = retry_after < EVENT_RETRY_MAX_S ? retry_after : EVENT_RETRY_MAX_S;
     double until = pv_clock_monotonic() + delay;
     pthread_mutex_lock(&e->qmu);
     for (;;) {
@@ -705,15 +706,18 @@ static int send_item(rec_events *e, const ev_item *it)
     decide(e, it, identity, &d);
     kc_error err = KC_ERROR_INIT;
     const char *what = "create";
+    bo wait;
+    bo_init(&wait, &EVENT_BACKOFF);
     int rc;
     for (int tries = 1;; tries++) {
         kc_error_clear(&err);
         rc = send_once(e, it, identity, &d, &err, &what);
-        if (!transient(rc) || tries >= e->max_tries || !retry_wait(e, tries, err.retry_after))
+        if (!transient(rc) || tries >= e->max_tries ||
+            !retry_wait(e, bo_next(&wait), err.retry_after))
             break;
     }
     if (rc != KC_OK)
-        report(e, rc, what[0] == 'c' && namespace_gone(rc, &err), ref, it->reason, what,
+        report(e, rc, !strcmp(what, "create") && namespace_gone(rc, &err), ref, it->reason, what,
                err.message);
     kc_error_clear(&err);
     free(d.name);
