@@ -367,15 +367,21 @@ DOMAIN_TEST(claim, finalizer_conflict_requeues_and_acquires_nothing)
     rcf_assert_finalizer_patch(0, claim_path(), "5", true);
 }
 
-DOMAIN_TEST(claim, allocation_posts_the_reservation_then_writes_ready_status)
+/* The claim, with its finalizer, allocated the first slot of the pool: its
+ * Reservation POSTed (201) and its Ready status written, two requests. */
+static void allocate_first_slot(void)
 {
     cache_pool((obj_args){.finalizer = true});
     cache_claim((obj_args){.finalizer = true});
     answer_created(first_slot());
     answer_status_written(true);
-
     rcf_assert_outcome(reconcile_claim(), CTL_DONE);
     rcf_assert_api_count(2);
+}
+
+DOMAIN_TEST(claim, allocation_posts_the_reservation_then_writes_ready_status)
+{
+    allocate_first_slot();
     assert_post(0, first_slot());
     assert_claim_ready(1, "5", first_slot());
     cr_assert_eq(rcf_events_with_reason(RCF.def->reason_ready), 1, "[%s] one %s Event", FX->name,
@@ -1098,12 +1104,7 @@ DOMAIN_TEST(pool, a_deleted_pool_held_only_by_a_creation_never_seen_looks_again_
      * claim's in-flight creation is all that holds the pool. Deleting the
      * pool says so and looks again when that creation expires
      * (REC_INFLIGHT_TTL); nothing else would wake it. */
-    cache_pool((obj_args){.finalizer = true});
-    cache_claim((obj_args){.finalizer = true});
-    answer_created(first_slot());
-    answer_status_written(true);
-    rcf_assert_outcome(reconcile_claim(), CTL_DONE);
-    rcf_assert_api_count(2);
+    allocate_first_slot();
     cache_pool((obj_args){.finalizer = true, .deleting = true, .rv = "5"});
 
     rcf_answer("PUT", rcf_fmt("%s/status", pool_path()), 200, pool_json((obj_args){.rv = "4"}));
