@@ -32,6 +32,7 @@
 #include <json-c/json.h>
 
 #include "ip_internal.h"
+#include "pv_clock.h"
 #include "rec_domain_internal.h"
 #include "rec_claim_fixture.h"
 #include "rec_domain.h"
@@ -1070,6 +1071,42 @@ DOMAIN_TEST(pool, a_count_only_change_waits_for_more_and_is_then_written_with_th
     json_object *st = rcf_assert_status(1, rcf_fmt("%s/status", pool_path()), "4", REC_COND_TRUE,
                                         RCF.def->reason_valid);
     cr_assert_eq(rcf_int_at(st, "allocated"), 2);
+}
+
+DOMAIN_TEST(pool, count_only_writes_of_the_domain_s_pools_take_turns)
+{
+    pool_written_and_seen();
+    cache_resv(FX->slots[0], CLAIM, CLAIM_UID, "r-0", "70");
+    ctl_result r0 = reconcile_pool();
+    cr_assert_eq(r0.outcome, CTL_REQUEUE_AFTER);
+    /* The pool's own wait over, other pools of the domain have taken the
+     * turns of the next 0.7 s: this one goes after them. */
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(r0.after * 1e9) + 20000000L};
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&RCF.d->mu);
+    RCF.d->counts_next = pv_clock_monotonic() + 0.7;
+    pthread_mutex_unlock(&RCF.d->mu);
+    ctl_result r = reconcile_pool();
+    cr_assert_eq(r.outcome, CTL_REQUEUE_AFTER, "[%s] got %s", FX->name,
+                 rcf_outcome_name(r.outcome));
+    cr_assert(r.after > 0.6 && r.after <= 0.7, "[%s] after %.3f s", FX->name, r.after);
+    rcf_assert_api_count(1);
+    /* Its turn is kept: asked again, the same time, and the next pool's is
+     * one REC_POOL_COUNTS_PER_S step later. */
+    ctl_result r2 = reconcile_pool();
+    cr_assert_eq(r2.outcome, CTL_REQUEUE_AFTER);
+    cr_assert_leq(r2.after, r.after);
+    pthread_mutex_lock(&RCF.d->mu);
+    double gap = RCF.d->counts_next - (pv_clock_monotonic() + r2.after);
+    pthread_mutex_unlock(&RCF.d->mu);
+    cr_assert(gap > 0.9 / REC_POOL_COUNTS_PER_S && gap < 1.1 / REC_POOL_COUNTS_PER_S,
+              "[%s] next turn %.3f s after this one", FX->name, gap);
+
+    ts.tv_nsec = (long)(r2.after * 1e9) + 20000000L;
+    nanosleep(&ts, NULL);
+    rcf_answer("PUT", rcf_fmt("%s/status", pool_path()), 200, pool_json((obj_args){.rv = "5"}));
+    rcf_assert_outcome(reconcile_pool(), CTL_DONE);
+    rcf_assert_api_count(2);
 }
 
 DOMAIN_TEST(pool, a_change_of_conditions_is_written_at_once_with_the_counts)

@@ -22,6 +22,7 @@
 #define REC_INFLIGHT_TTL 30.0       /* s: our Reservation the cache has not shown */
 #define REC_POOL_WRITE_INTERVAL 0.5 /* s between count-only status writes of a pool */
 #define REC_POOL_COALESCE 0.2       /* s a count-only change waits for more of them */
+#define REC_POOL_COUNTS_PER_S 5.0   /* count-only status writes a second, all pools of a domain */
 #define REC_RESV_RESYNC 60.0        /* s: orphan sweep period */
 #define REC_EVENT_SENDERS 4         /* one Event a claim: keep up with a storm */
 #define REC_SYNC_RETRY 0.1          /* s: requeue while caches are not synced */
@@ -66,6 +67,7 @@ typedef struct rec_pool_state {
     size_t n_inflight, cap_inflight;
     double last_status_write; /* monotonic s; 0 = never */
     double counts_since;      /* monotonic s: a count-only change waits since; 0 = none */
+    double counts_turn;       /* monotonic s: its turn among the domain's; 0 = none yet */
     rec_open_pool *open;      /* the last version opened, or NULL */
     char name[];
 } rec_pool_state;
@@ -95,6 +97,7 @@ struct rec_domain {
     pthread_mutex_t mu;
     inf_map pool_states;  /* name -> rec_pool_state */
     inf_map scope_states; /* scope -> rec_scope_state (scoped domains) */
+    double counts_next;   /* monotonic s: the next free turn of a count-only pool write */
 };
 
 /* ---- rec_domain.c ---------------------------------------------------------- */

@@ -9,8 +9,13 @@
  * def->pool_status_counts_only) waits REC_POOL_COALESCE after the first such
  * change, and at least REC_POOL_WRITE_INTERVAL after the pool's last write
  * (requeue-after on the pool's key), so that many allocations in one pool
- * make one write; a change of conditions or of the slots themselves (a node
- * agent's report, a spec edit) is written at once and carries the counts.
+ * make one write; and such writes of all the domain's pools take turns, at
+ * most REC_POOL_COUNTS_PER_S a second, so that a storm spread over many pools
+ * (100 DevicePools whose status lists every device and its holder) does not
+ * cost the API server a large write per allocation: counts are eventually
+ * right (API.md invariant 3 is "after convergence"), claims do not wait for
+ * them. A change of conditions or of the slots themselves (a node agent's
+ * report, a spec edit) is written at once and carries the counts.
  * Deleting a pool works like PVC protection: while claims hold slots of it it
  * stays, Ready=False reason def->reason_terminating naming the first holders;
  * when nothing is held (the API server is asked, the cache may lag) the
@@ -109,6 +114,13 @@ static double counts_wait(rec_domain *d, const char *name, double now)
         double due = ps->counts_since + REC_POOL_COALESCE;
         if (ps->last_status_write > 0 && ps->last_status_write + REC_POOL_WRITE_INTERVAL > due)
             due = ps->last_status_write + REC_POOL_WRITE_INTERVAL;
+        if (due <= now && ps->counts_turn <= 0) {
+            /* Ready to go: take the domain's next turn (now, when free). */
+            ps->counts_turn = d->counts_next > now ? d->counts_next : now;
+            d->counts_next = ps->counts_turn + 1.0 / REC_POOL_COUNTS_PER_S;
+        }
+        if (ps->counts_turn > due)
+            due = ps->counts_turn;
         wait = due > now ? due - now : 0;
     }
     pthread_mutex_unlock(&d->mu);
@@ -122,6 +134,7 @@ static void counts_settled(rec_domain *d, const char *name, bool written, double
     rec_pool_state *ps = rec_pool_state_get(d, name, written);
     if (ps) {
         ps->counts_since = 0;
+        ps->counts_turn = 0;
         if (written)
             ps->last_status_write = now;
     }
