@@ -33,6 +33,10 @@
 #   BENCH_TIMEOUT   seconds to wait for one run's claims to be Ready (900)
 #   BENCH_PERF      1: perf record the operator during each claims run and
 #                   add its top functions to the results (0)
+#   BENCH_PERF_GRAPH perf record's call-graph flags ("-g"; "--call-graph dwarf"
+#                   names the callers of libc's functions)
+#   BENCH_PERF_KEEP a directory to copy the perf data files into (for
+#                   `perf report -g caller -i DIR/perf-<i>.data`; unset: none)
 #   BENCH_OUT       results file (bench/results/<result_name>-<date>.md)
 #   OPERATOR_ARGS   extra operator flags, split on whitespace
 #   OPERATOR        the operator binary (default BUILD_DIR/provisio)
@@ -88,6 +92,9 @@ cleanup() {
   fi
   if declare -F bench_cleanup_extra >/dev/null; then bench_cleanup_extra; fi
   [ -z "$kl_dir" ] || "$root/hack/kube-local" down "$kl_dir" >/dev/null 2>&1
+  if [ -n "${BENCH_PERF_KEEP:-}" ] && compgen -G "$tmp/perf-*.data" >/dev/null; then
+    mkdir -p "$BENCH_PERF_KEEP" && cp "$tmp"/perf-*.data "$BENCH_PERF_KEEP"/
+  fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -261,7 +268,7 @@ bench_one() {
   etcd0=$(cpu_s "$(component_pid etcd)")
   load0=$(loadavg)
   if [ "$perf_on" = 1 ]; then
-    perf record -F 499 -g -p "$op_pid" -o "$tmp/perf-$i.data" >/dev/null 2>"$tmp/perf-$i.err" &
+    perf record -F 499 ${BENCH_PERF_GRAPH:--g} -p "$op_pid" -o "$tmp/perf-$i.data" >/dev/null 2>"$tmp/perf-$i.err" &
     perf_pid=$!
   fi
   set +e
