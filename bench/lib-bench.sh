@@ -70,7 +70,7 @@ die() {
   exit 1
 }
 
-for f in "$provisio" "$bench"; do
+for f in "$provisio" "$bench" "$build/bench/bench_rss_floor"; do
   [ -x "$f" ] || die "$f missing: build it first (cmake -DCMAKE_BUILD_TYPE=Release, targets provisio bench_claims)"
 done
 [ -n "${OPERATOR:-}" ] || grep -qi 'CMAKE_BUILD_TYPE:STRING=Release' "$build/CMakeCache.txt" 2>/dev/null ||
@@ -204,6 +204,20 @@ stop_operator() {
 # result KEY LINE: a value of a RESULT line.
 result() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k {print $2}'; }
 fmt() { awk -v v="$1" -v p="${2:-1}" 'BEGIN { printf "%.*f", p, v }'; }
+# One line for the results: the RSS of a process linked like provisio after
+# one TLS request to the API server (bench/bench_rss_floor), the floor under
+# any peak RSS of the agent or the operator.
+rss_floor_note() {
+  local line hwm file
+  line=$("$build/bench/bench_rss_floor" --kubeconfig "$KUBECONFIG" 2>&1) || {
+    echo "- RSS floor: bench_rss_floor failed: $line"
+    return 0
+  }
+  hwm=$(sed -n 's/.* hwm=\([0-9]*\).*/\1/p' <<<"$line")
+  file=$(sed -n 's/.* file=\([0-9]*\).*/\1/p' <<<"$line")
+  echo "- RSS floor (bench/bench_rss_floor: a process linked with provisio's shared libraries after one TLS GET /version to the API server with provisio's client): peak $(div "$hwm" 1024 1) MiB, of which $(div "$file" 1024 1) MiB file-backed pages of the libraries (\`$line\`)"
+}
+
 div() { awk -v a="$1" -v b="$2" -v p="${3:-2}" 'BEGIN { if (b == 0) print "-"; else printf "%.*f", p, a / b }'; }
 sub_s() { awk -v a="$1" -v b="$2" -v p="${3:-2}" 'BEGIN { printf "%.*f", p, a - b }'; }
 
