@@ -353,7 +353,8 @@ static int finish_list(refl *r, inf_map *seen, list_counts *cnt)
 }
 
 /* kc_list_each's callback: each item is transformed as soon as it is
- * parsed (managedFields gone before the next item's tree is built). */
+ * parsed (managedFields gone before the next item's tree is built) and its
+ * tables shrunk to fit, since the page's items wait for the page's end. */
 typedef struct page_sink {
     refl *r;
     objv *v;
@@ -370,6 +371,7 @@ static int take_item(json_object *item, void *user)
     }
     if (ps->r->transform != NULL)
         ps->r->transform(item, ps->r->transform_user);
+    store_shrink(item);
     ps->v->p[ps->v->n++] = item;
     return KC_OK;
 }

@@ -116,6 +116,12 @@ void store_shrink_tree(json_object *o)
     }
 }
 
+void store_shrink(json_object *obj)
+{
+    if (obj != NULL)
+        store_shrink_tree(obj);
+}
+
 /* ---- entries -------------------------------------------------------------------- */
 
 /*

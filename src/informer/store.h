@@ -77,6 +77,14 @@ int store_new(const store_opts *opts, store **out);
 void store_free(store *s);
 
 /*
+ * Shrink json-c's tables (16 slots an object, ~0.7 KB however few keys it
+ * has) and arrays of obj, a private object, to fit: what the store does to
+ * what it keeps. For objects held a while before store_add (a list page:
+ * 100 DevicePools parsed are ~15 MB unshrunk, ~3 MB shrunk).
+ */
+void store_shrink(json_object *obj);
+
+/*
  * The key of obj (borrowed): "namespace/name", or "name" when
  * metadata.namespace is absent or empty. *key_out is malloc'd, owned by the
  * caller (free()). KC_ERR_INVALID_ARG if obj has no metadata.name.
@@ -179,6 +187,14 @@ int store_get(store *s, const char *key, json_object **out);
 /* store_get by namespace and name (the key store_key_of makes: "ns/name",
  * or name alone when ns is NULL or empty). Also KC_ERR_NOMEM. */
 int store_get_in(store *s, const char *ns, const char *name, json_object **out);
+
+/*
+ * The metadata.resourceVersion of the object with key, as a malloc'd string
+ * in *rv_out ("" when it has none), without parsing it in STORE_COMPACT mode:
+ * for a caller that keeps what it derived from an object per resourceVersion
+ * and reads the object only when that changed. KC_ERR_NOT_FOUND if absent.
+ */
+int store_rv(store *s, const char *key, char **rv_out);
 
 /* Number of objects. */
 size_t store_len(store *s);

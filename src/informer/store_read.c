@@ -31,6 +31,26 @@ int store_get(store *s, const char *key, json_object **out)
     return KC_OK;
 }
 
+int store_rv(store *s, const char *key, char **rv_out)
+{
+    *rv_out = NULL;
+    if (s == NULL || key == NULL)
+        return KC_ERR_INVALID_ARG;
+    pthread_rwlock_rdlock(&s->lock);
+    store_entry *e = inf_map_get(&s->entries, key);
+    const char *rv = NULL;
+    if (e != NULL)
+        rv = s->compact ? (const char *)e->data : store_obj_rv(e->data);
+    char *copy = e != NULL ? strdup(rv != NULL ? rv : "") : NULL;
+    pthread_rwlock_unlock(&s->lock);
+    if (e == NULL)
+        return KC_ERR_NOT_FOUND;
+    if (copy == NULL)
+        return KC_ERR_NOMEM;
+    *rv_out = copy;
+    return KC_OK;
+}
+
 int store_get_in(store *s, const char *ns, const char *name, json_object **out)
 {
     *out = NULL;

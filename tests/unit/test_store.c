@@ -180,6 +180,28 @@ BOTH_MODES(get_of_missing_key_is_not_found)
     store_free(s);
 }
 
+BOTH_MODES(rv_reads_the_resource_version_of_a_key)
+{
+    store *s = new_store(mode);
+    add(s, claim("ns", "a", "10", "p1", NULL, NULL));
+    add(s, claim("ns", "b", NULL, "p1", NULL, NULL));
+    char *rv = NULL;
+    cr_assert_eq(store_rv(s, "ns/a", &rv), KC_OK);
+    cr_assert_str_eq(rv, "10");
+    free(rv);
+    add(s, claim("ns", "a", "11", "p2", NULL, NULL));
+    cr_assert_eq(store_rv(s, "ns/a", &rv), KC_OK);
+    cr_assert_str_eq(rv, "11");
+    free(rv);
+    cr_assert_eq(store_rv(s, "ns/b", &rv), KC_OK);
+    cr_assert_str_eq(rv, "");
+    free(rv);
+    rv = (char *)1;
+    cr_assert_eq(store_rv(s, "ns/none", &rv), KC_ERR_NOT_FOUND);
+    cr_assert_null(rv);
+    store_free(s);
+}
+
 BOTH_MODES(add_of_existing_key_replaces_and_returns_old)
 {
     store *s = new_store(mode);
