@@ -47,8 +47,9 @@ typedef struct claim_run {
     int64_t generation;
     int64_t count;         /* slots wanted */
     void *want;            /* def->want_open's, or NULL */
-    json_object *pool_obj; /* store object or NULL */
-    rec_open_pool *open;   /* rec_pool_open's for pool_obj, or NULL */
+    json_object *pool_obj; /* store object or NULL (pools_compact: NULL when open is set) */
+    rec_open_pool *open;   /* rec_pool_open's for the cached pool, or NULL */
+    bool pool_cached;      /* the pool is in the cache */
     void *pool;            /* open->pool: NULL when missing or invalid */
     const char *pool_problem;
     slot_list held;
@@ -115,6 +116,12 @@ static void list_remove_at(slot_list *l, size_t i)
     l->names[i] = l->names[l->n];
     l->slots[i] = l->slots[l->n];
     l->pools[i] = l->pools[l->n];
+}
+
+/* The cached pool is being deleted. */
+static bool pool_is_deleting(const claim_run *r)
+{
+    return r->open ? r->open->deleting : r->pool_obj && rec_obj_is_deleting(r->pool_obj);
 }
 
 static void claim_run_clear(claim_run *r)
@@ -842,7 +849,7 @@ static ctl_result claim_holds(claim_run *r)
             res = ctl_requeue(); /* again from what is held now */
         goto out;
     }
-    if (kept.n < (size_t)r->count && r->pool && !rec_obj_is_deleting(r->pool_obj)) {
+    if (kept.n < (size_t)r->count && r->pool && !pool_is_deleting(r)) {
         /* Complete the claim (a round cut short by a crash, a slot lost). */
         slot_list got = {0};
         fill_outcome fo = claim_fill(r, &kept, (size_t)r->count - kept.n, &got, &res);
@@ -1002,11 +1009,23 @@ static ctl_result ensure_finalizer(claim_run *r, bool *done)
 
 static int open_pool(claim_run *r)
 {
-    json_object *pool_obj = NULL;
-    if (store_get(r->d->pools_store, r->pool_name, &pool_obj) != KC_OK)
-        return KC_OK;
-    r->pool_obj = pool_obj;
-    int rc = rec_pool_open(r->d, pool_obj, &r->open);
+    int rc;
+    if (r->def->pools_compact) {
+        rc = rec_pool_open_cached(r->d, r->pool_name, &r->open);
+        if (rc == KC_ERR_NOT_FOUND)
+            return KC_OK;
+        r->pool_cached = true;
+        /* An unusable spec: the object too, for what the messages quote. */
+        if (rc == KC_OK && !r->open->pool)
+            (void)store_get(r->d->pools_store, r->pool_name, &r->pool_obj);
+    } else {
+        json_object *pool_obj = NULL;
+        if (store_get(r->d->pools_store, r->pool_name, &pool_obj) != KC_OK)
+            return KC_OK;
+        r->pool_obj = pool_obj;
+        r->pool_cached = true;
+        rc = rec_pool_open(r->d, pool_obj, &r->open);
+    }
     if (rc == KC_OK) {
         r->pool = r->open->pool;
         r->pool_problem = r->open->problem;
@@ -1032,35 +1051,45 @@ static ctl_result choose_pool(claim_run *r, bool *chosen)
     rec_domain *d = r->d;
     *chosen = false;
     const char *group = rec_obj_str(r->claim, def->claim_group_path);
-    json_object **objs = NULL;
+    char **keys = NULL;
     size_t n = 0;
-    int rc = group ? store_by_index(d->pools_store, REC_IDX_GROUP, group, &objs, &n) : KC_OK;
+    int rc = group ? store_index_keys(d->pools_store, REC_IDX_GROUP, group, &keys, &n) : KC_OK;
     if (rc != KC_OK)
         return ctl_error(rc, "reading the pool cache: %s", kc_strerror(rc));
     rec_pool_view *views = n ? calloc(n, sizeof *views) : NULL;
     rec_open_pool **opens = n ? calloc(n, sizeof *opens) : NULL;
     if (n && (!views || !opens))
         rc = KC_ERR_NOMEM;
+    size_t nv = 0; /* views of the pools still cached */
     for (size_t i = 0; i < n && rc == KC_OK; i++) {
-        rc = rec_pool_open(d, objs[i], &opens[i]);
+        /* Each pool opened once a resourceVersion (pools_compact: the object
+         * is not parsed while that holds). */
+        rec_pool_view *v = &views[nv];
+        rc = rec_pool_open_cached(d, keys[i], &opens[nv]);
+        if (rc == KC_ERR_NOT_FOUND) { /* deleted since the keys were listed */
+            rc = KC_OK;
+            continue;
+        }
         if (rc != KC_OK)
             break;
-        views[i].name = rec_obj_str(objs[i], "metadata.name");
-        views[i].obj = objs[i];
-        views[i].pool = opens[i]->pool;
-        views[i].deleting = rec_obj_is_deleting(objs[i]);
-        if (!views[i].pool || !views[i].name)
+        v->name = keys[i];
+        if (!def->pools_compact)
+            (void)store_get(d->pools_store, keys[i], &v->obj);
+        v->pool = opens[nv]->pool;
+        v->deleting = opens[nv]->deleting;
+        nv++;
+        if (!v->pool)
             continue;
         pthread_mutex_lock(&d->mu);
-        rec_pool_state *ps = rec_pool_state_get(d, views[i].name, true);
+        rec_pool_state *ps = rec_pool_state_get(d, v->name, true);
         if (ps) {
             rec_inflight_prune(ps, pv_clock_monotonic());
             const char **skip = ps->n_inflight ? malloc(ps->n_inflight * sizeof *skip) : NULL;
             if (!ps->n_inflight || skip) {
                 for (size_t k = 0; k < ps->n_inflight; k++)
                     skip[k] = ps->inflight[k].slot;
-                def->pool_fit(views[i].pool, r->want, ps->used, ps->requested, skip, ps->n_inflight,
-                              &views[i].fit, &views[i].free);
+                def->pool_fit(v->pool, r->want, ps->used, ps->requested, skip, ps->n_inflight,
+                              &v->fit, &v->free);
             } else {
                 rc = KC_ERR_NOMEM;
             }
@@ -1075,22 +1104,23 @@ static ctl_result choose_pool(claim_run *r, bool *chosen)
         size_t pick = 0;
         const char *reason = NULL;
         char *m = NULL;
-        rc = def->choose_pool(views, n, r->want, r->uid, &pick, &reason, &m);
+        rc = def->choose_pool(views, nv, r->want, r->uid, &pick, &reason, &m);
         if (rc == REC_NO_SLOT)
             res = claim_pending_msg(r, reason, KC_OK, m);
-        else if (rc == KC_OK && pick < n && (rc = set_pool_name(r, views[pick].name)) == KC_OK)
+        else if (rc == KC_OK && pick < nv && (rc = set_pool_name(r, views[pick].name)) == KC_OK)
             *chosen = true;
         else
             free(m);
     }
     if (rc != KC_OK && rc != REC_NO_SLOT)
         res = ctl_error(rc, "choosing a pool: %s", kc_strerror(rc));
-    for (size_t i = 0; i < n; i++)
-        if (opens)
-            rec_pool_put(d, opens[i]);
+    for (size_t i = 0; i < nv; i++) {
+        rec_pool_put(d, opens[i]);
+        store_obj_put(views[i].obj);
+    }
     free(opens);
     free(views);
-    store_objs_free(objs, n);
+    store_keys_free(keys, n);
     return res;
 }
 
@@ -1155,7 +1185,7 @@ static ctl_result claim_run_reconcile(claim_run *r)
     if (r->held.n > 0)
         return claim_holds(r);
 
-    bool pool_deleting = r->pool_obj && rec_obj_is_deleting(r->pool_obj);
+    bool pool_deleting = pool_is_deleting(r);
     if (r->pool && !pool_deleting) {
         char **ss = NULL;
         size_t n_ss = 0;
@@ -1167,7 +1197,7 @@ static ctl_result claim_run_reconcile(claim_run *r)
             return res;
     }
 
-    if (!r->pool_obj) {
+    if (!r->pool_cached) {
         rc = def->msgs.pool_not_found(r->pool_name, &m);
         return claim_pending_msg(r, def->reason_not_found, rc, m);
     }

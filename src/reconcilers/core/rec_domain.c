@@ -82,6 +82,7 @@ static void pool_state_free(const rec_domain_def *def, rec_pool_state *ps)
     while (ps->n_inflight > 0)
         inflight_drop_at(ps, ps->n_inflight - 1);
     free(ps->inflight);
+    free(ps->counts_rv);
     def->set_free(ps->used);
     def->set_free(ps->requested);
     free(ps);
@@ -180,6 +181,7 @@ int rec_pool_open(rec_domain *d, json_object *pool_obj, rec_open_pool **out)
         return KC_ERR_NOMEM;
     }
     op->refs = 1;
+    op->deleting = rec_obj_is_deleting(pool_obj);
     if (name && rv) {
         pthread_mutex_lock(&d->mu);
         rec_pool_state *ps = rec_pool_state_get(d, name, true);
@@ -192,6 +194,31 @@ int rec_pool_open(rec_domain *d, json_object *pool_obj, rec_open_pool **out)
     }
     *out = op;
     return KC_OK;
+}
+
+int rec_pool_open_cached(rec_domain *d, const char *name, rec_open_pool **out)
+{
+    *out = NULL;
+    char *rv = NULL;
+    int rc = store_rv(d->pools_store, name, &rv);
+    if (rc != KC_OK)
+        return rc;
+    pthread_mutex_lock(&d->mu);
+    rec_pool_state *ps = rec_pool_state_get(d, name, false);
+    if (ps && ps->open && *rv && !strcmp(ps->open->rv, rv)) {
+        ps->open->refs++;
+        *out = ps->open;
+    }
+    pthread_mutex_unlock(&d->mu);
+    free(rv);
+    if (*out)
+        return KC_OK;
+    json_object *obj = NULL;
+    if ((rc = store_get(d->pools_store, name, &obj)) != KC_OK)
+        return rc;
+    rc = rec_pool_open(d, obj, out);
+    store_obj_put(obj);
+    return rc;
 }
 
 void rec_pool_put(rec_domain *d, rec_open_pool *op)
@@ -737,6 +764,8 @@ static void events_log(int code, bool expected, const char *message, void *user)
 static int domain_new(const rec_domain_def *def, kc_client *c, const char *identity, int senders,
                       rec_domain **out)
 {
+    if (def->pools_compact && rec_scoped(def))
+        return KC_ERR_INVALID_ARG; /* scopes read pool objects (rec_pool_scope) */
     rec_domain *d = calloc(1, sizeof *d);
     if (!d)
         return KC_ERR_NOMEM;
@@ -803,7 +832,7 @@ static int setup_informers(rec_domain *d, const rec_env *env)
     kc_ref cref = def->claims_ref;
     cref.namespace_ = d->watch_namespace;
     inf_opts copts = {.store_mode = INF_STORE_COMPACT};
-    inf_opts popts = {.store_mode = INF_STORE_SHARED};
+    inf_opts popts = {.store_mode = def->pools_compact ? INF_STORE_COMPACT : INF_STORE_SHARED};
     inf_opts ropts = {
         .label_selector = def->resv_selector,
         .store_mode = INF_STORE_COMPACT,
@@ -900,8 +929,9 @@ int rec_domain_new_detached(const rec_domain_def *def, kc_client *c, rec_domain 
     if (rc == KC_OK) {
         d->own_stores = true;
         store_opts compact = {.mode = STORE_COMPACT};
+        store_opts pools = {.mode = def->pools_compact ? STORE_COMPACT : STORE_SHARED};
         if ((rc = store_new(&compact, &d->claims_store)) == KC_OK &&
-            (rc = store_new(NULL, &d->pools_store)) == KC_OK &&
+            (rc = store_new(&pools, &d->pools_store)) == KC_OK &&
             (rc = store_new(&compact, &d->resv_store)) == KC_OK)
             rc = add_indexes(d, d->claims_store, d->pools_store, d->resv_store);
     }

@@ -77,7 +77,7 @@ typedef struct rec_pool_counts {
 /* A pool of the claim's group as choose_pool sees it. */
 typedef struct rec_pool_view {
     const char *name;
-    json_object *obj; /* the pool object (borrowed) */
+    json_object *obj; /* the pool object (borrowed); NULL for pools_compact */
     const void *pool; /* def->pool_open's; NULL: unusable spec */
     bool deleting;
     int64_t fit;  /* slots of it the claim could ever use (def->pool_fit) */
@@ -105,11 +105,19 @@ typedef struct rec_domain_msgs {
 
 typedef struct rec_domain_def {
     /* ---- names ------------------------------------------------------------ */
-    const char *api_version;      /* "provisio.dev/v1alpha1" */
-    const char *claim_kind;       /* "IPClaim" */
-    const char *pool_kind;        /* "IPPool": a REC_POOL_KIND_* */
-    kc_ref claims_ref;            /* the claims' collection (no namespace) */
-    kc_ref pools_ref;             /* the pools' collection (cluster-scoped) */
+    const char *api_version; /* "provisio.dev/v1alpha1" */
+    const char *claim_kind;  /* "IPClaim" */
+    const char *pool_kind;   /* "IPPool": a REC_POOL_KIND_* */
+    kc_ref claims_ref;       /* the claims' collection (no namespace) */
+    kc_ref pools_ref;        /* the pools' collection (cluster-scoped) */
+    /* Pools cached as compact text (STORE_COMPACT) instead of shared json-c
+     * trees: for large pool objects (a DevicePool lists up to 1,024 devices
+     * with their holders). The claim path then reads a pool through its
+     * opened form, kept per resourceVersion (pool_open runs once a version),
+     * and parses the object only when that changed; rec_pool_view.obj and
+     * claim_ready's pool_obj are NULL when the pool opened. Not for scoped
+     * domains (pool_scope_path). */
+    bool pools_compact;
     const char *claim_controller; /* "ipclaim" */
     const char *pool_controller;  /* "ippool" */
     const char *resv_controller;  /* "ipreservation" */

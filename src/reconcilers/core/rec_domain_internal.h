@@ -56,6 +56,7 @@ typedef struct rec_open_pool {
     void *pool;    /* NULL: unusable spec */
     char *problem; /* why, when pool is NULL */
     char *rv;      /* the resourceVersion it was opened from */
+    bool deleting; /* metadata.deletionTimestamp was set */
     int refs;      /* d->mu */
 } rec_open_pool;
 
@@ -68,6 +69,7 @@ typedef struct rec_pool_state {
     double last_status_write; /* monotonic s; 0 = never */
     double counts_since;      /* monotonic s: a count-only change waits since; 0 = none */
     double counts_turn;       /* monotonic s: its turn among the domain's; 0 = none yet */
+    char *counts_rv;          /* the pool's resourceVersion when the wait began */
     rec_open_pool *open;      /* the last version opened, or NULL */
     char name[];
 } rec_pool_state;
@@ -145,6 +147,10 @@ bool rec_inflight_add(rec_pool_state *ps, const char *slot, const char *name,
  * is the one last opened. *out for rec_pool_put. 0 or KC_ERR_NOMEM. Takes
  * d->mu: do not hold it. */
 int rec_pool_open(rec_domain *d, json_object *pool_obj, rec_open_pool **out);
+/* The same for the cached pool name, reading the object only when the
+ * resourceVersion cached is not the one last opened. KC_ERR_NOT_FOUND when
+ * the pool is not cached. */
+int rec_pool_open_cached(rec_domain *d, const char *name, rec_open_pool **out);
 void rec_pool_put(rec_domain *d, rec_open_pool *op);
 
 /* ---- rec_claim.c, rec_pool.c: the reconcile functions --------------------- */

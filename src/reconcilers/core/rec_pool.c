@@ -101,9 +101,42 @@ static bool counts_only(rec_domain *d, json_object *cached_status, json_object *
     return rec_json_equal_except(cached_status, new_status, counts, 2);
 }
 
-/* A count-only change of the pool: how long it still waits (0: write now).
- * Out of memory: no wait. */
-static double counts_wait(rec_domain *d, const char *name, double now)
+/* d->mu held: when the count-only change of ps waiting may go (its turn
+ * among the domain's pools once taken). */
+static double counts_due(const rec_pool_state *ps)
+{
+    double due = ps->counts_since + REC_POOL_COALESCE;
+    if (ps->last_status_write > 0 && ps->last_status_write + REC_POOL_WRITE_INTERVAL > due)
+        due = ps->last_status_write + REC_POOL_WRITE_INTERVAL;
+    return ps->counts_turn > due ? ps->counts_turn : due;
+}
+
+/*
+ * While a count-only change of the pool waits and the cached pool is the
+ * version it was seen in, what a reconcile would find is the same change or
+ * more of it (only Reservations moved): the wait left, without reading the
+ * pool (a parse, for pools_compact) or building its status. 0: reconcile.
+ */
+static double counts_waiting(rec_domain *d, const char *name)
+{
+    char *rv = NULL;
+    if (store_rv(d->pools_store, name, &rv) != KC_OK)
+        return 0;
+    double wait = 0, now = pv_clock_monotonic();
+    pthread_mutex_lock(&d->mu);
+    rec_pool_state *ps = rec_pool_state_get(d, name, false);
+    if (ps && ps->counts_since > 0 && ps->counts_rv && *rv && !strcmp(ps->counts_rv, rv)) {
+        double due = counts_due(ps);
+        wait = due > now ? due - now : 0;
+    }
+    pthread_mutex_unlock(&d->mu);
+    free(rv);
+    return wait;
+}
+
+/* A count-only change of the pool (cached at rv): how long it still waits
+ * (0: write now). Out of memory: no wait. */
+static double counts_wait(rec_domain *d, const char *name, const char *rv, double now)
 {
     double wait = 0;
     pthread_mutex_lock(&d->mu);
@@ -111,16 +144,17 @@ static double counts_wait(rec_domain *d, const char *name, double now)
     if (ps) {
         if (ps->counts_since <= 0)
             ps->counts_since = now;
-        double due = ps->counts_since + REC_POOL_COALESCE;
-        if (ps->last_status_write > 0 && ps->last_status_write + REC_POOL_WRITE_INTERVAL > due)
-            due = ps->last_status_write + REC_POOL_WRITE_INTERVAL;
+        if (!ps->counts_rv || strcmp(ps->counts_rv, rv ? rv : "")) {
+            free(ps->counts_rv);
+            ps->counts_rv = strdup(rv ? rv : "");
+        }
+        double due = counts_due(ps);
         if (due <= now && ps->counts_turn <= 0) {
             /* Ready to go: take the domain's next turn (now, when free). */
             ps->counts_turn = d->counts_next > now ? d->counts_next : now;
             d->counts_next = ps->counts_turn + 1.0 / REC_POOL_COUNTS_PER_S;
+            due = counts_due(ps);
         }
-        if (ps->counts_turn > due)
-            due = ps->counts_turn;
         wait = due > now ? due - now : 0;
     }
     pthread_mutex_unlock(&d->mu);
@@ -135,6 +169,8 @@ static void counts_settled(rec_domain *d, const char *name, bool written, double
     if (ps) {
         ps->counts_since = 0;
         ps->counts_turn = 0;
+        free(ps->counts_rv);
+        ps->counts_rv = NULL;
         if (written)
             ps->last_status_write = now;
     }
@@ -176,7 +212,9 @@ static ctl_result pool_write_status(rec_domain *d, const kc_ref *ref, json_objec
     }
     json_object *old_ready = rec_get_condition(cached_status, REC_COND_READY);
     json_object *new_ready = rec_get_condition(new_status, REC_COND_READY);
-    double wait = counts_only(d, cached_status, new_status) ? counts_wait(d, ref->name, now) : 0;
+    double wait = counts_only(d, cached_status, new_status)
+                      ? counts_wait(d, ref->name, rec_obj_str(cur, "metadata.resourceVersion"), now)
+                      : 0;
     if (wait > 0) {
         json_object_put(new_status);
         return ctl_requeue_after(wait);
@@ -472,6 +510,9 @@ ctl_result rec_pool_reconcile(const ctl_ctx *ctx, const char *namespace_, const 
     if (!rec_caches_ready(d))
         return ctl_requeue_after(REC_SYNC_RETRY);
     json_object *pool_obj = NULL;
+    double waiting = counts_waiting(d, name);
+    if (waiting > 0)
+        return ctl_requeue_after(waiting);
     int rc = store_get(d->pools_store, name, &pool_obj);
     if (rc == KC_ERR_NOT_FOUND)
         return ctl_done();

@@ -708,7 +708,8 @@ int dev_dra_setup(const rec_env *env, const kc_ref *pools_ref, const kc_ref *cla
     dra->client = env->client;
     kc_ref cref = *claims_ref;
     cref.namespace_ = env->watch_namespace;
-    inf_opts popts = {.store_mode = INF_STORE_SHARED};
+    /* as the device domain caches them (dev_domain.c: pools_compact) */
+    inf_opts popts = {.store_mode = INF_STORE_COMPACT};
     inf_opts copts = {.store_mode = INF_STORE_COMPACT};
     inf_opts sopts = {.label_selector = DRA_LABEL_MANAGED, .store_mode = INF_STORE_SHARED};
     inf_opts ropts = {.label_selector = DRA_LABEL_CLAIM, .store_mode = INF_STORE_COMPACT};
