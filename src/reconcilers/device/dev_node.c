@@ -16,6 +16,11 @@
  * finalizer goes (dev_node_pool_finalize), so a crash between the two
  * cannot leave a key behind.
  *
+ * What a node needs of its pools (resource, whether it publishes, capacity
+ * and available from status) is kept per pool by the pool handlers
+ * (pool_sum), so a node's reconcile does not read its pools' objects
+ * (DevicePools are cached as compact text: each read is a parse).
+ *
  * Writes are JSON merge patches of nodes/status with only the keys of the
  * resources concerned (null removes one); nothing else of the node's status
  * is touched. A patch that only changes numbers (every key is already there,
@@ -48,6 +53,15 @@ typedef struct node_paced {
     char node[];
 } node_paced;
 
+/* What a node's reconcile reads of one pool, from its last cached version. */
+typedef struct pool_sum {
+    char *node, *resource; /* NULL when the pool has none */
+    bool live;             /* publishes capacity and is not being deleted */
+    bool counted;          /* status.capacity is set */
+    int64_t capacity, available;
+    char name[];
+} pool_sum;
+
 /* Resource names to take off one node. */
 typedef struct gone_list {
     char **names;
@@ -64,6 +78,8 @@ struct dev_node {
     pthread_mutex_t mu;
     inf_map gone;  /* node -> gone_list */
     inf_map paced; /* node -> node_paced; nodes patched at least once */
+    inf_map sums;  /* pool name -> pool_sum */
+    inf_handler *h_pools;
 };
 
 static const char *nz(const char *s)
@@ -179,6 +195,69 @@ static void paced_forget(dev_node *n, const char *node)
     pthread_mutex_unlock(&n->mu);
 }
 
+/* ---- what the node controller knows of each pool ---------------------------------- */
+
+static int64_t status_int(json_object *pool, const char *path)
+{
+    json_object *v = rec_obj_at(pool, path);
+    return v && json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : 0;
+}
+
+static void sum_free(pool_sum *ps)
+{
+    if (!ps)
+        return;
+    free(ps->node);
+    free(ps->resource);
+    free(ps);
+}
+
+static char *dup_or_null(const char *v)
+{
+    return v ? strdup(v) : NULL;
+}
+
+/* Record pool (a cached version); out of memory: the pool is forgotten,
+ * which the next version of it mends. */
+static void sum_put(dev_node *n, json_object *pool)
+{
+    const char *name = rec_obj_str(pool, "metadata.name");
+    if (!name)
+        return;
+    size_t len = strlen(name);
+    pool_sum *ps = calloc(1, sizeof *ps + len + 1);
+    const char *node = rec_obj_str(pool, "spec.nodeName");
+    const char *res = rec_obj_str(pool, "spec.resourceName");
+    if (ps) {
+        memcpy(ps->name, name, len + 1);
+        ps->node = dup_or_null(node);
+        ps->resource = dup_or_null(res);
+        ps->live = pool_live_capacity(pool);
+        ps->counted = rec_obj_at(pool, "status.capacity") != NULL;
+        ps->capacity = status_int(pool, "status.capacity");
+        ps->available = status_int(pool, "status.available");
+        if ((node && !ps->node) || (res && !ps->resource)) {
+            sum_free(ps);
+            ps = NULL;
+        }
+    }
+    pthread_mutex_lock(&n->mu);
+    sum_free(inf_map_remove(&n->sums, name));
+    if (ps && inf_map_put(&n->sums, ps->name, ps) != 0)
+        sum_free(ps);
+    pthread_mutex_unlock(&n->mu);
+}
+
+static void sum_drop(dev_node *n, json_object *pool)
+{
+    const char *name = rec_obj_str(pool, "metadata.name");
+    if (!name)
+        return;
+    pthread_mutex_lock(&n->mu);
+    sum_free(inf_map_remove(&n->sums, name));
+    pthread_mutex_unlock(&n->mu);
+}
+
 /* ---- handlers ------------------------------------------------------------------ */
 
 static void enqueue_node_of(dev_node *n, json_object *pool)
@@ -190,6 +269,7 @@ static void enqueue_node_of(dev_node *n, json_object *pool)
 
 static void pools_on_add(json_object *obj, void *user)
 {
+    sum_put(user, obj);
     enqueue_node_of(user, obj);
 }
 
@@ -201,6 +281,7 @@ static void pools_on_update(json_object *old_obj, json_object *new_obj, void *us
     if (pool_live_capacity(old_obj) && !pool_live_capacity(new_obj))
         gone_add(n, rec_obj_str(old_obj, "spec.nodeName"),
                  rec_obj_str(old_obj, "spec.resourceName"));
+    sum_put(n, new_obj);
     enqueue_node_of(n, new_obj);
 }
 
@@ -209,20 +290,71 @@ static void pools_on_delete(json_object *obj, void *user)
     dev_node *n = user;
     if (pool_publishes_capacity(obj))
         gone_add(n, rec_obj_str(obj, "spec.nodeName"), rec_obj_str(obj, "spec.resourceName"));
+    sum_drop(n, obj);
     enqueue_node_of(n, obj);
 }
 
 /* ---- what a node should show ------------------------------------------------------ */
 
 typedef struct want_res {
-    const char *name; /* borrowed from a pool object held until the end */
+    char *name;
     int64_t capacity, allocatable;
 } want_res;
 
-static int64_t status_int(json_object *pool, const char *path)
+static void wants_free(want_res *w, size_t n)
 {
-    json_object *v = rec_obj_at(pool, path);
-    return v && json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : 0;
+    for (size_t i = 0; i < n; i++)
+        free(w[i].name);
+    free(w);
+}
+
+/* The resources node's live pools publish, summed (n->mu taken). */
+static int node_wants(dev_node *n, const char *node, want_res **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    want_res *want = NULL;
+    size_t nw = 0, cap = 0;
+    int rc = KC_OK;
+    pthread_mutex_lock(&n->mu);
+    size_t pos = 0;
+    void *v;
+    while (rc == KC_OK && inf_map_next(&n->sums, &pos, NULL, &v)) {
+        const pool_sum *ps = v;
+        if (!ps->node || strcmp(ps->node, node) || !ps->resource || !ps->live || !ps->counted)
+            continue;
+        size_t k = 0;
+        while (k < nw && strcmp(want[k].name, ps->resource))
+            k++;
+        if (k == nw) {
+            if (nw == cap) {
+                size_t nc = cap ? cap * 2 : 4;
+                want_res *nv = realloc(want, nc * sizeof *nv);
+                if (!nv) {
+                    rc = KC_ERR_NOMEM;
+                    break;
+                }
+                want = nv;
+                cap = nc;
+            }
+            want[nw] = (want_res){.name = strdup(ps->resource)};
+            if (!want[nw].name) {
+                rc = KC_ERR_NOMEM;
+                break;
+            }
+            nw++;
+        }
+        want[k].capacity += ps->capacity;
+        want[k].allocatable += ps->available;
+    }
+    pthread_mutex_unlock(&n->mu);
+    if (rc != KC_OK) {
+        wants_free(want, nw);
+        return rc;
+    }
+    *out = want;
+    *n_out = nw;
+    return KC_OK;
 }
 
 /* Whether the node's status holds key = value (as a decimal quantity). */
@@ -288,7 +420,8 @@ static ctl_result node_reconcile(const ctl_ctx *ctx, const char *namespace_, con
     (void)ctx;
     (void)namespace_;
     dev_node *n = user;
-    if (!inf_has_synced(n->pools) || !inf_has_synced(n->nodes))
+    if (!inf_has_synced(n->pools) || !inf_has_synced(n->nodes) ||
+        (n->h_pools && !inf_handler_has_synced(n->h_pools)))
         return ctl_requeue_after(0.1);
     json_object *node = NULL;
     if (store_get(n->nodes_store, name, &node) != KC_OK) {
@@ -299,33 +432,19 @@ static ctl_result node_reconcile(const ctl_ctx *ctx, const char *namespace_, con
         paced_forget(n, name);
         return ctl_done();
     }
-    json_object **pools = NULL;
-    size_t np = 0;
-    int rc = store_by_index(n->pools_store, DEV_IDX_NODE, name, &pools, &np);
+    want_res *want = NULL;
+    size_t nw = 0;
+    int rc = node_wants(n, name, &want, &nw);
     if (rc != KC_OK) {
         store_obj_put(node);
-        return ctl_error(rc, "reading the pool cache: %s", kc_strerror(rc));
-    }
-    want_res *want = np ? calloc(np, sizeof *want) : NULL;
-    size_t nw = 0;
-    for (size_t i = 0; want && i < np; i++) {
-        const char *res = rec_obj_str(pools[i], "spec.resourceName");
-        if (!res || !pool_live_capacity(pools[i]) || !rec_obj_at(pools[i], "status.capacity"))
-            continue;
-        size_t k = 0;
-        while (k < nw && strcmp(want[k].name, res))
-            k++;
-        if (k == nw)
-            want[nw++].name = res;
-        want[k].capacity += status_int(pools[i], "status.capacity");
-        want[k].allocatable += status_int(pools[i], "status.available");
+        return ctl_error(rc, "out of memory");
     }
     char **gone = NULL;
     size_t ng = 0;
     gone_take(n, name, &gone, &ng);
 
     json_object *cap = NULL, *alloc = NULL;
-    json_object *patch = (np && !want) ? NULL : patch_new(&cap, &alloc);
+    json_object *patch = patch_new(&cap, &alloc);
     /* keys: a key comes or goes, which is never paced */
     bool needed = false, keys = false, ok = patch != NULL;
     for (size_t k = 0; ok && k < nw; k++) {
@@ -369,8 +488,7 @@ static ctl_result node_reconcile(const ctl_ctx *ctx, const char *namespace_, con
         for (size_t i = 0; i < ng; i++)
             gone_add(n, name, gone[i]); /* again next time */
     strings_free(gone, ng);
-    free(want);
-    store_objs_free(pools, np);
+    wants_free(want, nw);
     store_obj_put(node);
     return res;
 }
@@ -452,6 +570,10 @@ static void node_free(void *arg)
     while (inf_map_next(&n->paced, &pos, NULL, &v))
         free(v);
     inf_map_close(&n->paced);
+    pos = 0;
+    while (inf_map_next(&n->sums, &pos, NULL, &v))
+        sum_free(v);
+    inf_map_close(&n->sums);
     pthread_mutex_destroy(&n->mu);
     free(n);
 }
@@ -467,12 +589,14 @@ int dev_node_setup(const rec_env *env, const kc_ref *pools_ref, dev_node **out)
     pthread_mutex_init(&n->mu, NULL);
     inf_map_init(&n->gone);
     inf_map_init(&n->paced);
+    inf_map_init(&n->sums);
     int rc = env->add_cleanup(env, node_free, n);
     if (rc != KC_OK) {
         node_free(n);
         return rc;
     }
-    inf_opts popts = {.store_mode = INF_STORE_SHARED};
+    /* as the device domain caches them (dev_domain.c: pools_compact) */
+    inf_opts popts = {.store_mode = INF_STORE_COMPACT};
     inf_opts nopts = {.store_mode = INF_STORE_SHARED};
     if ((rc = inf_factory_get(env->factory, pools_ref, &popts, &n->pools)) != KC_OK ||
         (rc = inf_factory_get(env->factory, &nodes_ref, &nopts, &n->nodes)) != KC_OK)
@@ -491,7 +615,7 @@ int dev_node_setup(const rec_env *env, const kc_ref *pools_ref, dev_node **out)
                           .on_delete = pools_on_delete,
                           .user = n,
                           .no_resync = true};
-    if ((rc = inf_add_handler(n->pools, &hp, NULL)) != KC_OK)
+    if ((rc = inf_add_handler(n->pools, &hp, &n->h_pools)) != KC_OK)
         return rc;
     *out = n;
     return KC_OK;
