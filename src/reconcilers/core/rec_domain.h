@@ -19,10 +19,11 @@
  *             claims hold slots of it (PVC protection), Events on trouble;
  *   sweep     Reservations whose claim is gone are freed after the API server
  *             confirms it (never on a cache's word);
- *   caches    informers of claims (compact store), pools (shared store) and
- *             the domain's Reservations (label provisio.dev/pool-kind), their
- *             indexes, and handlers that keep per-pool used sets and wake the
- *             claims a change can help;
+ *   caches    informers of claims (compact store), pools (shared store, or
+ *             compact with pools_compact) and the domain's Reservations
+ *             (label provisio.dev/pool-kind), their indexes, and handlers
+ *             that keep per-pool used sets and wake the claims a change can
+ *             help;
  *   stale     own-write memory: a reconcile that sees a version its own write
  *             replaced returns at once (the watch event of the write follows).
  *
