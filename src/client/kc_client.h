@@ -258,6 +258,15 @@ int kc_watch_run(kc_watch *w, const kc_ref *ref, const kc_list_opts *opts, kc_ev
  */
 void kc_watch_stop(kc_watch *w);
 
+/*
+ * From now on the callback of w's runs owns each object it is given: it
+ * keeps it or json_object_put()s it, and the watch never touches it again.
+ * For a caller that hands the objects to other threads: json-c counts
+ * references without atomics, so a put by the watch after the callback
+ * could race with those threads' gets and puts. Before the first run.
+ */
+void kc_watch_give_objects(kc_watch *w);
+
 /* ---- the incremental decoder under kc_watch (public for tests and fuzzing) -- */
 
 typedef struct kc_watch_decoder kc_watch_decoder;
@@ -265,6 +274,8 @@ typedef struct kc_watch_decoder kc_watch_decoder;
 /* max_event_bytes 0 = 16 MiB. */
 kc_watch_decoder *kc_watch_decoder_new(size_t max_event_bytes);
 void kc_watch_decoder_free(kc_watch_decoder *d);
+/* The callback owns each object from now on (kc_watch_give_objects). */
+void kc_watch_decoder_give_objects(kc_watch_decoder *d);
 
 /*
  * Feed bytes as they arrive, split anywhere. Each complete event

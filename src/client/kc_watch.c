@@ -84,6 +84,12 @@ int kc_watch_new(kc_client *c, size_t max_event_bytes, kc_watch **out, kc_error 
     return KC_OK;
 }
 
+void kc_watch_give_objects(kc_watch *w)
+{
+    if (w)
+        kc_watch_decoder_give_objects(w->dec);
+}
+
 void kc_watch_free(kc_watch *w)
 {
     if (!w)

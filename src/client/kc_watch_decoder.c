@@ -70,6 +70,7 @@ struct kc_watch_decoder {
     bool escaped;       /* scan: the previous byte was a backslash in a string */
     bool in_event;
     bool failed;
+    bool give; /* the callback owns the objects */
 };
 
 const char *kc_event_type_name(kc_event_type t)
@@ -120,6 +121,12 @@ kc_watch_decoder *kc_watch_decoder_new(size_t max_event_bytes)
     }
     d->max_event_bytes = max_event_bytes ? max_event_bytes : DEFAULT_MAX_EVENT_BYTES;
     return d;
+}
+
+void kc_watch_decoder_give_objects(kc_watch_decoder *d)
+{
+    if (d)
+        d->give = true;
 }
 
 void kc_watch_decoder_free(kc_watch_decoder *d)
@@ -208,6 +215,14 @@ static int deliver(kc_watch_decoder *d, json_object *ev, kc_event_cb cb, void *u
         rc = kc_error_from_status(err, 0, obj);
         if (rc == KC_OK) /* no mapping gives 0, but never report an ERROR as success */
             rc = kc_error_set(err, KC_ERR_API, "watch ERROR event without a status");
+    } else if (d->give) {
+        /* obj the caller's alone before it sees it: the event goes first. */
+        json_object_get(obj);
+        json_object_put(ev);
+        if (cb)
+            return cb(type, obj, user);
+        json_object_put(obj);
+        return rc;
     } else {
         if (cb)
             rc = cb(type, obj, user);

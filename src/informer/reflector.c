@@ -510,9 +510,9 @@ void refl_strip_managed_fields(json_object *obj, void *user)
 
 /* ---- watch ----------------------------------------------------------------- */
 
-static int on_watch_event(kc_event_type type, json_object *obj, void *user)
+/* One event; *kept: obj was published (the store's, the dispatcher's). */
+static int watch_event(refl *r, kc_event_type type, json_object *obj, bool *kept)
 {
-    refl *r = user;
     r->watch_events++;
     if (stopping(r))
         return KC_ERR_STOPPED;
@@ -546,10 +546,10 @@ static int on_watch_event(kc_event_type type, json_object *obj, void *user)
         free(key);
         return KC_ERR_NOMEM;
     }
-    /* The decoder made obj for this event alone and lets go of its event
-     * after the call: our reference makes it the store's, private as
-     * store_add wants, without copying (a DevicePool is ~10 KB). */
-    json_object *copy = json_object_get(obj);
+    /* obj is ours alone (kc_watch_give_objects): it becomes the store's,
+     * private as store_add wants, without a copy (a DevicePool is ~10 KB). */
+    json_object *copy = obj;
+    *kept = true;
     if (r->transform != NULL)
         r->transform(copy, r->transform_user);
 
@@ -578,6 +578,17 @@ static int on_watch_event(kc_event_type type, json_object *obj, void *user)
     atomic_fetch_add(&r->events_total, 1);
     set_last_rv(r, rv);
     return 0;
+}
+
+/* The watch's callback: obj is given to us (kc_watch_give_objects). What is
+ * not published is put here, while no other thread can see it. */
+static int on_watch_event(kc_event_type type, json_object *obj, void *user)
+{
+    bool kept = false;
+    int rc = watch_event(user, type, obj, &kept);
+    if (!kept)
+        json_object_put(obj);
+    return rc;
 }
 
 static long watch_timeout(refl *r)
@@ -764,6 +775,7 @@ int refl_start(refl *r)
     int rc = kc_watch_new(r->client, r->max_event_bytes, &r->watch, &err);
     kc_error_clear(&err);
     if (rc == KC_OK) {
+        kc_watch_give_objects(r->watch); /* on_watch_event publishes them */
         bo_init(&r->bo, &r->bo_opts);
         if (pthread_create(&r->thread, NULL, refl_main, r) != 0) {
             kc_watch_free(r->watch);

@@ -703,3 +703,32 @@ Test(watch_decoder, event_type_names)
     cr_assert_str_eq(kc_event_type_name(KC_EVENT_ERROR), "ERROR");
     cr_assert_str_eq(kc_event_type_name((kc_event_type)99), "UNKNOWN");
 }
+
+/* ---- objects given to the callback ------------------------------------------ */
+
+static int keep_cb(kc_event_type type, json_object *obj, void *user)
+{
+    (void)type;
+    json_object **slot = user;
+    *slot = obj;
+    return 0;
+}
+
+Test(watch_decoder, given_objects_are_the_callback_s_alone)
+{
+    kc_watch_decoder *d = kc_watch_decoder_new(0);
+    cr_assert(d);
+    kc_watch_decoder_give_objects(d);
+    const char *ev = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\"}}}\n";
+    json_object *got = NULL;
+    kc_error err = KC_ERROR_INIT;
+    cr_assert_eq(kc_watch_decoder_feed(d, ev, strlen(ev), keep_cb, &got, &err), KC_OK);
+    kc_watch_decoder_free(d);
+    cr_assert_not_null(got);
+    json_object *md = NULL;
+    cr_assert(json_object_object_get_ex(got, "metadata", &md));
+    /* No other reference: the event that carried it is gone, and this put
+     * frees it (json_object_put returns 1 when it freed the object). */
+    cr_assert_eq(json_object_put(got), 1);
+    kc_error_clear(&err);
+}
