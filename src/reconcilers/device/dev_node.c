@@ -102,11 +102,11 @@ static bool pool_live_capacity(json_object *pool)
     return !rec_obj_is_deleting(pool) && pool_publishes_capacity(pool);
 }
 
-static void gone_add(dev_node *n, const char *node, const char *resource)
+/* n->mu held. */
+static void gone_add_locked(dev_node *n, const char *node, const char *resource)
 {
     if (!node || !resource)
         return;
-    pthread_mutex_lock(&n->mu);
     gone_list *g = inf_map_get(&n->gone, node);
     if (!g) {
         size_t len = strlen(node);
@@ -130,17 +130,21 @@ static void gone_add(dev_node *n, const char *node, const char *resource)
                 g->n++;
         }
     }
+}
+
+static void gone_add(dev_node *n, const char *node, const char *resource)
+{
+    pthread_mutex_lock(&n->mu);
+    gone_add_locked(n, node, resource);
     pthread_mutex_unlock(&n->mu);
 }
 
-/* Take the gone list of node (caller frees names and the array). */
-static void gone_take(dev_node *n, const char *node, char ***names, size_t *count)
+/* Take the gone list of node (caller frees names and the array); n->mu held. */
+static void gone_take_locked(dev_node *n, const char *node, char ***names, size_t *count)
 {
     *names = NULL;
     *count = 0;
-    pthread_mutex_lock(&n->mu);
     gone_list *g = inf_map_remove(&n->gone, node);
-    pthread_mutex_unlock(&n->mu);
     if (!g)
         return;
     *names = g->names;
@@ -217,13 +221,13 @@ static char *dup_or_null(const char *v)
     return v ? strdup(v) : NULL;
 }
 
-/* Record pool (a cached version); out of memory: the pool is forgotten,
- * which the next version of it mends. */
-static void sum_put(dev_node *n, json_object *pool)
+/* What the node controller keeps of pool (a cached version), or NULL (no
+ * name, out of memory). */
+static pool_sum *sum_new(json_object *pool)
 {
     const char *name = rec_obj_str(pool, "metadata.name");
     if (!name)
-        return;
+        return NULL;
     size_t len = strlen(name);
     pool_sum *ps = calloc(1, sizeof *ps + len + 1);
     const char *node = rec_obj_str(pool, "spec.nodeName");
@@ -241,21 +245,27 @@ static void sum_put(dev_node *n, json_object *pool)
             ps = NULL;
         }
     }
-    pthread_mutex_lock(&n->mu);
-    sum_free(inf_map_remove(&n->sums, name));
-    if (ps && inf_map_put(&n->sums, ps->name, ps) != 0)
-        sum_free(ps);
-    pthread_mutex_unlock(&n->mu);
+    return ps;
 }
 
-static void sum_drop(dev_node *n, json_object *pool)
+/* n->mu held: ps (from sum_new, consumed) replaces its pool's summary; NULL
+ * (out of memory) keeps the one before, which the pool's next version
+ * mends. */
+static void sum_put_locked(dev_node *n, pool_sum *ps)
+{
+    if (!ps)
+        return;
+    sum_free(inf_map_remove(&n->sums, ps->name));
+    if (inf_map_put(&n->sums, ps->name, ps) != 0)
+        sum_free(ps);
+}
+
+/* n->mu held. */
+static void sum_drop_locked(dev_node *n, json_object *pool)
 {
     const char *name = rec_obj_str(pool, "metadata.name");
-    if (!name)
-        return;
-    pthread_mutex_lock(&n->mu);
-    sum_free(inf_map_remove(&n->sums, name));
-    pthread_mutex_unlock(&n->mu);
+    if (name)
+        sum_free(inf_map_remove(&n->sums, name));
 }
 
 /* ---- handlers ------------------------------------------------------------------ */
@@ -267,10 +277,21 @@ static void enqueue_node_of(dev_node *n, json_object *pool)
         (void)ctl_enqueue(n->c, NULL, node);
 }
 
+/*
+ * A pool's summary and the keys its change takes off its node change under
+ * one hold of n->mu, and a node's reconcile reads both under one (node_wants
+ * and gone_take_locked): it sees a pool before or after a change, never the
+ * old summary with the new key to remove (which it would then drop as still
+ * wanted).
+ */
 static void pools_on_add(json_object *obj, void *user)
 {
-    sum_put(user, obj);
-    enqueue_node_of(user, obj);
+    dev_node *n = user;
+    pool_sum *ps = sum_new(obj);
+    pthread_mutex_lock(&n->mu);
+    sum_put_locked(n, ps);
+    pthread_mutex_unlock(&n->mu);
+    enqueue_node_of(n, obj);
 }
 
 static void pools_on_update(json_object *old_obj, json_object *new_obj, void *user)
@@ -278,19 +299,25 @@ static void pools_on_update(json_object *old_obj, json_object *new_obj, void *us
     dev_node *n = user;
     if (old_obj == new_obj)
         return;
+    pool_sum *ps = sum_new(new_obj);
+    pthread_mutex_lock(&n->mu);
     if (pool_live_capacity(old_obj) && !pool_live_capacity(new_obj))
-        gone_add(n, rec_obj_str(old_obj, "spec.nodeName"),
-                 rec_obj_str(old_obj, "spec.resourceName"));
-    sum_put(n, new_obj);
+        gone_add_locked(n, rec_obj_str(old_obj, "spec.nodeName"),
+                        rec_obj_str(old_obj, "spec.resourceName"));
+    sum_put_locked(n, ps);
+    pthread_mutex_unlock(&n->mu);
     enqueue_node_of(n, new_obj);
 }
 
 static void pools_on_delete(json_object *obj, void *user)
 {
     dev_node *n = user;
+    pthread_mutex_lock(&n->mu);
     if (pool_publishes_capacity(obj))
-        gone_add(n, rec_obj_str(obj, "spec.nodeName"), rec_obj_str(obj, "spec.resourceName"));
-    sum_drop(n, obj);
+        gone_add_locked(n, rec_obj_str(obj, "spec.nodeName"),
+                        rec_obj_str(obj, "spec.resourceName"));
+    sum_drop_locked(n, obj);
+    pthread_mutex_unlock(&n->mu);
     enqueue_node_of(n, obj);
 }
 
@@ -308,11 +335,15 @@ static void wants_free(want_res *w, size_t n)
     free(w);
 }
 
-/* The resources node's live pools publish, summed (n->mu taken). */
-static int node_wants(dev_node *n, const char *node, want_res **out, size_t *n_out)
+/* The resources node's live pools publish, summed, and (taken) the keys to
+ * remove from it, under one hold of n->mu. */
+static int node_wants(dev_node *n, const char *node, want_res **out, size_t *n_out, char ***gone,
+                      size_t *n_gone)
 {
     *out = NULL;
     *n_out = 0;
+    *gone = NULL;
+    *n_gone = 0;
     want_res *want = NULL;
     size_t nw = 0, cap = 0;
     int rc = KC_OK;
@@ -347,6 +378,8 @@ static int node_wants(dev_node *n, const char *node, want_res **out, size_t *n_o
         want[k].capacity += ps->capacity;
         want[k].allocatable += ps->available;
     }
+    if (rc == KC_OK)
+        gone_take_locked(n, node, gone, n_gone);
     pthread_mutex_unlock(&n->mu);
     if (rc != KC_OK) {
         wants_free(want, nw);
@@ -427,21 +460,21 @@ static ctl_result node_reconcile(const ctl_ctx *ctx, const char *namespace_, con
     if (store_get(n->nodes_store, name, &node) != KC_OK) {
         char **g = NULL;
         size_t ng = 0;
-        gone_take(n, name, &g, &ng); /* nothing to take off a node that is not there */
+        pthread_mutex_lock(&n->mu);
+        gone_take_locked(n, name, &g, &ng); /* nothing to take off a node that is not there */
+        pthread_mutex_unlock(&n->mu);
         strings_free(g, ng);
         paced_forget(n, name);
         return ctl_done();
     }
     want_res *want = NULL;
-    size_t nw = 0;
-    int rc = node_wants(n, name, &want, &nw);
+    size_t nw = 0, ng = 0;
+    char **gone = NULL;
+    int rc = node_wants(n, name, &want, &nw, &gone, &ng);
     if (rc != KC_OK) {
         store_obj_put(node);
         return ctl_error(rc, "out of memory");
     }
-    char **gone = NULL;
-    size_t ng = 0;
-    gone_take(n, name, &gone, &ng);
 
     json_object *cap = NULL, *alloc = NULL;
     json_object *patch = patch_new(&cap, &alloc);
