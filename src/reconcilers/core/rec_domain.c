@@ -83,6 +83,7 @@ static void pool_state_free(const rec_domain_def *def, rec_pool_state *ps)
         inflight_drop_at(ps, ps->n_inflight - 1);
     free(ps->inflight);
     free(ps->counts_rv);
+    free(ps->group);
     def->set_free(ps->used);
     def->set_free(ps->requested);
     free(ps);
@@ -542,11 +543,39 @@ static const char *pool_group(const rec_domain_def *def, json_object *pool_obj)
     return rec_obj_str(pool_obj, def->pool_group_path ? def->pool_group_path : "metadata.name");
 }
 
-/* The group of the pool called name, from the pools cache (malloc'd), or NULL. */
+/* Remember the group of a pool the cache shows (pool_group_of reads it
+ * without parsing the object). */
+static void note_pool_group(rec_domain *d, json_object *pool_obj)
+{
+    const char *name = rec_obj_str(pool_obj, "metadata.name");
+    const char *g = d->def->pool_group_path ? pool_group(d->def, pool_obj) : NULL;
+    if (!name || !g)
+        return;
+    pthread_mutex_lock(&d->mu);
+    rec_pool_state *ps = rec_pool_state_get(d, name, true);
+    if (ps && (!ps->group || strcmp(ps->group, g))) {
+        char *copy = strdup(g);
+        if (copy) {
+            free(ps->group);
+            ps->group = copy;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* The group of the pool called name (malloc'd), or NULL. */
 static char *pool_group_of(rec_domain *d, const char *name)
 {
     if (!d->def->pool_group_path)
         return strdup(name);
+    char *known = NULL;
+    pthread_mutex_lock(&d->mu);
+    rec_pool_state *ps = rec_pool_state_get(d, name, false);
+    if (ps && ps->group)
+        known = strdup(ps->group);
+    pthread_mutex_unlock(&d->mu);
+    if (known)
+        return known;
     json_object *obj = NULL;
     if (store_get(d->pools_store, name, &obj) != KC_OK)
         return NULL;
@@ -599,6 +628,7 @@ static void wake_scope_peers(rec_domain *d, json_object *pool_obj)
 
 static void pools_on_add(json_object *obj, void *user)
 {
+    note_pool_group(user, obj);
     wake_claims(user, obj);
     wake_scope_peers(user, obj);
 }
@@ -608,6 +638,7 @@ static void pools_on_update(json_object *old_obj, json_object *new_obj, void *us
     rec_domain *d = user;
     if (old_obj == new_obj)
         return;
+    note_pool_group(d, new_obj);
     const char *ou = rec_obj_str(old_obj, "metadata.uid"),
                *nu = rec_obj_str(new_obj, "metadata.uid");
     bool changed = rec_obj_generation(old_obj) != rec_obj_generation(new_obj) ||

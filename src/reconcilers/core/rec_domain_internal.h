@@ -70,6 +70,7 @@ typedef struct rec_pool_state {
     double counts_since;      /* monotonic s: a count-only change waits since; 0 = none */
     double counts_turn;       /* monotonic s: its turn among the domain's; 0 = none yet */
     char *counts_rv;          /* the pool's resourceVersion when the wait began */
+    char *group;              /* its group (def->pool_group_path) as last cached, or NULL */
     rec_open_pool *open;      /* the last version opened, or NULL */
     char name[];
 } rec_pool_state;
