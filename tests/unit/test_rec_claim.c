@@ -1089,7 +1089,9 @@ DOMAIN_TEST(pool, count_only_writes_of_the_domain_s_pools_take_turns)
     ctl_result r = reconcile_pool();
     cr_assert_eq(r.outcome, CTL_REQUEUE_AFTER, "[%s] got %s", FX->name,
                  rcf_outcome_name(r.outcome));
-    cr_assert(r.after > 0.6 && r.after <= 0.7, "[%s] after %.3f s", FX->name, r.after);
+    /* (0 without the turns: the pool's own wait is over; a loaded machine
+     * may take a while between setting the turns and the reconcile) */
+    cr_assert(r.after > 0.3 && r.after <= 0.7, "[%s] after %.3f s", FX->name, r.after);
     rcf_assert_api_count(1);
     /* Its turn is kept: asked again, the same time, and the next pool's is
      * one REC_POOL_COUNTS_PER_S step later. */
@@ -1099,7 +1101,7 @@ DOMAIN_TEST(pool, count_only_writes_of_the_domain_s_pools_take_turns)
     pthread_mutex_lock(&RCF.d->mu);
     double gap = RCF.d->counts_next - (pv_clock_monotonic() + r2.after);
     pthread_mutex_unlock(&RCF.d->mu);
-    cr_assert(gap > 0.9 / REC_POOL_COUNTS_PER_S && gap < 1.1 / REC_POOL_COUNTS_PER_S,
+    cr_assert(gap > 0.25 / REC_POOL_COUNTS_PER_S && gap < 1.05 / REC_POOL_COUNTS_PER_S,
               "[%s] next turn %.3f s after this one", FX->name, gap);
 
     ts.tv_nsec = (long)(r2.after * 1e9) + 20000000L;

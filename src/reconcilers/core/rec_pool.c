@@ -15,7 +15,12 @@
  * cost the API server a large write per allocation: counts are eventually
  * right (API.md invariant 3 is "after convergence"), claims do not wait for
  * them. A change of conditions or of the slots themselves (a node agent's
- * report, a spec edit) is written at once and carries the counts.
+ * report, a spec edit) is written at once and carries the counts, with one
+ * exception: while a count-only write waits and the cached pool is the
+ * version the wait began at, a reconcile answers with the rest of the wait
+ * without reading the pool (counts_waiting), so a condition that comes from
+ * elsewhere (def->pool_check: the node gone; def->pool_recheck: a report
+ * gone stale) is written when that wait ends.
  * Deleting a pool works like PVC protection: while claims hold slots of it it
  * stays, Ready=False reason def->reason_terminating naming the first holders;
  * when nothing is held (the API server is asked, the cache may lag) the
