@@ -3,8 +3,8 @@
 
 On a control plane of its own (hack/kube-local, in a scratch directory) it
 runs CHAOS_REPLICAS operator replicas with --leader-elect and one
-`provisio agent` per fake node, lets each domain (today: ip.py) storm its
-claims, and meanwhile, many times over and at random moments:
+`provisio agent` per fake node, lets each domain (ip.py, device.py,
+volume.py) storm its claims, and meanwhile, many times over and at random moments:
   - kill -9 of the current leader (the Lease's holder), restarted after 0-2 s;
   - API server restarts (the informers' watches end; their next watch gets
     410 Gone from the new watch cache and they relist);
@@ -37,13 +37,14 @@ Environment (printed at start, so a run can be repeated):
   CHAOS_LIVE          claims the storm keeps alive, about  (150)
   CHAOS_STORM_THREADS threads issuing them                 (4)
   CHAOS_SETTLE        seconds allowed for convergence      (240)
-  CHAOS_DOMAINS       domains to storm                     (ip)
+  CHAOS_DOMAINS       domains to storm, comma-separated    (ip,device,volume)
   CHAOS_OUT           results file (default bench/results/chaos-<date>.md; "-": none)
   CHAOS_KEEP          1: keep the scratch directory (logs) even when clean
   CHAOS_WORKERS       --max-concurrent-reconciles of the replicas (default: the flag's)
 """
 
 import datetime
+import importlib
 import json
 import os
 import random
@@ -63,9 +64,10 @@ sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 
 import kube  # noqa: E402
-import ip  # noqa: E402
 
-DOMAINS = {"ip": ip.IPDomain}
+# CHAOS_DOMAINS names -> (module of bench/chaos, class); imported when used
+DOMAINS = {"ip": ("ip", "IPDomain"), "device": ("device", "DeviceDomain"),
+           "volume": ("volume", "VolumeDomain")}
 NODES = ["node-a", "node-b", "node-c"]
 LEASE_NS = "provisio-chaos"
 LEASE_NAME = "provisio.provisio.dev"
@@ -183,7 +185,10 @@ class Chaos:
         self.live = env_num("CHAOS_LIVE", 150)
         self.storm_threads = env_num("CHAOS_STORM_THREADS", 4)
         self.settle = env_num("CHAOS_SETTLE", 240)
-        self.domain_names = (os.environ.get("CHAOS_DOMAINS") or "ip").split(",")
+        self.domain_names = (os.environ.get("CHAOS_DOMAINS") or "ip,device,volume").split(",")
+        for d in self.domain_names:
+            if d not in DOMAINS:
+                raise SystemExit("chaos: CHAOS_DOMAINS: no domain %r (known: %s)" % (d, ", ".join(DOMAINS)))
         self.workers = os.environ.get("CHAOS_WORKERS") or ""
         self.out = os.environ.get("CHAOS_OUT") or os.path.join(
             ROOT, "bench", "results", "chaos-%s.md" % datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H%M"))
@@ -232,8 +237,12 @@ class Chaos:
             a.append("--max-concurrent-reconciles=" + self.workers)
         return a
 
+    def node_root(self, node):
+        """The --host-root of NODE's agent: a domain's files on that node go under it."""
+        return os.path.join(self.tmp, "nodes", node)
+
     def agent_argv(self, node):
-        root = os.path.join(self.tmp, "nodes", node)
+        root = self.node_root(node)
         os.makedirs(root, exist_ok=True)
         return lambda p: [self.provisio, "agent", "--node-name=" + node, "--host-root=" + root,
                           "--kubeconfig=" + self.kubeconfig,
@@ -268,7 +277,10 @@ class Chaos:
             r = Proc("replica-%d" % i, self.replica_argv, os.path.join(self.tmp, "replica-%d.log" % i))
             r.start()
             self.replicas.append(r)
-        self.domains = [DOMAINS[d](self.api, log) for d in self.domain_names]
+        self.domains = []
+        for d in self.domain_names:
+            mod, cls = DOMAINS[d]
+            self.domains.append(getattr(importlib.import_module(mod), cls)(self.api, log, self))
         for d in self.domains:
             d.setup()
         log("%d replicas, %d agents, domains %s" % (self.nrep, len(self.agents), ", ".join(self.domain_names)))
@@ -598,7 +610,8 @@ class Chaos:
             lines.append("")
             lines += ["- " + v.replace("\n", "\n  ") for v in violations]
         else:
-            lines.append("No violation: every invariant of API.md held for the IP domain after convergence.")
+            lines.append("No violation: every invariant of API.md held for the domains %s after convergence."
+                         % ", ".join(self.domain_names))
         text = "\n".join(lines) + "\n"
         print("\n" + text, flush=True)
         if self.out != "-":

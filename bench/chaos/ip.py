@@ -1,9 +1,10 @@
 """ip - the network domain of the chaos run: IPPools, storms of IPClaims,
 and the invariants of API.md ("Invariants") checked exactly for addresses.
 
-A domain of the chaos run is a class with these methods (chaos.py calls
-them; the device and volume domains will be classes of their own beside
-this one, with their own storms and checks):
+A domain of the chaos run is a class made as Domain(api, log, chaos) (chaos:
+the run, for chaos.node_root(node), the agent's --host-root of a node) with
+these methods (chaos.py calls them; device.py and volume.py are the other
+domains, with their own storms and checks):
 
   setup()                 make the pools (and namespaces) the storm uses
   storm_op(rng)           one random operation of the storm (thread-safe)
@@ -112,7 +113,7 @@ def key(obj):
 class IPDomain:
     name = "ip"
 
-    def __init__(self, api, log):
+    def __init__(self, api, log, chaos=None):
         self.api, self.log = api, log
         self.lock = threading.Lock()
         self.live = {}  # "ns/name" -> spec, claims the storm created and has not deleted
