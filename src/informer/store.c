@@ -310,7 +310,6 @@ int store_new(const store_opts *opts, store **out)
     inf_map_init(&s->entries);
     s->compact = opts != NULL && opts->mode == STORE_COMPACT;
     pthread_mutex_init(&s->zip.mu, NULL);
-    pthread_mutex_init(&s->zip.dmu, NULL);
     *out = s;
     return KC_OK;
 }
@@ -331,13 +330,10 @@ void store_free(store *s)
     for (size_t i = 0; i < s->n_indexes; i++)
         index_free(s->indexes[i]);
     free(s->indexes);
-    ZSTD_freeCCtx(s->zip.cctx);
-    ZSTD_freeDCtx(s->zip.dctx);
     ZSTD_freeCDict(s->zip.cdict);
     ZSTD_freeDDict(s->zip.ddict);
     free(s->zip.samples);
     pthread_mutex_destroy(&s->zip.mu);
-    pthread_mutex_destroy(&s->zip.dmu);
     pthread_rwlock_destroy(&s->lock);
     free(s);
 }

@@ -32,6 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ZSTD_createCDict_advanced and ZSTD_getCParams: in libzstd's exported
+ * "advanced" API since 1.3 (Debian's libzstd 1.5.4 exports both). */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
 #include "kc_error.h"
@@ -40,6 +43,8 @@
 #define ZIP_SAMPLE_EVERY 32 /* one write in 32 is a sample: a mix of the objects' states */
 #define ZIP_SAMPLE_BYTES 8192
 #define ZIP_LEVEL 1
+#define ZIP_HASH_LOG 11    /* match table of 2^11 entries: objects are a few KB */
+#define ZIP_SIZE_HINT 2048 /* a typical object's text, for zstd's parameters */
 #define ZIP_TAG 'Z'
 
 /* ---- reference counting across threads ----------------------------------- */
@@ -116,20 +121,27 @@ static char *data_new(const char *rv, size_t rvlen, size_t body_len)
     return buf;
 }
 
+/* The process's contexts, made on first use under their mutex (never freed:
+ * they live as long as the process, reachable from here). */
+static pthread_mutex_t zip_cmu = PTHREAD_MUTEX_INITIALIZER;
+static ZSTD_CCtx *zip_cctx;
+static pthread_mutex_t zip_dmu = PTHREAD_MUTEX_INITIALIZER;
+static ZSTD_DCtx *zip_dctx;
+
 /* Make the dictionaries from the samples; under zip.mu. */
 static void zip_make_dict(store_zip *z)
 {
-    z->cctx = ZSTD_createCCtx();
-    z->dctx = ZSTD_createDCtx();
-    z->cdict = ZSTD_createCDict(z->samples, z->sample_len, ZIP_LEVEL);
+    ZSTD_compressionParameters cp = ZSTD_getCParams(ZIP_LEVEL, ZIP_SIZE_HINT, z->sample_len);
+    if (cp.hashLog > ZIP_HASH_LOG)
+        cp.hashLog = ZIP_HASH_LOG;
+    if (cp.chainLog > ZIP_HASH_LOG)
+        cp.chainLog = ZIP_HASH_LOG;
+    z->cdict = ZSTD_createCDict_advanced(z->samples, z->sample_len, ZSTD_dlm_byCopy, ZSTD_dct_auto,
+                                         cp, ZSTD_defaultCMem);
     z->ddict = ZSTD_createDDict(z->samples, z->sample_len);
-    if (!z->cctx || !z->dctx || !z->cdict || !z->ddict) {
-        ZSTD_freeCCtx(z->cctx);
-        ZSTD_freeDCtx(z->dctx);
+    if (!z->cdict || !z->ddict) {
         ZSTD_freeCDict(z->cdict);
         ZSTD_freeDDict(z->ddict);
-        z->cctx = NULL;
-        z->dctx = NULL;
         z->cdict = NULL;
         z->ddict = NULL;
         z->off = true;
@@ -176,7 +188,13 @@ static char *zip_body(store *s, const char *rv, size_t rvlen, const char *js, si
         size_t head = rvlen + 1 + 1 + sizeof(uint32_t);
         buf = data_new(rv, rvlen, 1 + sizeof(uint32_t) + bound);
         if (buf != NULL) {
-            size_t n = ZSTD_compress_usingCDict(z->cctx, buf + head, bound, js, jlen, z->cdict);
+            pthread_mutex_lock(&zip_cmu);
+            if (zip_cctx == NULL)
+                zip_cctx = ZSTD_createCCtx();
+            size_t n = zip_cctx != NULL ? ZSTD_compress_usingCDict(zip_cctx, buf + head, bound, js,
+                                                                   jlen, z->cdict)
+                                        : (size_t)-1;
+            pthread_mutex_unlock(&zip_cmu);
             if (ZSTD_isError(n) || n >= jlen) {
                 free(buf);
                 buf = NULL;
@@ -210,9 +228,13 @@ static json_object *zip_parse(store *s, const char *body)
     char *text = malloc((size_t)len + 1);
     if (text == NULL)
         return NULL;
-    pthread_mutex_lock(&z->dmu);
-    size_t got = ZSTD_decompress_usingDDict(z->dctx, text, (size_t)len, frame, n, z->ddict);
-    pthread_mutex_unlock(&z->dmu);
+    pthread_mutex_lock(&zip_dmu);
+    if (zip_dctx == NULL)
+        zip_dctx = ZSTD_createDCtx();
+    size_t got = zip_dctx != NULL
+                     ? ZSTD_decompress_usingDDict(zip_dctx, text, (size_t)len, frame, n, z->ddict)
+                     : (size_t)-1;
+    pthread_mutex_unlock(&zip_dmu);
     json_object *o = NULL;
     if (!ZSTD_isError(got) && got == len) {
         text[got] = '\0';

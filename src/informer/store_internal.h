@@ -52,17 +52,16 @@ struct store_values {
     size_t n, cap;
 };
 
+/* A store's dictionaries; the (de)compression contexts are the process's
+ * (store_compact.c). */
 typedef struct store_zip {
-    pthread_mutex_t mu; /* cctx, cdict, the samples */
-    ZSTD_CCtx *cctx;
-    ZSTD_CDict *cdict; /* NULL until the samples are complete */
+    pthread_mutex_t mu; /* cdict, the samples */
+    ZSTD_CDict *cdict;  /* NULL until the samples are complete */
     char *samples;
     size_t sample_len;
     unsigned n_samples;
-    uint64_t n_writes;   /* while sampling */
-    bool off;            /* the dictionary could not be made: store text */
-    pthread_mutex_t dmu; /* dctx */
-    ZSTD_DCtx *dctx;
+    uint64_t n_writes; /* while sampling */
+    bool off;          /* the dictionary could not be made: store text */
     ZSTD_DDict *ddict; /* made with cdict, before any compressed body exists */
 } store_zip;
 
