@@ -9,6 +9,13 @@
  * enqueues every key of the For informer's cache and starts new workers. A
  * queue cannot be restarted after wq_shutdown, hence one per generation.
  *
+ * Workers start on demand, up to max_concurrent_reconciles: a generation
+ * starts one, and whenever a key is added or taken while keys wait and no
+ * worker is idle, one more (gen_grow). A controller that never has two keys
+ * at once keeps one thread; a thread a C process keeps costs some 10 KB of
+ * touched stack (controller-runtime's goroutines are cheaper, so it starts
+ * all its workers at once). Workers do not exit before the generation ends.
+ *
  * Invariants:
  *   - handlers reach the current queue only through `q` under `qmu`; it is
  *     NULL while stopped (keys are then dropped: the next start re-enqueues
@@ -65,7 +72,12 @@ struct ctl_gen {
     atomic_bool stopping;
     int n;
     ctl_worker *workers;
+    pthread_mutex_t grow_mu; /* started, workers[].started while growing */
+    int started;             /* workers started: workers[0..started) */
+    atomic_int idle;         /* workers waiting in wq_get */
 };
+
+static bool gen_grow(ctl_gen *g);
 
 struct ctl_keys {
     char **v;
@@ -170,6 +182,8 @@ static int add_key(ctl *c, const char *key)
     pthread_mutex_lock(&c->qmu);
     if (c->q != NULL)
         rc = wq_add(c->q, key);
+    if (rc == KC_OK && c->gen != NULL)
+        (void)gen_grow(c->gen); /* a key waits and every worker is busy */
     pthread_mutex_unlock(&c->qmu);
     return rc;
 }
@@ -482,6 +496,40 @@ static void process(ctl_gen *g, int idx, const char *key, uint64_t *rng)
     free(copy);
 }
 
+static void *worker_main(void *arg);
+
+/* Start worker g->started (grow_mu held); it counts as idle from now, so
+ * a key added before the thread runs does not start another. */
+static bool start_worker(ctl_gen *g)
+{
+    ctl_worker *wk = &g->workers[g->started];
+    wk->g = g;
+    wk->idx = g->started;
+    atomic_fetch_add(&g->idle, 1);
+    if (pthread_create(&wk->thread, NULL, worker_main, wk) != 0) {
+        atomic_fetch_sub(&g->idle, 1);
+        return false;
+    }
+    wk->started = true;
+    g->started++;
+    return true;
+}
+
+/* Start one more worker if keys wait, none is idle and g has room; false
+ * only when a thread could not be created. */
+static bool gen_grow(ctl_gen *g)
+{
+    if (atomic_load(&g->idle) > 0 || atomic_load(&g->stopping))
+        return true;
+    bool ok = true;
+    pthread_mutex_lock(&g->grow_mu);
+    if (!atomic_load(&g->stopping) && g->started < g->n && atomic_load(&g->idle) == 0 &&
+        wq_len(g->q) > 0)
+        ok = start_worker(g);
+    pthread_mutex_unlock(&g->grow_mu);
+    return ok;
+}
+
 static void *worker_main(void *arg)
 {
     ctl_worker *wk = arg;
@@ -490,9 +538,15 @@ static void *worker_main(void *arg)
     if (getrandom(&rng, sizeof(rng), GRND_NONBLOCK) != (ssize_t)sizeof(rng))
         rng = (uint64_t)(uintptr_t)wk ^ (uint64_t)(pv_clock_monotonic() * 1e9);
     const char *key;
-    while (wq_get(g->q, &key) == KC_OK) {
+    for (;;) { /* idle from its creation (start_worker) until it has a key */
+        int rc = wq_get(g->q, &key);
+        atomic_fetch_sub(&g->idle, 1);
+        if (rc != KC_OK)
+            break;
+        (void)gen_grow(g); /* more keys wait: another worker (none may be possible) */
         process(g, wk->idx, key, &rng);
         wq_done(g->q, key);
+        atomic_fetch_add(&g->idle, 1);
     }
     return NULL;
 }
@@ -509,7 +563,11 @@ static void gen_end(ctl_gen *g)
 {
     atomic_store(&g->stopping, true);
     wq_shutdown(g->q);
-    for (int i = 0; i < g->n; i++)
+    /* A gen_grow that saw stopping false finishes before this reads started. */
+    pthread_mutex_lock(&g->grow_mu);
+    int started = g->started;
+    pthread_mutex_unlock(&g->grow_mu);
+    for (int i = 0; i < started; i++)
         if (g->workers[i].started)
             pthread_join(g->workers[i].thread, NULL);
     wq_stats qs;
@@ -519,6 +577,7 @@ static void gen_end(ctl_gen *g)
     g->c->retries_before += qs.retries_total;
     pthread_mutex_unlock(&g->c->qmu);
     wq_free(g->q);
+    pthread_mutex_destroy(&g->grow_mu);
     free(g->workers);
     free(g);
 }
@@ -549,6 +608,8 @@ int ctl_start(ctl *c)
     g->n = n;
     g->workers = ws;
     atomic_init(&g->stopping, false);
+    atomic_init(&g->idle, 0);
+    pthread_mutex_init(&g->grow_mu, NULL);
 
     pthread_mutex_lock(&c->qmu);
     c->q = g->q;
@@ -570,13 +631,12 @@ int ctl_start(ctl *c)
             rc = wq_add(g->q, keys[i]);
         store_keys_free(keys, nk);
     }
-    for (int i = 0; rc == KC_OK && i < n; i++) {
-        ws[i].g = g;
-        ws[i].idx = i;
-        if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0)
+    /* The first worker; it starts the next while keys wait (gen_grow). */
+    if (rc == KC_OK && n > 0) {
+        pthread_mutex_lock(&g->grow_mu);
+        if (!start_worker(g))
             rc = KC_ERR_NOMEM;
-        else
-            ws[i].started = true;
+        pthread_mutex_unlock(&g->grow_mu);
     }
     if (rc != KC_OK) {
         pthread_mutex_lock(&c->qmu);
@@ -660,6 +720,11 @@ void ctl_stats_get(ctl *c, ctl_stats *out)
     out->running = c->gen != NULL;
     if (c->q != NULL)
         wq_stats_get(c->q, &out->queue);
+    if (c->gen != NULL) {
+        pthread_mutex_lock(&c->gen->grow_mu);
+        out->worker_threads = c->gen->started;
+        pthread_mutex_unlock(&c->gen->grow_mu);
+    }
     out->queue.adds_total += c->adds_before;
     out->queue.retries_total += c->retries_before;
     pthread_mutex_unlock(&c->qmu);

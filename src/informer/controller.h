@@ -257,6 +257,8 @@ typedef struct ctl_stats {
     int active_workers;              /* reconciles running now */
     int max_active_workers;          /* most that ran at once since ctl_new */
     int max_concurrent_reconciles;
+    int worker_threads; /* started by the current generation (on demand, up to
+                           max_concurrent_reconciles; 0 while stopped) */
     bool running;
     /* The current queue's gauges (zero while stopped); adds_total and
      * retries_total count over every start since ctl_new. */

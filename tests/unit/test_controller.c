@@ -578,6 +578,39 @@ Test(controller, concurrency_reaches_max_concurrent_reconciles_and_never_shares_
     cr_assert_eq(s.active_workers, 0);
     cr_assert_not(R.overlap_same_key);
     cr_assert_eq(count_key("ns/k0", 0), 2);
+    cr_assert_eq(s.worker_threads, 4);
+}
+
+Test(controller, workers_start_on_demand_one_while_keys_come_one_at_a_time)
+{
+    new_ctl(4, 0, 0);
+    cr_assert_eq(ctl_start(ctrl), KC_OK);
+    ctl_stats s;
+    ctl_stats_get(ctrl, &s);
+    cr_assert_eq(s.worker_threads, 1, "a started controller with nothing to do has one worker");
+    char name[16];
+    for (int i = 0; i < 5; i++) { /* each reconciled before the next comes */
+        snprintf(name, sizeof(name), "k%d", i);
+        cr_assert_eq(ctl_enqueue(ctrl, "ns", name), KC_OK);
+        cr_assert(wait_n(i + 1, 5000));
+        sleep_ms(20);
+    }
+    ctl_stats_get(ctrl, &s);
+    cr_assert_eq(s.worker_threads, 1, "one key at a time needs one worker, not %d",
+                 s.worker_threads);
+    /* A burst of slow keys: more workers, never more than the maximum. */
+    R.sleep_ms = 200;
+    for (int i = 0; i < 10; i++) {
+        snprintf(name, sizeof(name), "b%d", i);
+        cr_assert_eq(ctl_enqueue(ctrl, "ns", name), KC_OK);
+    }
+    cr_assert(wait_n(15, 5000));
+    ctl_stats_get(ctrl, &s);
+    cr_assert_eq(s.worker_threads, 4);
+    cr_assert_eq(R.max_active, 4);
+    ctl_stop(ctrl);
+    ctl_stats_get(ctrl, &s);
+    cr_assert_eq(s.worker_threads, 0);
 }
 
 Test(controller, stop_is_immediate_and_restart_reenqueues_the_whole_cache)
