@@ -92,6 +92,7 @@ typedef struct kc_client_opts {
     int max_retries;         /* retries of one request; 0 = 5, <0 = none */
     long max_body_bytes;     /* largest response body; 0 = 256 MiB */
     const char *user_agent;  /* NULL = "provisio/<version>" */
+    bool http2;              /* ask for HTTP/2 through ALPN; default HTTP/1.1 (kc_client.c) */
 } kc_client_opts;
 
 /*
@@ -119,8 +120,9 @@ kc_config *kc_client_config(kc_client *c);
 
 /*
  * What the client's requests (not watches) went over since kc_client_new:
- * HTTP exchanges that got a response, how many of them were HTTP/2 (asked
- * for through ALPN; used when the server offers it, as kube-apiserver does),
+ * HTTP exchanges that got a response, how many of them were HTTP/2 (with
+ * opts.http2, asked for through ALPN; used when the server offers it, as
+ * kube-apiserver does),
  * and how many new connections they opened (the rest reused a kept-alive
  * one). Counted per attempt, retries included. Any thread, any time.
  */

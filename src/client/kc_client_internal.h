@@ -84,6 +84,7 @@ struct kc_client {
     int max_retries;
     size_t max_body;
     char *user_agent;
+    bool http2;                    /* opts.http2 */
     char *base_url;                /* scheme://host[:port][/prefix], no trailing '/' */
     struct curl_slist *connect_to; /* tls-server-name mapping, or NULL */
     kc_tls tls;                    /* borrowed from cfg */

@@ -72,7 +72,7 @@ int kc_client_prepare(kc_client *c, CURL *h, const char *path, char *errbuf,
     SET(CURLOPT_SHARE, c->share);
     SET(CURLOPT_ERRORBUFFER, errbuf);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    SET(CURLOPT_HTTP_VERSION, (long)(c->http2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1));
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_TCP_KEEPIDLE, 30L);
