@@ -20,7 +20,8 @@
 #  3. the ledger: Reservations count (allocatedBytes, volumes,
 #     availableBytes), one created after its admission's deadline does not,
 #     a deleted one is freed by the next recount, allocatedBytes lowered by
-#     hand is recounted back;
+#     hand is recounted back; the late one (its Volume does not exist) is
+#     released by the orphan sweep;
 #  4. deleting a pool that holds a Reservation: Terminating, the finalizer
 #     stays; once the Reservation is gone the pool goes;
 #  5. the agent of node-b: the pool PathNotFound until its directory
@@ -36,7 +37,10 @@
 #     (and Ready), the bytes of the valid Reservations never over the
 #     capacity (sampled all along), the pool's counts equal them after
 #     convergence;
-#  7. no leaks: Retain keeps the directory; a live Volume's PVC deleted by
+#  7. no leaks: Retain keeps the directory (its Reservation is labelled
+#     reclaim-policy Retain); orphaned Reservations (their Volume gone) are
+#     released by the sweep, the directory removed, or kept when labelled
+#     Retain; a live Volume's PVC deleted by
 #     hand is made again and bound to the same PV (the data stays); a
 #     Volume deleted right after creation, and the agent killed with SIGKILL
 #     while it makes directories (then restarted): no directory, PV, PVC or
@@ -307,8 +311,10 @@ test_agent_report() {
 # ---- 3. the ledger ------------------------------------------------------------------------
 
 test_ledger() {
-  resv "$P" "u1-$RUN" 100000000 20
-  resv "$P" "u2-$RUN" 200000000 20
+  # Their Volumes do not exist: deadlines far enough that the orphan sweep
+  # (test_no_leaks) leaves them to this test (rule 4: deadline + 30 s).
+  resv "$P" "u1-$RUN" 100000000 600
+  resv "$P" "u2-$RUN" 200000000 600
   e2e_wait_for 15 "two Reservations counted" sp_is "$P" \
     "st.get('allocatedBytes') == 300000000 and st.get('volumes') == 2
      and st.get('availableBytes') == $GI - 300000000"
@@ -324,7 +330,8 @@ test_ledger() {
   e2e_wait_for 15 "allocatedBytes lowered by hand: recounted back" sp_is "$P" \
     "st.get('allocatedBytes') == 200000000"
   ! grep -q '"level":"error"' "$E2E_TMP"/op.*.log || e2e_fail "error lines:" "$(grep -h '"level":"error"' "$E2E_TMP"/op.*.log | head -3)"
-  k delete reservation "storagepool.$P.late-$RUN" >/dev/null
+  # late holds nothing and its Volume does not exist: the sweep releases it.
+  e2e_wait_for 15 "the orphan sweep released late" sh -c "! kubectl get reservation storagepool.$P.late-$RUN >/dev/null 2>&1"
 }
 
 # ---- 4. deletion ---------------------------------------------------------------------------
@@ -609,6 +616,9 @@ test_no_leaks() {
   e2e_wait_for 30 "keep1 Ready" bound keep1
   local uid
   uid=$(k get volume -n "$NS" keep1 -o jsonpath='{.metadata.uid}')
+  local policy
+  policy=$(k get reservation "storagepool.$P_R.$uid" -o jsonpath='{.metadata.labels.provisio\.dev/reclaim-policy}')
+  [ "$policy" = Retain ] || e2e_fail "keep1's Reservation is labelled reclaim-policy '$policy', not Retain"
   echo data >"$E2E_TMP/root-node-b/srv/$P_R/${NS}_keep1_$uid/file"
   k delete volume -n "$NS" keep1 --wait=false >/dev/null
   e2e_wait_for 90 "keep1, its PV, PVC and Reservation gone" sh -c \
@@ -617,6 +627,40 @@ test_no_leaks() {
   [ "$(cat "$E2E_TMP/root-node-b/srv/$P_R/${NS}_keep1_$uid/file" 2>/dev/null)" = data ] ||
     e2e_fail "Retain: keep1's directory or its data is gone"
   rm -rf "$E2E_TMP/root-node-b/srv/$P_R/${NS}_keep1_$uid"
+
+  # Orphans: Reservations of Volumes that do not exist (what a Volume deleted
+  # before this replica's cache showed its new Reservation leaves behind) are
+  # released by the sweep; the directory goes, unless the Reservation says
+  # its Volume was Retain (the label every Retain Volume's Reservation has).
+  local o labels
+  for o in orphan-del orphan-keep; do
+    labels="provisio.dev/pool-kind: StoragePool, provisio.dev/pool: $P_R, provisio.dev/node: node-b"
+    [ "$o" = orphan-keep ] && labels+=", provisio.dev/reclaim-policy: Retain"
+    mkdir -p "$E2E_TMP/root-node-b/srv/$P_R/${NS}_${o}_$o-$RUN"
+    echo data >"$E2E_TMP/root-node-b/srv/$P_R/${NS}_${o}_$o-$RUN/file"
+    k create -f - >/dev/null <<YAML
+apiVersion: provisio.dev/v1alpha1
+kind: Reservation
+metadata:
+  name: storagepool.$P_R.$o-$RUN
+  labels: {$labels}
+  finalizers: [provisio.dev/volume-directory]
+spec:
+  pool: {kind: StoragePool, name: $P_R}
+  slot: $o-$RUN
+  bytes: 1000
+  admittedUntil: "$(date -u -d '-60 sec' +%Y-%m-%dT%H:%M:%SZ)"
+  claim: {kind: Volume, namespace: $NS, name: $o, uid: $o-$RUN}
+YAML
+  done
+  e2e_wait_for 30 "the orphaned Reservations released" sh -c \
+    "! kubectl get reservation storagepool.$P_R.orphan-del-$RUN storagepool.$P_R.orphan-keep-$RUN >/dev/null 2>&1"
+  e2e_wait_for 15 "orphan-del's directory removed" test ! -e "$E2E_TMP/root-node-b/srv/$P_R/${NS}_orphan-del_orphan-del-$RUN"
+  [ "$(cat "$E2E_TMP/root-node-b/srv/$P_R/${NS}_orphan-keep_orphan-keep-$RUN/file" 2>/dev/null)" = data ] ||
+    e2e_fail "the Retain orphan's directory or its data is gone"
+  rm -rf "$E2E_TMP/root-node-b/srv/$P_R/${NS}_orphan-keep_orphan-keep-$RUN"
+  grep -q '"released the reservation of a volume that no longer exists"' "$E2E_TMP"/op.*.log ||
+    e2e_fail "no log line of the sweep"
 
   # The PVC of a live Volume deleted by hand: kube-controller-manager
   # Releases the PV; the operator makes the PVC again and opens the PV for

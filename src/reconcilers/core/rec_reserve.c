@@ -233,6 +233,7 @@ static json_object *reservation_body(const char *name, const char *pool_kind, co
         ok = pv_json_add_str(spec, "admittedUntil", extra->admitted_until) &&
              pv_json_add_str(labels, REC_LABEL_NODE, extra->node) &&
              (!extra->scope_label || pv_json_add_str(labels, extra->scope_label, extra->scope)) &&
+             (!extra->label || pv_json_add_str(labels, extra->label, extra->label_value)) &&
              (!extra->scope_key || pv_json_add_str(spec, extra->scope_key, extra->scope));
         if (ok && extra->finalizer) {
             json_object *f = json_object_new_array_ext(1);

@@ -124,6 +124,8 @@ typedef struct rec_reserve_extra {
     const char *scope_key;      /* spec.<scope_key>: the slot's scope (rec_domain.h)... */
     const char *scope_label;    /* ...also as this label (may be NULL)... */
     const char *scope;          /* ...and its value */
+    const char *label;          /* one more label (may be NULL)... */
+    const char *label_value;    /* ...and its value */
 } rec_reserve_extra;
 
 #define REC_LABEL_NODE "provisio.dev/node"

@@ -97,6 +97,22 @@ static void claim_held_free(claim_held *h)
     memset(h, 0, sizeof *h);
 }
 
+/* r from the Reservation o (borrowed: r points into it). */
+static void claim_resv_of(json_object *o, claim_resv *r)
+{
+    r->obj = o;
+    r->name = rec_obj_str(o, "metadata.name");
+    r->pool = rec_obj_str(o, "spec.pool.name");
+    json_object *b = rec_obj_at(o, "spec.bytes");
+    r->bytes = json_object_is_type(b, json_type_int) ? json_object_get_int64(b) : 0;
+    time_t created, until;
+    bool times = rec_parse_time(rec_obj_str(o, "metadata.creationTimestamp"), &created) &&
+                 rec_parse_time(rec_obj_str(o, "spec.admittedUntil"), &until);
+    r->until = times ? (int64_t)until : 0;
+    r->valid = times && r->bytes > 0 && r->name && r->pool &&
+               vol_resv_valid((int64_t)created, (int64_t)until);
+}
+
 static int claim_held_of(vol_app *a, const char *uid, claim_held *h)
 {
     memset(h, 0, sizeof *h);
@@ -108,21 +124,8 @@ static int claim_held_of(vol_app *a, const char *uid, claim_held *h)
         claim_held_free(h);
         return KC_ERR_NOMEM;
     }
-    for (size_t i = 0; i < h->n; i++) {
-        claim_resv *r = &h->v[i];
-        json_object *o = h->objs[i];
-        r->obj = o;
-        r->name = rec_obj_str(o, "metadata.name");
-        r->pool = rec_obj_str(o, "spec.pool.name");
-        json_object *b = rec_obj_at(o, "spec.bytes");
-        r->bytes = json_object_is_type(b, json_type_int) ? json_object_get_int64(b) : 0;
-        time_t created, until;
-        bool times = rec_parse_time(rec_obj_str(o, "metadata.creationTimestamp"), &created) &&
-                     rec_parse_time(rec_obj_str(o, "spec.admittedUntil"), &until);
-        r->until = times ? (int64_t)until : 0;
-        r->valid = times && r->bytes > 0 && r->name && r->pool &&
-                   vol_resv_valid((int64_t)created, (int64_t)until);
-    }
+    for (size_t i = 0; i < h->n; i++)
+        claim_resv_of(h->objs[i], &h->v[i]);
     return KC_OK;
 }
 
@@ -512,7 +515,9 @@ static ctl_result reserve(vol_app *a, json_object *vol, const vol_want *w, json_
     /* The node agent removes the directory, then this finalizer. */
     rec_reserve_extra extra = {.admitted_until = deadline,
                                .node = rec_obj_str(pool, "spec.nodeName"),
-                               .finalizer = VOL_DIR_FINALIZER};
+                               .finalizer = VOL_DIR_FINALIZER,
+                               .label = vol_retains(vol) ? VOL_LABEL_RECLAIM : NULL,
+                               .label_value = "Retain"};
     rec_reservation got = {0};
     kc_error err = {0};
     ctl_result res = ctl_done();
@@ -803,6 +808,89 @@ static int index_waiting(json_object *obj, store_values *out, void *user)
     return pool && *pool ? KC_OK : store_values_add(out, "");
 }
 
+/* ---- the orphan sweep ---------------------------------------------------------------------------
+ *
+ * A Volume's Reservations are released by the Volume's own reconcile while
+ * it is deleted. One whose Reservation this process's cache did not show yet
+ * (made a moment before by this replica or the previous leader) loses its
+ * finalizer without it: the Reservation is left behind, holding bytes and a
+ * directory. Every Reservation is looked at when it changes and every
+ * VOL_RESV_RESYNC seconds; one whose Volume is not cached, and that the API
+ * server says is gone (or of another uid), is released as the Volume's
+ * reconcile would have done: when due (rule 4), its directory kept when the
+ * Volume was Retain (VOL_LABEL_RECLAIM), else removed by the node agent.
+ */
+
+static ctl_result sweep_reconcile(const ctl_ctx *ctx, const char *namespace_, const char *name,
+                                  void *user)
+{
+    (void)ctx;
+    (void)namespace_;
+    vol_app *a = user;
+    if (!inf_has_synced(a->resv) || !inf_has_synced(a->volumes) || !inf_has_synced(a->nodes))
+        return ctl_requeue_after(0.5);
+    json_object *obj = NULL;
+    int rc = store_get(a->resv_store, name, &obj);
+    if (rc == KC_ERR_NOT_FOUND)
+        return ctl_done();
+    if (rc != KC_OK)
+        return ctl_error(rc, "reading the Reservation cache: %s", kc_strerror(rc));
+    const char *kind = rec_obj_str(obj, "spec.claim.kind");
+    const char *cns = rec_obj_str(obj, "spec.claim.namespace");
+    const char *cname = rec_obj_str(obj, "spec.claim.name");
+    const char *uid = rec_obj_str(obj, "spec.claim.uid");
+    const char *wns = a->env.watch_namespace;
+    ctl_result res = ctl_done();
+    if (!kind || strcmp(kind, VOL_KIND) || !cns || !cname || !uid ||
+        (wns && *wns && strcmp(wns, cns)))
+        goto out;
+    json_object *vol = NULL;
+    rc = store_get_in(a->volumes_store, cns, cname, &vol);
+    const char *vuid = rc == KC_OK ? rec_obj_str(vol, "metadata.uid") : NULL;
+    bool cached = vuid && !strcmp(vuid, uid);
+    store_obj_put(vol);
+    if (cached || (rc != KC_OK && rc != KC_ERR_NOT_FOUND))
+        goto out; /* its reconcile owns it (or out of memory: never free on a doubt) */
+
+    /* The cache may lag: only the API server can say the Volume is gone. */
+    kc_ref ref = vol_volumes_ref;
+    ref.namespace_ = cns;
+    ref.name = cname;
+    kc_error err = {0};
+    vol = NULL;
+    rc = kc_get(a->client, &ref, &vol, &err);
+    vuid = rc == KC_OK ? rec_obj_str(vol, "metadata.uid") : NULL;
+    bool gone = rc == KC_ERR_NOT_FOUND || (rc == KC_OK && (!vuid || strcmp(vuid, uid) != 0));
+    json_object_put(vol);
+    if (rc != KC_OK && rc != KC_ERR_NOT_FOUND) {
+        res = ctl_error(rc, "reading Volume %s/%s: %s", cns, cname,
+                        err.message ? err.message : kc_strerror(rc));
+        kc_error_clear(&err);
+        goto out;
+    }
+    kc_error_clear(&err);
+    if (!gone)
+        goto out;
+    claim_resv r = {0};
+    claim_resv_of(obj, &r);
+    claim_held h = {.objs = NULL, .n = 1, .v = &r};
+    const char *policy = rec_obj_label(obj, VOL_LABEL_RECLAIM);
+    bool deleting = rec_obj_is_deleting(obj);
+    double wait = 0;
+    res =
+        release(a, uid, &h, NULL, policy && !strcmp(policy, "Retain"), (int64_t)time(NULL), &wait);
+    if (res.outcome == CTL_DONE && wait > 0)
+        res = ctl_requeue_after(wait); /* rule 4: not before its deadline + grace */
+    else if (res.outcome == CTL_DONE && !deleting)
+        a->env.log(&a->env, REC_LOG_INFO, VOL_RESV_CONTROLLER,
+                   "released the reservation of a volume that no longer exists",
+                   REC_KV("reservation", name, "namespace", cns, "volume", cname, "pool",
+                          r.pool ? r.pool : ""));
+out:
+    store_obj_put(obj);
+    return res;
+}
+
 int vol_claim_setup(vol_app *a, const rec_env *env)
 {
     inf_opts vopts = {.store_mode = INF_STORE_COMPACT};
@@ -822,6 +910,10 @@ int vol_claim_setup(vol_app *a, const rec_env *env)
         (rc = ctl_watch_for(a->claim_ctl, a->volumes)) != KC_OK ||
         (rc = ctl_watch_map(a->claim_ctl, a->resv, resv_to_claim, a)) != KC_OK ||
         (rc = ctl_watch_map(a->claim_ctl, a->pools, pool_to_waiting, a)) != KC_OK)
+        return rc;
+    if ((rc = rec_env_new_controller(env, VOL_RESV_CONTROLLER, sweep_reconcile, a,
+                                     &a->sweep_ctl)) != KC_OK ||
+        (rc = ctl_watch_for(a->sweep_ctl, a->resv)) != KC_OK)
         return rc;
     return KC_OK;
 }

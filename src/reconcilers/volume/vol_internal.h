@@ -21,6 +21,11 @@
 #define VOL_CLAIM_CONTROLLER "volume"
 #define VOL_PVC_CONTROLLER "persistentvolumeclaim"
 #define VOL_CAPACITY_CONTROLLER "storagecapacity"
+#define VOL_RESV_CONTROLLER "volumereservation" /* the orphan sweep (vol_claim.c) */
+#define VOL_RESV_RESYNC 60.0                    /* s: every Reservation swept this often */
+/* On the Reservation of a Volume of reclaimPolicy Retain: what the orphan
+ * sweep knows of the policy once the Volume is gone. */
+#define VOL_LABEL_RECLAIM "provisio.dev/reclaim-policy"
 #define VOL_RECOUNT_INTERVAL 2.0     /* s between recounts of one pool */
 #define VOL_RECHECK_MAX 60.0         /* s: a pool is looked at again at least this often */
 #define VOL_IDX_POOL "by-pool"       /* Reservations by spec.pool.name */
@@ -65,7 +70,7 @@ typedef struct vol_app {
     store *pools_store, *resv_store, *nodes_store, *volumes_store, *pvs_store, *pvcs_store;
     store *classes_store, *capacities_store;
     struct rec_events *events; /* Events on PVCs (vol_dyn.c) */
-    ctl *pool_ctl, *claim_ctl;
+    ctl *pool_ctl, *claim_ctl, *sweep_ctl;
     pthread_mutex_t mu;
     inf_map last_recount; /* pool name -> recount_mark (vol_domain.c) */
     inf_map waiting;      /* pool name -> its waiting Volumes (vol_admit.c) */
