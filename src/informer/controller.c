@@ -502,6 +502,8 @@ static void *worker_main(void *arg);
  * a key added before the thread runs does not start another. */
 static bool start_worker(ctl_gen *g)
 {
+    if (g->started >= g->n)
+        return true; /* all started (a handler's gen_grow may have come first) */
     ctl_worker *wk = &g->workers[g->started];
     wk->g = g;
     wk->idx = g->started;
@@ -631,10 +633,12 @@ int ctl_start(ctl *c)
             rc = wq_add(g->q, keys[i]);
         store_keys_free(keys, nk);
     }
-    /* The first worker; it starts the next while keys wait (gen_grow). */
+    /* The first worker, unless a handler's key started it already (the gen
+     * is reachable since it was published above); it starts the next while
+     * keys wait (gen_grow). */
     if (rc == KC_OK && n > 0) {
         pthread_mutex_lock(&g->grow_mu);
-        if (!start_worker(g))
+        if (g->started == 0 && !start_worker(g))
             rc = KC_ERR_NOMEM;
         pthread_mutex_unlock(&g->grow_mu);
     }
@@ -723,6 +727,7 @@ void ctl_stats_get(ctl *c, ctl_stats *out)
     if (c->gen != NULL) {
         pthread_mutex_lock(&c->gen->grow_mu);
         out->worker_threads = c->gen->started;
+        out->idle_workers = atomic_load(&c->gen->idle);
         pthread_mutex_unlock(&c->gen->grow_mu);
     }
     out->queue.adds_total += c->adds_before;

@@ -259,6 +259,7 @@ typedef struct ctl_stats {
     int max_concurrent_reconciles;
     int worker_threads; /* started by the current generation (on demand, up to
                            max_concurrent_reconciles; 0 while stopped) */
+    int idle_workers;   /* of those, waiting for a key (or just started) */
     bool running;
     /* The current queue's gauges (zero while stopped); adds_total and
      * retries_total count over every start since ctl_new. */

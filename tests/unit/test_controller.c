@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -581,6 +582,45 @@ Test(controller, concurrency_reaches_max_concurrent_reconciles_and_never_shares_
     cr_assert_eq(s.worker_threads, 4);
 }
 
+static atomic_bool hammer_stop;
+
+static void *hammer(void *arg)
+{
+    (void)arg;
+    char name[16];
+    for (int i = 0; !atomic_load(&hammer_stop); i++) {
+        snprintf(name, sizeof(name), "h%d", i % 50);
+        (void)ctl_enqueue(ctrl, "ns", name);
+    }
+    return NULL;
+}
+
+/* Keys added while ctl_start publishes a new generation may start its first
+ * worker before ctl_start does: never more workers than the maximum (ASan
+ * catches a worker written past the array). */
+Test(controller, keys_added_during_start_never_start_more_workers_than_the_maximum)
+{
+    new_ctl(1, 0, 0);
+    char name[16];
+    for (int i = 0; i < 500; i++) { /* queued by every start: a wider window */
+        snprintf(name, sizeof(name), "s%d", i);
+        cr_assert_eq(ctl_enqueue_on_start(ctrl, "ns", name), KC_OK);
+    }
+    atomic_store(&hammer_stop, false);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, hammer, NULL), 0);
+    for (int i = 0; i < 40; i++) {
+        cr_assert_eq(ctl_start(ctrl), KC_OK);
+        ctl_stats s;
+        ctl_stats_get(ctrl, &s);
+        cr_assert_leq(s.worker_threads, 1, "%d workers, at most 1", s.worker_threads);
+        ctl_stop(ctrl);
+    }
+    atomic_store(&hammer_stop, true);
+    pthread_join(th, NULL);
+    cr_assert_leq(R.max_active, 1);
+}
+
 Test(controller, workers_start_on_demand_one_while_keys_come_one_at_a_time)
 {
     new_ctl(4, 0, 0);
@@ -593,7 +633,12 @@ Test(controller, workers_start_on_demand_one_while_keys_come_one_at_a_time)
         snprintf(name, sizeof(name), "k%d", i);
         cr_assert_eq(ctl_enqueue(ctrl, "ns", name), KC_OK);
         cr_assert(wait_n(i + 1, 5000));
-        sleep_ms(20);
+        for (int t = 0; t < 1000; t++) { /* its worker back to waiting */
+            ctl_stats_get(ctrl, &s);
+            if (s.idle_workers == s.worker_threads)
+                break;
+            sleep_ms(5);
+        }
     }
     ctl_stats_get(ctrl, &s);
     cr_assert_eq(s.worker_threads, 1, "one key at a time needs one worker, not %d",
