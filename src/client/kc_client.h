@@ -3,7 +3,8 @@
  * streams, over one shared libcurl transport.
  *
  * One kc_client is shared by every thread of the process. Connections are
- * reused (keep-alive, HTTP/2 when the server offers it through ALPN);
+ * reused (keep-alive; HTTP/1.1, or HTTP/2 with opts.http2 when the server
+ * offers it through ALPN);
  * idempotent requests are retried with jittered backoff on transport failures,
  * 5xx and 429 (honouring Retry-After); an optional token-bucket limit (QPS and
  * burst, off by default as in controller-runtime) paces requests. A 401 makes

@@ -33,7 +33,7 @@ size_t kc_retry_after_header_cb(char *buf, size_t size, size_t nitems, void *use
 /*
  * Set every option a request shares with every other one on a freshly reset
  * handle h: share object, URL (base + path), TLS material, proxy,
- * tls-server-name mapping, connect timeout, keep-alive, HTTP/2, User-Agent,
+ * tls-server-name mapping, connect timeout, keep-alive, the HTTP version, User-Agent,
  * error buffer (errbuf of CURL_ERROR_SIZE bytes, must outlive the transfer).
  * Appends Accept and Authorization headers to *headers (which the caller
  * frees with kc_headers_free after the transfer) and, for an exec plugin

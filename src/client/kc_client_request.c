@@ -91,8 +91,8 @@ int kc_client_prepare(kc_client *c, CURL *h, const char *path, char *errbuf,
         SET(CURLOPT_CAPATH, (char *)NULL);
     }
     SET(CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
-    /* Bodies are small JSON; over HTTP/2 curl sends them through an upload
-     * buffer of 64 KiB a handle by default. 16 KiB is curl's minimum (and
+    /* Bodies are small JSON; over HTTP/2 (opts.http2) curl sends them through
+     * an upload buffer of 64 KiB a handle by default. 16 KiB is curl's minimum (and
      * setting it lets curl drop the buffer of the previous transfer). */
     SET(CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     if (c->tls.insecure) {
