@@ -630,12 +630,15 @@ test_no_leaks() {
 
   # Orphans: Reservations of Volumes that do not exist (what a Volume deleted
   # before this replica's cache showed its new Reservation leaves behind) are
-  # released by the sweep; the directory goes, unless the Reservation says
-  # its Volume was Retain (the label every Retain Volume's Reservation has).
-  local o labels
-  for o in orphan-del orphan-keep; do
+  # released by the sweep once due (deadline + 30 s); the directory goes when
+  # the Reservation's label says its Volume was Delete, and stays when it says
+  # Retain or nothing (a Reservation made before the label existed).
+  local o labels until
+  for o in orphan-del orphan-keep orphan-due; do
     labels="provisio.dev/pool-kind: StoragePool, provisio.dev/pool: $P_R, provisio.dev/node: node-b"
-    [ "$o" = orphan-keep ] && labels+=", provisio.dev/reclaim-policy: Retain"
+    [ "$o" = orphan-keep ] || labels+=", provisio.dev/reclaim-policy: Delete"
+    until=$(date -u -d '-60 sec' +%Y-%m-%dT%H:%M:%SZ)
+    [ "$o" = orphan-due ] && until=$(date -u -d '+5 sec' +%Y-%m-%dT%H:%M:%SZ)
     mkdir -p "$E2E_TMP/root-node-b/srv/$P_R/${NS}_${o}_$o-$RUN"
     echo data >"$E2E_TMP/root-node-b/srv/$P_R/${NS}_${o}_$o-$RUN/file"
     k create -f - >/dev/null <<YAML
@@ -649,16 +652,20 @@ spec:
   pool: {kind: StoragePool, name: $P_R}
   slot: $o-$RUN
   bytes: 1000
-  admittedUntil: "$(date -u -d '-60 sec' +%Y-%m-%dT%H:%M:%SZ)"
+  admittedUntil: "$until"
   claim: {kind: Volume, namespace: $NS, name: $o, uid: $o-$RUN}
 YAML
   done
-  e2e_wait_for 30 "the orphaned Reservations released" sh -c \
+  e2e_wait_for 30 "the orphaned Reservations past their deadline released" sh -c \
     "! kubectl get reservation storagepool.$P_R.orphan-del-$RUN storagepool.$P_R.orphan-keep-$RUN >/dev/null 2>&1"
   e2e_wait_for 15 "orphan-del's directory removed" test ! -e "$E2E_TMP/root-node-b/srv/$P_R/${NS}_orphan-del_orphan-del-$RUN"
   [ "$(cat "$E2E_TMP/root-node-b/srv/$P_R/${NS}_orphan-keep_orphan-keep-$RUN/file" 2>/dev/null)" = data ] ||
-    e2e_fail "the Retain orphan's directory or its data is gone"
+    e2e_fail "the directory of the orphan without a Delete label, or its data, is gone"
   rm -rf "$E2E_TMP/root-node-b/srv/$P_R/${NS}_orphan-keep_orphan-keep-$RUN"
+  k get reservation "storagepool.$P_R.orphan-due-$RUN" >/dev/null 2>&1 ||
+    e2e_fail "orphan-due was released before its deadline + 30 s (rule 4)"
+  e2e_wait_for 60 "orphan-due released after its deadline + 30 s" sh -c \
+    "! kubectl get reservation storagepool.$P_R.orphan-due-$RUN >/dev/null 2>&1"
   grep -q '"released the reservation of a volume that no longer exists"' "$E2E_TMP"/op.*.log ||
     e2e_fail "no log line of the sweep"
 

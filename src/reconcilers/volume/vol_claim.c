@@ -516,8 +516,8 @@ static ctl_result reserve(vol_app *a, json_object *vol, const vol_want *w, json_
     rec_reserve_extra extra = {.admitted_until = deadline,
                                .node = rec_obj_str(pool, "spec.nodeName"),
                                .finalizer = VOL_DIR_FINALIZER,
-                               .label = vol_retains(vol) ? VOL_LABEL_RECLAIM : NULL,
-                               .label_value = "Retain"};
+                               .label = VOL_LABEL_RECLAIM,
+                               .label_value = vol_retains(vol) ? "Retain" : "Delete"};
     rec_reservation got = {0};
     kc_error err = {0};
     ctl_result res = ctl_done();
@@ -582,7 +582,7 @@ static bool strip_dir_finalizer(vol_app *a, const claim_resv *r, bool retain)
  * or all but keep). retain: their directories stay. *wait: seconds until the
  * next one may go (0: none). */
 static ctl_result release(vol_app *a, const char *uid, const claim_held *h, const claim_resv *keep,
-                          bool retain, int64_t now, double *wait)
+                          bool retain, int64_t now, double *wait, int *n_released)
 {
     *wait = 0;
     for (size_t i = 0; i < h->n; i++) {
@@ -613,7 +613,10 @@ static ctl_result release(vol_app *a, const char *uid, const claim_held *h, cons
             continue;
         }
         kc_error err = {0};
-        int rc = rec_reserve_release(a->client, r->name, uid, NULL, &err);
+        bool released = false;
+        int rc = rec_reserve_release(a->client, r->name, uid, &released, &err);
+        if (n_released && released)
+            (*n_released)++;
         if (rc != KC_OK) {
             ctl_result res = ctl_error(rc, "releasing Reservation %s: %s", r->name,
                                        err.message ? err.message : kc_strerror(rc));
@@ -672,7 +675,7 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
             res = ctl_requeue_after(VOL_TEARDOWN_RECHECK); /* the PV's events come sooner */
             goto out;
         }
-        res = release(a, uid, &h, NULL, vol_retains(vol), now, &wait);
+        res = release(a, uid, &h, NULL, vol_retains(vol), now, &wait, NULL);
         if (res.outcome == CTL_DONE && wait > 0) {
             res = ctl_requeue_after(wait); /* rule 4: not before deadline + grace */
         } else if (res.outcome == CTL_DONE) {
@@ -714,7 +717,7 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
         if (!keep || (status_pool && !strcmp(r->pool, status_pool)))
             keep = r;
     }
-    res = release(a, uid, &h, keep, false, now, &wait); /* invalid ones, and a second one */
+    res = release(a, uid, &h, keep, false, now, &wait, NULL); /* invalid ones, and a second one */
     if (res.outcome != CTL_DONE)
         goto out;
     if (keep) {
@@ -817,9 +820,23 @@ static int index_waiting(json_object *obj, store_values *out, void *user)
  * directory. Every Reservation is looked at when it changes and every
  * VOL_RESV_RESYNC seconds; one whose Volume is not cached, and that the API
  * server says is gone (or of another uid), is released as the Volume's
- * reconcile would have done: when due (rule 4), its directory kept when the
- * Volume was Retain (VOL_LABEL_RECLAIM), else removed by the node agent.
+ * reconcile would have done: when due (rule 4), its directory removed by the
+ * node agent when VOL_LABEL_RECLAIM says Delete, kept otherwise (README).
  */
+
+/* Every Reservation again, every VOL_RESV_RESYNC s (a key of its own: an
+ * informer resync would also reach the pool and Volume handlers). */
+static ctl_result sweep_all(vol_app *a)
+{
+    char **keys = NULL;
+    size_t n = 0;
+    int rc = store_list_keys(a->resv_store, &keys, &n);
+    for (size_t i = 0; rc == KC_OK && i < n; i++)
+        rc = ctl_enqueue(a->sweep_ctl, NULL, keys[i]);
+    store_keys_free(keys, n);
+    return rc == KC_OK ? ctl_requeue_after(VOL_RESV_RESYNC)
+                       : ctl_error(rc, "queueing the Reservations: %s", kc_strerror(rc));
+}
 
 static ctl_result sweep_reconcile(const ctl_ctx *ctx, const char *namespace_, const char *name,
                                   void *user)
@@ -829,6 +846,8 @@ static ctl_result sweep_reconcile(const ctl_ctx *ctx, const char *namespace_, co
     vol_app *a = user;
     if (!inf_has_synced(a->resv) || !inf_has_synced(a->volumes) || !inf_has_synced(a->nodes))
         return ctl_requeue_after(0.5);
+    if (!strcmp(name, VOL_SWEEP_ALL))
+        return sweep_all(a);
     json_object *obj = NULL;
     int rc = store_get(a->resv_store, name, &obj);
     if (rc == KC_ERR_NOT_FOUND)
@@ -849,8 +868,12 @@ static ctl_result sweep_reconcile(const ctl_ctx *ctx, const char *namespace_, co
     const char *vuid = rc == KC_OK ? rec_obj_str(vol, "metadata.uid") : NULL;
     bool cached = vuid && !strcmp(vuid, uid);
     store_obj_put(vol);
-    if (cached || (rc != KC_OK && rc != KC_ERR_NOT_FOUND))
-        goto out; /* its reconcile owns it (or out of memory: never free on a doubt) */
+    if (rc != KC_OK && rc != KC_ERR_NOT_FOUND) {
+        res = ctl_error(rc, "reading the Volume cache: %s", kc_strerror(rc));
+        goto out;
+    }
+    if (cached)
+        goto out; /* its reconcile owns it */
 
     /* The cache may lag: only the API server can say the Volume is gone. */
     kc_ref ref = vol_volumes_ref;
@@ -874,14 +897,16 @@ static ctl_result sweep_reconcile(const ctl_ctx *ctx, const char *namespace_, co
     claim_resv r = {0};
     claim_resv_of(obj, &r);
     claim_held h = {.objs = NULL, .n = 1, .v = &r};
+    /* Delete only when the label says so: a Reservation made before the label
+     * existed keeps its directory (a leak a person can see, not data lost). */
     const char *policy = rec_obj_label(obj, VOL_LABEL_RECLAIM);
-    bool deleting = rec_obj_is_deleting(obj);
+    bool retain = !policy || strcmp(policy, "Delete") != 0;
     double wait = 0;
-    res =
-        release(a, uid, &h, NULL, policy && !strcmp(policy, "Retain"), (int64_t)time(NULL), &wait);
+    int released = 0;
+    res = release(a, uid, &h, NULL, retain, (int64_t)time(NULL), &wait, &released);
     if (res.outcome == CTL_DONE && wait > 0)
         res = ctl_requeue_after(wait); /* rule 4: not before its deadline + grace */
-    else if (res.outcome == CTL_DONE && !deleting)
+    else if (released)
         a->env.log(&a->env, REC_LOG_INFO, VOL_RESV_CONTROLLER,
                    "released the reservation of a volume that no longer exists",
                    REC_KV("reservation", name, "namespace", cns, "volume", cname, "pool",
@@ -913,7 +938,8 @@ int vol_claim_setup(vol_app *a, const rec_env *env)
         return rc;
     if ((rc = rec_env_new_controller(env, VOL_RESV_CONTROLLER, sweep_reconcile, a,
                                      &a->sweep_ctl)) != KC_OK ||
-        (rc = ctl_watch_for(a->sweep_ctl, a->resv)) != KC_OK)
+        (rc = ctl_watch_for(a->sweep_ctl, a->resv)) != KC_OK ||
+        (rc = ctl_enqueue_on_start(a->sweep_ctl, NULL, VOL_SWEEP_ALL)) != KC_OK)
         return rc;
     return KC_OK;
 }

@@ -553,9 +553,7 @@ int vol_setup(const rec_env *env)
         return rc;
     }
     inf_opts popts = {.store_mode = INF_STORE_SHARED};
-    inf_opts ropts = {.label_selector = VOL_RESV_SELECTOR,
-                      .store_mode = INF_STORE_COMPACT,
-                      .resync_period = VOL_RESV_RESYNC};
+    inf_opts ropts = {.label_selector = VOL_RESV_SELECTOR, .store_mode = INF_STORE_COMPACT};
     inf_opts nopts = {.store_mode = INF_STORE_SHARED};
     if ((rc = inf_factory_get(env->factory, &vol_pools_ref, &popts, &a->pools)) != KC_OK ||
         (rc = inf_factory_get(env->factory, &vol_resv_ref, &ropts, &a->resv)) != KC_OK ||

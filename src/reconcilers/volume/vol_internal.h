@@ -23,8 +23,9 @@
 #define VOL_CAPACITY_CONTROLLER "storagecapacity"
 #define VOL_RESV_CONTROLLER "volumereservation" /* the orphan sweep (vol_claim.c) */
 #define VOL_RESV_RESYNC 60.0                    /* s: every Reservation swept this often */
-/* On the Reservation of a Volume of reclaimPolicy Retain: what the orphan
- * sweep knows of the policy once the Volume is gone. */
+#define VOL_SWEEP_ALL "~all"                    /* the sweep's own key (not a Reservation name) */
+/* On a Volume's Reservation, Retain or Delete (its reclaimPolicy when placed):
+ * what the orphan sweep knows of the policy once the Volume is gone. */
 #define VOL_LABEL_RECLAIM "provisio.dev/reclaim-policy"
 #define VOL_RECOUNT_INTERVAL 2.0     /* s between recounts of one pool */
 #define VOL_RECHECK_MAX 60.0         /* s: a pool is looked at again at least this often */
