@@ -390,10 +390,35 @@ static void mgr_log_startup_agent(mgr *m)
              "logLevel", log_level_name(m->fl.log_level), NULL);
 }
 
+/* Whether a failure to read the node may pass by itself (the API server
+ * restarting, overloaded), not a wrong flag or missing rights. */
+static bool mgr_transient(int rc)
+{
+    return rc == KC_ERR_TRANSPORT || rc == KC_ERR_TIMEOUT || rc == KC_ERR_TOO_MANY_REQUESTS ||
+           rc == KC_ERR_INTERNAL || rc == KC_ERR_SERVICE_UNAVAILABLE ||
+           rc == KC_ERR_SERVER_TIMEOUT || rc == KC_ERR_API;
+}
+
+/* Wait up to seconds for SIGTERM/SIGINT on the signalfd: true when one came. */
+static bool mgr_wait_signal(mgr *m, double seconds)
+{
+    struct pollfd p = {.fd = m->sigfd, .events = POLLIN};
+    if (poll(&p, 1, (int)(seconds * 1000)) <= 0)
+        return false;
+    struct signalfd_siginfo si;
+    if (read(m->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+        MGR_INFO("received signal, shutting down", "signal", strsignal((int)si.ssi_signo), NULL);
+    return true;
+}
+
 /*
  * The agent's start-up checks: --host-root is a directory it can see, and
- * --node-name names an existing Node (one GET; a DaemonSet pod always runs
- * on one, so a miss is a wrong flag, and failing is the loud answer).
+ * --node-name names an existing Node (a DaemonSet pod always runs on one, so
+ * NotFound is a wrong flag, and failing is the loud answer). An API server
+ * that cannot answer yet (restarting, 5xx, 429) is waited for, as the
+ * informers would, 1 s doubling to 10 s apart, until SIGTERM (then
+ * KC_ERR_STOPPED): a DaemonSet pod started during an API server restart
+ * should not crash-loop.
  */
 static int mgr_agent_check(mgr *m)
 {
@@ -406,7 +431,17 @@ static int mgr_agent_check(mgr *m)
     kc_ref ref = {.version = "v1", .resource = "nodes", .name = m->fl.node_name};
     json_object *node = NULL;
     kc_error err = KC_ERROR_INIT;
-    int rc = kc_get(m->client, &ref, &node, &err);
+    int rc;
+    for (double delay = 1.0;
+         (rc = kc_get(m->client, &ref, &node, &err)) != KC_OK && mgr_transient(rc);
+         delay = delay * 2 > 10 ? 10 : delay * 2) {
+        MGR_INFO("the API server cannot answer yet; reading the node again", "nodeName",
+                 m->fl.node_name, "error", err.message != NULL ? err.message : kc_strerror(rc),
+                 NULL);
+        kc_error_clear(&err);
+        if (mgr_wait_signal(m, delay))
+            return KC_ERR_STOPPED;
+    }
     if (rc != KC_OK) {
         MGR_ERROR(rc == KC_ERR_NOT_FOUND ? "node not found" : "unable to read the node", "nodeName",
                   m->fl.node_name, "error", err.message != NULL ? err.message : kc_strerror(rc),
@@ -636,6 +671,12 @@ static int mgr_main(flags_mode mode, const char *prog, int argc, char **argv)
 
     int status = 0;
     rc = mgr_start(m);
+    if (rc == KC_ERR_STOPPED) { /* SIGTERM while waiting for the API server */
+        mgr_shutdown(m, NULL);
+        mgr_free_all(m);
+        free(m);
+        return 0;
+    }
     if (rc != 0) {
         mgr_shutdown(m, NULL);
         mgr_free_all(m);
