@@ -1,8 +1,9 @@
-// provisio-twin: provisio's IPPool/IPClaim reconciler written as a kubebuilder
-// user would, on controller-runtime, for bench/run-twin-bench. It serves the
-// same CRDs with the same semantics and the same writes (API.md "Network",
-// src/reconcilers/ip_reconciler.c), so the two can be measured on one
-// control plane. Not a product: no webhooks, no spec.network.
+// provisio-twin: provisio's IPPool/IPClaim and DevicePool/DeviceClaim
+// reconcilers written as a kubebuilder user would, on controller-runtime,
+// for bench/run-twin-bench. It serves the same CRDs with the same semantics
+// and the same writes (API.md "Network" and "Devices", src/reconcilers/),
+// so the two can be measured on one control plane. Not a product: no
+// webhooks; README.md says what it leaves out.
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/workqueue"
@@ -51,13 +53,17 @@ func main() {
 	scheme := runtime.NewScheme()
 	must(clientgoscheme.AddToScheme(scheme))
 	must(addKnownTypes(scheme))
+	must(addDeviceTypes(scheme))
 
 	if leaderElect && leNamespace == "" {
 		if _, err := os.Stat("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err != nil {
 			leNamespace = "default"
 		}
 	}
-	ipSel := labels.SelectorFromSet(labels.Set{labelPoolKind: kindIPPool})
+	// One Reservation informer for both domains: the IP and device kinds.
+	kinds, err := labels.NewRequirement(labelPoolKind, selection.In, []string{kindIPPool, kindDevicePool})
+	must(err)
+	resvSel := labels.NewSelector().Add(*kinds)
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
@@ -69,7 +75,7 @@ func main() {
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
-				&Reservation{}: {Label: ipSel},
+				&Reservation{}: {Label: resvSel},
 			},
 		},
 	})
@@ -118,19 +124,19 @@ func main() {
 					q.Add(r)
 				}
 			},
-		}).
+		}, builder.WithPredicates(isKind(kindIPPool))).
 		WithOptions(copts).Complete(claims))
 
 	// Pools: their own events; every Reservation created or deleted (counts).
 	must(ctrl.NewControllerManagedBy(mgr).Named("ippool").For(&IPPool{}).
 		Watches(&Reservation{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: o.(*Reservation).Spec.Pool.Name}}}
-		}), builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
+		}), builder.WithPredicates(isKind(kindIPPool), predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
 		WithOptions(copts).Complete(pools))
 
 	// Reservations: the orphan sweep; a claim deleted maps to its Reservations.
 	must(ctrl.NewControllerManagedBy(mgr).Named("ipreservation").For(&Reservation{},
-		builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
+		builder.WithPredicates(isKind(kindIPPool), predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
 		Watches(&IPClaim{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			var list ReservationList
 			if err := c.List(ctx, &list, client.MatchingFields{idxResvClaimUID: string(o.GetUID())}); err != nil {
@@ -146,6 +152,9 @@ func main() {
 			UpdateFunc: func(event.UpdateEvent) bool { return false },
 		})).
 		WithOptions(copts).Complete(resv))
+
+	// The device domain: deviceclaim, devicepool, devicereservation, devicenode.
+	must(setupDevices(ctx, mgr, s, copts))
 
 	must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	must(mgr.AddReadyzCheck("readyz", func(_ *http.Request) error {
@@ -194,7 +203,11 @@ func setupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 		return err
 	}
 	if err := fi.IndexField(ctx, &Reservation{}, idxResvPool, func(o client.Object) []string {
-		return []string{o.(*Reservation).Spec.Pool.Name}
+		rv := o.(*Reservation)
+		if rv.Spec.Pool.Kind != kindIPPool {
+			return nil // an IPPool's count: a DevicePool may have its name
+		}
+		return []string{rv.Spec.Pool.Name}
 	}); err != nil {
 		return err
 	}

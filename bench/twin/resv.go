@@ -34,6 +34,9 @@ func (r *ResvReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err := r.Get(ctx, req.NamespacedName, &rv); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if rv.Spec.Pool.Kind != kindIPPool {
+		return ctrl.Result{}, nil // the device domain's (device_claim.go)
+	}
 	// The cache shows it: it is no longer in flight.
 	r.S.dropInflight(rv.Spec.Pool.Name, rv.Name)
 	if !rv.DeletionTimestamp.IsZero() {
