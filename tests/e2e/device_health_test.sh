@@ -14,7 +14,8 @@
 #     false lowers capacity; deleting the pool (after its claims) removes
 #     both keys;
 #  2. a pool with publish: None never touches its node; a pool on a node
-#     that does not exist is Ready=False NodeNotFound;
+#     that does not exist is Ready=False NodeNotFound, and Ready once a Node
+#     of that name is made;
 #  3. health with the node agent of node-c: a pool with discover.paths
 #     [/dev/e2efpga*] and declared devices with paths; a created
 #     DIR/dev/e2efpga3 shows as a Discovered device (figure) and counts in
@@ -242,6 +243,14 @@ test_publish_none_and_missing_node() {
   e2e_wait_for 30 "$P_GHOST Ready=False NodeNotFound" dp_is "$P_GHOST" \
     "ready.get('status') == 'False' and ready.get('reason') == 'NodeNotFound' and 'nowhere-$RUN' in ready.get('message', '')"
   e2e_diag "$P_GHOST: $(k get dp "$P_GHOST" -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}')"
+  # The node joins later: the pool is looked at again without an event of its own.
+  k create -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Node
+metadata: {name: nowhere-$RUN}
+YAML
+  e2e_wait_for 30 "$P_GHOST Ready once node nowhere-$RUN exists" dp_is "$P_GHOST" "ready.get('status') == 'True'"
+  k delete node "nowhere-$RUN" --wait=false >/dev/null
   local n
   for n in node-a node-b node-c; do
     node_keys_are "$n" "$R_NONE" "- -" || e2e_fail "$n shows $R_NONE"

@@ -27,7 +27,9 @@
 #define REC_EVENT_SENDERS 4         /* one Event a claim: keep up with a storm */
 #define REC_SYNC_RETRY 0.1          /* s: requeue while caches are not synced */
 #define REC_POOL_GONE_RETRY 1.0     /* s: cache says no Reservations, server disagrees */
-#define REC_HOLDERS_SHOWN 5         /* holders named in a Terminating message */
+#define REC_POOL_TROUBLE_RECHECK                                                                   \
+    10.0                    /* s: a pool_check trouble (its node missing) looked at again */
+#define REC_HOLDERS_SHOWN 5 /* holders named in a Terminating message */
 
 #define REC_IDX_BY_POOL "by-pool"
 #define REC_IDX_WAITING "waiting-by-pool"

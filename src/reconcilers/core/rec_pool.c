@@ -496,6 +496,10 @@ static ctl_result pool_live(rec_domain *d, const kc_ref *ref, json_object *cur)
     if (def->detail_free)
         def->detail_free(counts.detail);
     double recheck = pool && def->pool_recheck ? def->pool_recheck(pool) : 0;
+    /* Trouble from outside the pool (a node that does not exist yet) ends
+     * without an event of the pool: look again. */
+    if (trouble && (recheck <= 0 || recheck > REC_POOL_TROUBLE_RECHECK))
+        recheck = REC_POOL_TROUBLE_RECHECK;
     if (pool)
         def->pool_close(pool);
     if (rc != KC_OK)

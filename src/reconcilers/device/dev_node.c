@@ -37,6 +37,7 @@
 #include "dev_node.h"
 #include "inf_map.h"
 #include "kc_error.h"
+#include "kc_quantity.h"
 #include "pv_clock.h"
 #include "pv_json.h"
 #include "rec_util.h"
@@ -391,15 +392,19 @@ static int node_wants(dev_node *n, const char *node, want_res **out, size_t *n_o
 }
 
 /* Whether the node's status holds key = value (as a decimal quantity). */
+/* Whether the node's field (status.capacity or .allocatable) has key at
+ * value: compared as quantities, since the API server gives "3000" back as
+ * "3k" (a string compare would patch the node again on every event). */
 static bool node_has(json_object *node, const char *field, const char *key, int64_t value)
 {
     json_object *m = rec_obj_at(node, field);
     json_object *v = NULL;
     if (!m || !json_object_object_get_ex(m, key, &v) || !json_object_is_type(v, json_type_string))
         return false;
-    char buf[32];
-    snprintf(buf, sizeof buf, "%lld", (long long)value);
-    return !strcmp(json_object_get_string(v), buf);
+    int64_t got;
+    return kc_quantity_parse(json_object_get_string(v), (size_t)json_object_get_string_len(v),
+                             KC_QUANTITY_UNITS, &got, NULL) == KC_OK &&
+           got == value;
 }
 
 static bool node_has_key(json_object *node, const char *key)
