@@ -13,7 +13,8 @@ import json
 import os
 import subprocess
 import threading
-import time
+
+from common import Domain, is_ready, key, ready_cond
 
 GROUP = "/apis/provisio.dev/v1alpha1"
 DRA = "/apis/resource.k8s.io/v1"
@@ -57,22 +58,6 @@ DISCOVERED = {"dev-a": ["chfpga%d" % i for i in range(4)]}  # files the agent of
 LATE_AT, DOOM_AT = 1 / 3, 2 / 3
 
 
-def ready_cond(obj, ctype="Ready"):
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == ctype:
-            return c
-    return None
-
-
-def is_ready(obj):
-    return (ready_cond(obj) or {}).get("status") == "True"
-
-
-def key(obj):
-    m = obj["metadata"]
-    return "%s/%s" % (m.get("namespace", ""), m["name"])
-
-
 def device_files():
     """(node, path on the node) of every device file of POOLS: the declared
     devices' paths and the discovered files."""
@@ -100,7 +85,7 @@ def publish_of(pool):
     return pool["spec"].get("publish") or "NodeCapacity"
 
 
-class DeviceDomain:
+class DeviceDomain(Domain):
     name = "device"
 
     def __init__(self, api, log, chaos=None):
@@ -114,20 +99,6 @@ class DeviceDomain:
                                  "deleted", "deleted_pending", "api_retries", "pools_created", "pools_deleted",
                                  "device_files_removed", "device_files_restored")}
         self.late_done = self.doom_done = False
-
-    # ---- requests, retried across API server restarts ---------------------------
-
-    def _req(self, method, path, body=None, ok=(200, 201, 202), deadline=120):
-        end = time.monotonic() + deadline
-        while True:
-            st, doc = self.api.request(method, path, body)
-            if st in ok or st in (404, 409, 422):
-                return st, doc
-            if time.monotonic() > end:
-                return st, doc
-            with self.lock:
-                self.n["api_retries"] += 1
-            time.sleep(0.5)
 
     def _host(self, node, path):
         return os.path.join(self.chaos.node_root(node), path.lstrip("/"))
@@ -204,30 +175,6 @@ class DeviceDomain:
 
     # ---- the storm ---------------------------------------------------------------
 
-    def storm_op(self, rng, target_live):
-        with self.lock:
-            live = len(self.live)
-        r = rng.random()
-        if live < target_live:
-            op = "create" if r < 0.65 else ("delete" if r < 0.85 else "create_delete")
-        else:
-            op = "create" if r < 0.35 else ("delete" if r < 0.85 else "create_delete")
-        if op == "delete":
-            with self.lock:
-                k = rng.choice(sorted(self.live)) if self.live else None
-                if k:
-                    del self.live[k]
-            if k:
-                self._delete(k)
-            return
-        k = self._create(rng)
-        if k and op == "create_delete":
-            time.sleep(rng.uniform(0, 0.3))
-            with self.lock:
-                self.live.pop(k, None)
-                self.n["deleted_pending"] += 1
-            self._delete(k)
-
     def _create(self, rng):
         res = FPGA if rng.random() < 0.75 else ACC
         spec = {"resourceName": res}
@@ -267,16 +214,16 @@ class DeviceDomain:
         st, doc = self._req("POST", "%s/namespaces/%s/deviceclaims" % (GROUP, ns), body)
         if st not in (201, 409):
             self.log("device: create %s/%s: HTTP %s %s" % (ns, name, st, (doc or {}).get("message")))
-            return None
+            return None, spec
         k = "%s/%s" % (ns, name)
         with self.lock:
             self.live[k] = spec
             self.n["created"] += 1
             for kind in set(kinds):
                 self.n[kind] += 1
-        return k
+        return k, spec
 
-    def _delete(self, k):
+    def _delete(self, k, _what=None):
         ns, name = k.split("/")
         st, doc = self._req("DELETE", "%s/namespaces/%s/deviceclaims/%s" % (GROUP, ns, name))
         if st not in (200, 202, 404):

@@ -23,7 +23,8 @@ Everything is read straight from the API server, never from the operator.
 import ipaddress
 import json
 import threading
-import time
+
+from common import Domain, key, ready_cond
 
 GROUP = "/apis/provisio.dev/v1alpha1"
 NAMESPACES = ["chaos-a", "chaos-b"]
@@ -98,19 +99,7 @@ def reservation_name(network, addr):
     return "ipnet.%s.%s" % (network, slot)
 
 
-def ready_cond(obj):
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return c
-    return None
-
-
-def key(obj):
-    m = obj["metadata"]
-    return "%s/%s" % (m.get("namespace", ""), m["name"])
-
-
-class IPDomain:
+class IPDomain(Domain):
     name = "ip"
 
     def __init__(self, api, log, chaos=None):
@@ -124,21 +113,6 @@ class IPDomain:
                                  "created_unavailable", "deleted", "deleted_pending",
                                  "api_retries", "pools_created", "pools_deleted")}
         self.late_done = self.doom_done = False
-
-    # ---- requests, retried across API server restarts ---------------------------
-
-    def _req(self, method, path, body=None, ok=(200, 201, 202), deadline=120):
-        """Retry until the server answers; returns (status, doc)."""
-        end = time.monotonic() + deadline
-        while True:
-            st, doc = self.api.request(method, path, body)
-            if st in ok or st in (404, 409, 422):
-                return st, doc
-            if time.monotonic() > end:
-                return st, doc
-            with self.lock:
-                self.n["api_retries"] += 1
-            time.sleep(0.5)
 
     def _make_pool(self, name):
         body = {"apiVersion": "provisio.dev/v1alpha1", "kind": "IPPool",
@@ -172,30 +146,6 @@ class IPDomain:
 
     # ---- the storm ---------------------------------------------------------------
 
-    def storm_op(self, rng, target_live):
-        with self.lock:
-            live = len(self.live)
-        r = rng.random()
-        if live < target_live:
-            op = "create" if r < 0.65 else ("delete" if r < 0.85 else "create_delete")
-        else:
-            op = "create" if r < 0.35 else ("delete" if r < 0.85 else "create_delete")
-        if op == "delete":
-            with self.lock:
-                k = rng.choice(sorted(self.live)) if self.live else None
-                if k:
-                    del self.live[k]
-            if k:
-                self._delete(k)
-            return
-        k = self._create(rng)
-        if k and op == "create_delete":
-            time.sleep(rng.uniform(0, 0.3))  # usually before the operator made it Ready
-            with self.lock:
-                self.live.pop(k, None)
-                self.n["deleted_pending"] += 1
-            self._delete(k)
-
     def _create(self, rng):
         pool = rng.choices(list(POOL_WEIGHTS), weights=list(POOL_WEIGHTS.values()))[0]
         spec = {"pool": pool}
@@ -224,16 +174,16 @@ class IPDomain:
         st, doc = self._req("POST", "%s/namespaces/%s/ipclaims" % (GROUP, ns), body)
         if st not in (201, 409):  # 409: a retry of a POST whose answer was lost
             self.log("ip: create %s/%s: HTTP %s %s" % (ns, name, st, (doc or {}).get("message")))
-            return None
+            return None, spec
         k = "%s/%s" % (ns, name)
         with self.lock:
             self.live[k] = spec
             self.n["created"] += 1
             if kind:
                 self.n[kind] += 1
-        return k
+        return k, spec
 
-    def _delete(self, k):
+    def _delete(self, k, _what=None):
         ns, name = k.split("/")
         st, doc = self._req("DELETE", "%s/namespaces/%s/ipclaims/%s" % (GROUP, ns, name))
         if st not in (200, 202, 404):

@@ -50,6 +50,8 @@ import re
 import threading
 import time
 
+from common import Domain, is_ready, key, ready_cond
+
 GROUP = "/apis/provisio.dev/v1alpha1"
 NS = "chaos-vol"  # Volumes
 DYN_NS = "chaos-vol-dyn"  # plain PVCs of the StorageClass below (dynamic provisioning)
@@ -131,24 +133,8 @@ def valid(r):
     return created is not None and until is not None and created <= until and (s.get("bytes") or 0) > 0
 
 
-def ready_cond(obj):
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return c
-    return None
-
-
-def is_ready(obj):
-    return (ready_cond(obj) or {}).get("status") == "True"
-
-
 def deleting(obj):
     return bool(obj["metadata"].get("deletionTimestamp"))
-
-
-def key(obj):
-    m = obj["metadata"]
-    return "%s/%s" % (m.get("namespace", ""), m["name"])
 
 
 def dir_name(vol):
@@ -178,7 +164,7 @@ def pv_name(vol):
             or "vol-" + vol["metadata"]["uid"])
 
 
-class VolumeDomain:
+class VolumeDomain(Domain):
     name = "volume"
 
     def __init__(self, api, log, chaos=None):
@@ -193,21 +179,6 @@ class VolumeDomain:
                                  "deleted_pending", "doomed_volumes_deleted", "api_retries",
                                  "pools_created", "pools_deleted")}
         self.late_done = self.doom_done = self.finished = False
-
-    # ---- requests, retried across API server restarts ---------------------------
-
-    def _req(self, method, path, body=None, ok=(200, 201, 202), deadline=120):
-        """Retry until the server answers; returns (status, doc)."""
-        end = time.monotonic() + deadline
-        while True:
-            st, doc = self.api.request(method, path, body)
-            if st in ok or st in (404, 409, 422):
-                return st, doc
-            if time.monotonic() > end:
-                return st, doc
-            with self.lock:
-                self.n["api_retries"] += 1
-            time.sleep(0.5)
 
     def _make(self, path, body, what):
         st, doc = self._req("POST", path, body)
@@ -261,29 +232,6 @@ class VolumeDomain:
 
     # ---- the storm ---------------------------------------------------------------
 
-    def storm_op(self, rng, target_live):
-        with self.lock:
-            live = len(self.live)
-        r = rng.random()
-        if live < target_live:
-            op = "create" if r < 0.65 else ("delete" if r < 0.85 else "create_delete")
-        else:
-            op = "create" if r < 0.35 else ("delete" if r < 0.85 else "create_delete")
-        if op == "delete":
-            with self.lock:
-                k = rng.choice(sorted(self.live)) if self.live else None
-                what = self.live.pop(k) if k else None
-            if k:
-                self._delete(k, what["kind"])
-            return
-        k, kind = self._create(rng)
-        if k and op == "create_delete":
-            time.sleep(rng.uniform(0, 0.3))  # usually before it is placed, or before its PV
-            with self.lock:
-                self.live.pop(k, None)
-                self.n["deleted_pending"] += 1
-            self._delete(k, kind)
-
     def _create(self, rng):
         size = rng.choices([s for s, _ in SIZES], weights=[w for _, w in SIZES])[0]
         never = quantity(size) > max(capacity_of({"spec": s}) for s in POOLS.values())
@@ -327,16 +275,17 @@ class VolumeDomain:
             kind, ns, what = "Volume", NS, {"kind": "Volume", "pool": spec.get("pool")}
         if st not in (201, 409):  # 409: a retry of a POST whose answer was lost
             self.log("volume: create %s %s/%s: HTTP %s %s" % (kind, ns, name, st, (doc or {}).get("message")))
-            return None, kind
+            return None, what
         k = "%s/%s" % (ns, name)
         with self.lock:
             self.live[k] = what
             self.n["created"] += 1
             for c in counts + (["created_never_fit"] if never else []):
                 self.n[c] += 1
-        return k, kind
+        return k, what
 
-    def _delete(self, k, kind):
+    def _delete(self, k, what):
+        kind = what["kind"]
         ns, name = k.split("/")
         path = ("/api/v1/namespaces/%s/persistentvolumeclaims/%s" % (ns, name) if kind == "PVC"
                 else "%s/namespaces/%s/volumes/%s" % (GROUP, ns, name))
@@ -376,7 +325,7 @@ class VolumeDomain:
             for k in doomed:
                 self.live.pop(k, None)
         for k, w in sorted(doomed.items()):
-            self._delete(k, w["kind"])
+            self._delete(k, w)
         self.n["doomed_volumes_deleted"] = len(doomed)
         self.log("volume: deleted the %d volumes of the deleted pool %s" % (len(doomed), DOOMED))
 
