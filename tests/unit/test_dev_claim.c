@@ -143,6 +143,20 @@ static void answer_released(const char *id, const char *uid, const char *rv)
     rcf_answer("DELETE", rcf_resv_path("p1", id), 200, RCF_SUCCESS);
 }
 
+/* 200 to a GET of our claim: the server has the version cached as a (read
+ * before a slot is given back). */
+static void answer_claim_read(claim_args a)
+{
+    rcf_answer("GET", claim_path(), 200, claim_json(a));
+}
+
+/* 200 to the GET confirming our claim holds id of p1 (cached uid "r-<id>", rv 9). */
+static void answer_held(const char *id)
+{
+    rcf_answer("GET", rcf_resv_path("p1", id), 200,
+               resv_json("p1", id, CLAIM, CLAIM_UID, rcf_fmt("r-%s", id), "9"));
+}
+
 static void answer_status_written(void)
 {
     rcf_answer("PUT", status_path(), 200, claim_json((claim_args){.rv = "6"}));
@@ -271,17 +285,19 @@ Test(dev_claim, a_round_cut_short_gives_back_what_it_took)
     cache_claim((claim_args){.spec = "\"count\":2"});
     answer_created("p1", o[0]);
     answer_taken(o[1]);
+    answer_claim_read((claim_args){.spec = "\"count\":2"});
     answer_released(o[0], "r-new", "41");
     answer_status_written();
 
     rcf_assert_outcome(reconcile_claim(), CTL_DONE);
-    rcf_assert_api_count(6);
+    rcf_assert_api_count(7);
     rcf_assert_post(0, "p1", o[0], CLAIM, CLAIM_UID);
     rcf_assert_post(1, "p1", o[1], CLAIM, CLAIM_UID);
     rcf_assert_api(2, "GET", rcf_resv_path("p1", o[1]));
-    rcf_assert_api(3, "GET", rcf_resv_path("p1", o[0]));
-    rcf_assert_delete(4, "p1", o[0], "r-new", "41");
-    assert_pending(5, DEV_REASON_INSUFFICIENT);
+    rcf_assert_api(3, "GET", claim_path()); /* no status shows what it gives back */
+    rcf_assert_api(4, "GET", rcf_resv_path("p1", o[0]));
+    rcf_assert_delete(5, "p1", o[0], "r-new", "41");
+    assert_pending(6, DEV_REASON_INSUFFICIENT);
 }
 
 Test(dev_claim, a_device_another_claim_won_409_is_skipped_for_another)
@@ -315,14 +331,37 @@ static void holding_three_frees(const char *named, bool reverse, const char *fre
     const char *ids[] = {"a", "b", "c"};
     for (int i = 0; i < 3; i++)
         cache_held(ids[reverse ? 2 - i : i]);
+    answer_claim_read((claim_args){.spec = "\"count\":2", .held = named});
     answer_released(freed, rcf_fmt("r-%s", freed), "9");
+    /* Kept devices the status does not show yet are confirmed first. */
+    size_t n_confirmed = 0;
+    const char *confirmed[2];
+    if (!named) {
+        char *copy = rcf_keep(strdup(kept)), *save = NULL;
+        for (char *id = strtok_r(copy, ",", &save); id && n_confirmed < 2;
+             id = strtok_r(NULL, ",", &save)) {
+            answer_held(id);
+            confirmed[n_confirmed++] = id;
+        }
+    }
     answer_status_written();
 
     rcf_assert_outcome(reconcile_claim(), CTL_DONE);
-    rcf_assert_api_count(3);
-    rcf_assert_api(0, "GET", rcf_resv_path("p1", freed));
-    rcf_assert_delete(1, "p1", freed, rcf_fmt("r-%s", freed), "9");
-    assert_ready(2, "5", "p1", "node-a", kept);
+    rcf_assert_api_count(4 + n_confirmed);
+    rcf_assert_api(0, "GET", claim_path());
+    rcf_assert_api(1, "GET", rcf_resv_path("p1", freed));
+    rcf_assert_delete(2, "p1", freed, rcf_fmt("r-%s", freed), "9");
+    /* (in the order the cache lists them) */
+    for (size_t i = 0; i < n_confirmed; i++) {
+        const rs_request *q = rcf_api_at(3 + i);
+        bool found = false;
+        for (size_t j = 0; j < n_confirmed; j++)
+            found = found || (!strcmp(q->method, "GET") &&
+                              !strcmp(q->target, rcf_resv_path("p1", confirmed[j])));
+        cr_assert(found, "request %zu: %s %s, want a GET of a kept device", 3 + i, q->method,
+                  q->target);
+    }
+    assert_ready(3 + n_confirmed, "5", "p1", "node-a", kept);
 }
 
 Test(dev_claim, holding_three_of_two_keeps_the_two_status_names_on_every_run)
@@ -360,15 +399,19 @@ static void holding_a_and_sick_b(const char *devices, const char *spec)
 
 Test(dev_claim, replace_unhealthy_takes_another_device_then_releases_the_sick_one)
 {
+    /* The status shows the replacement before the sick device is let go:
+     * never a moment where b is free while the claim still shows it. */
     holding_a_and_sick_b("a !b c", "\"count\":2,\"replaceUnhealthy\":true");
     answer_created("p1", "c");
+    rcf_answer("PUT", status_path(), 200, claim_json((claim_args){.rv = "6", .held = "a,c"}));
     answer_released("b", "r-b", "9");
 
-    rcf_assert_outcome(reconcile_claim(), CTL_REQUEUE);
-    rcf_assert_api_count(3);
+    rcf_assert_outcome(reconcile_claim(), CTL_DONE);
+    rcf_assert_api_count(4);
     rcf_assert_post(0, "p1", "c", CLAIM, CLAIM_UID);
-    rcf_assert_api(1, "GET", rcf_resv_path("p1", "b"));
-    rcf_assert_delete(2, "p1", "b", "r-b", "9");
+    assert_ready(1, "5", "p1", "node-a", "a,c");
+    rcf_assert_api(2, "GET", rcf_resv_path("p1", "b"));
+    rcf_assert_delete(3, "p1", "b", "r-b", "9");
     cr_assert_eq(rcf_events_with_reason(DEV_REASON_REPLACED), 1);
     const char *m = rcf_event_message(DEV_REASON_REPLACED);
     cr_assert(m && strstr(m, "device b") && strstr(m, "with c"), "%s", m ? m : "(none)");

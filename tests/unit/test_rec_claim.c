@@ -254,6 +254,20 @@ static void answer_created(const char *slot)
     rcf_answer("POST", RCF_RESV, 201, resv_json(slot, CLAIM, CLAIM_UID, "r-new", "41"));
 }
 
+/* 200 to a GET of our claim: the server has a (the version a reconcile reads
+ * before it gives back a slot). */
+static void answer_claim_read(obj_args a)
+{
+    rcf_answer("GET", claim_path(), 200, claim_json(a));
+}
+
+/* 200 to the GET confirming the claim holds slot (uid, rv): a slot only the
+ * cache says it holds, before a status shows it. */
+static void answer_held(const char *slot, const char *uid, const char *rv)
+{
+    rcf_answer("GET", resv_path(slot), 200, resv_json(slot, CLAIM, CLAIM_UID, uid, rv));
+}
+
 /* 200 to our claim's status write (the server's copy: resourceVersion 6). */
 static void answer_status_written(bool finalizer)
 {
@@ -421,18 +435,36 @@ DOMAIN_TEST(claim, slot_of_our_own_409_is_adopted_without_a_second_post)
     assert_claim_ready(2, "5", first_slot());
 }
 
-DOMAIN_TEST(claim, cached_reservation_after_a_crash_only_writes_the_status)
+DOMAIN_TEST(claim, cached_reservation_after_a_crash_is_confirmed_then_written)
 {
     /* The cache shows the claim's Reservation of the slot it would not pick
-     * first: it is adopted as it is, nothing is posted. */
+     * first: it is adopted as it is, nothing is posted; the status did not
+     * show it, so the server confirms it is still the claim's first. */
     cache_pool((obj_args){.finalizer = true});
     cache_claim((obj_args){.finalizer = true});
     cache_resv(second_slot(), CLAIM, CLAIM_UID, "r-1", "7");
+    answer_held(second_slot(), "r-1", "7");
     answer_status_written(true);
 
     rcf_assert_outcome(reconcile_claim(), CTL_DONE);
+    rcf_assert_api_count(2);
+    rcf_assert_api(0, "GET", resv_path(second_slot()));
+    assert_claim_ready(1, "5", second_slot());
+}
+
+DOMAIN_TEST(claim, a_cached_reservation_gone_on_the_server_is_never_shown)
+{
+    /* Another replica gave the slot back; our cache has not seen the delete.
+     * Writing it to status could show it beside the claim that takes it
+     * next: nothing is written, the run waits for the cache. */
+    cache_pool((obj_args){.finalizer = true});
+    cache_claim((obj_args){.finalizer = true});
+    cache_resv(second_slot(), CLAIM, CLAIM_UID, "r-1", "7");
+    rcf_answer("GET", resv_path(second_slot()), 404, rcf_status_body(404, "NotFound"));
+
+    rcf_assert_outcome(reconcile_claim(), CTL_REQUEUE);
     rcf_assert_api_count(1);
-    assert_claim_ready(0, "5", second_slot());
+    rcf_assert_api(0, "GET", resv_path(second_slot()));
 }
 
 DOMAIN_TEST(claim, claim_holding_two_keeps_the_one_status_names_and_frees_the_other)
@@ -447,16 +479,37 @@ DOMAIN_TEST(claim, claim_holding_two_keeps_the_one_status_names_and_frees_the_ot
     cache_resv(held[1], CLAIM, CLAIM_UID, "r-1", "71");
     const char *freed_uid = freed == held[0] ? "r-0" : "r-1";
     const char *freed_rv = freed == held[0] ? "70" : "71";
+    answer_claim_read((obj_args){.finalizer = true, .slot = kept});
     rcf_answer("GET", resv_path(freed), 200,
                resv_json(freed, CLAIM, CLAIM_UID, freed_uid, freed_rv));
     rcf_answer("DELETE", resv_path(freed), 200, RCF_SUCCESS);
     answer_status_written(true);
 
     rcf_assert_outcome(reconcile_claim(), CTL_DONE);
-    rcf_assert_api_count(3);
-    rcf_assert_api(0, "GET", resv_path(freed));
-    assert_delete(1, freed, freed_uid, freed_rv);
-    assert_claim_ready(2, "5", kept);
+    rcf_assert_api_count(4);
+    /* The claim as the server has it first: its status is the one cached. */
+    rcf_assert_api(0, "GET", claim_path());
+    rcf_assert_api(1, "GET", resv_path(freed));
+    assert_delete(2, freed, freed_uid, freed_rv);
+    assert_claim_ready(3, "5", kept);
+}
+
+DOMAIN_TEST(claim, a_claim_newer_on_the_server_gives_nothing_back)
+{
+    /* The cache shows the claim's status naming one slot; another replica
+     * has since written a status naming the other (resourceVersion 9). The
+     * slot the cached status does not name may be the one the claim shows
+     * now: nothing is released, the run waits for the newer claim. */
+    const char *held[2] = {FX->slots[0], FX->slots[1]};
+    cache_pool((obj_args){.finalizer = true});
+    cache_claim((obj_args){.finalizer = true, .slot = held[0]});
+    cache_resv(held[0], CLAIM, CLAIM_UID, "r-0", "70");
+    cache_resv(held[1], CLAIM, CLAIM_UID, "r-1", "71");
+    answer_claim_read((obj_args){.finalizer = true, .slot = held[1], .rv = "9"});
+
+    rcf_assert_outcome(reconcile_claim(), CTL_REQUEUE);
+    rcf_assert_api_count(1);
+    rcf_assert_api(0, "GET", claim_path());
 }
 
 DOMAIN_TEST(claim, lagging_cache_reacquires_the_slot_status_names_first)
@@ -528,6 +581,7 @@ DOMAIN_TEST(claim, second_slot_taken_behind_a_lagging_cache_is_given_back)
                                     .status = 201,
                                     .delay_ms = 600,
                                     .body = resv_json(mine, CLAIM, CLAIM_UID, "r-new", "41")});
+    answer_claim_read((obj_args){.finalizer = true});
     rcf_answer("GET", resv_path(mine), 200, resv_json(mine, CLAIM, CLAIM_UID, "r-new", "41"));
     rcf_answer("DELETE", resv_path(mine), 200, RCF_SUCCESS);
     late_resv late = {.text = resv_json(theirs, CLAIM, CLAIM_UID, "r-old", "30")};
@@ -536,15 +590,19 @@ DOMAIN_TEST(claim, second_slot_taken_behind_a_lagging_cache_is_given_back)
     pthread_join(late.thread, NULL);
 
     rcf_assert_outcome(r, CTL_REQUEUE);
-    rcf_assert_api_count(3);
+    rcf_assert_api_count(4);
     assert_post(0, mine);
-    rcf_assert_api(1, "GET", resv_path(mine));
-    assert_delete(2, mine, "r-new", "41");
+    rcf_assert_api(1, "GET", claim_path()); /* no status shows it */
+    rcf_assert_api(2, "GET", resv_path(mine));
+    assert_delete(3, mine, "r-new", "41");
 
+    /* The other is only in the cache and not in status: confirmed first. */
+    answer_held(theirs, "r-old", "30");
     answer_status_written(true);
     rcf_assert_outcome(reconcile_claim(), CTL_DONE);
-    rcf_assert_api_count(4);
-    assert_claim_ready(3, "5", theirs);
+    rcf_assert_api_count(6);
+    rcf_assert_api(4, "GET", resv_path(theirs));
+    assert_claim_ready(5, "5", theirs);
 }
 
 /* ---- claims: errors ------------------------------------------------------------ */

@@ -13,7 +13,11 @@
  *     def->choose_keep);
  *   - a fresh claim of several slots takes them all or none: what a round
  *     took is given back when the pool cannot complete it;
- *   - the status is rewritten from what is held on every reconcile.
+ *   - the status is rewritten from what is held on every reconcile;
+ *   - no slot is shown by two claims at once: a held slot is given back only
+ *     when the claim's latest status (read from the API server) does not show
+ *     it, and a status shows a slot it did not show only when this run
+ *     acquired it or the API server confirms the claim still holds it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +57,8 @@ typedef struct claim_run {
     void *pool;            /* open->pool: NULL when missing or invalid */
     const char *pool_problem;
     slot_list held;
+    slot_list acquired; /* Reservations this run created or found ours on the server */
+    bool latest;        /* cur is the server's copy as of this run (read or written) */
 } claim_run;
 
 static void list_clear(slot_list *l)
@@ -127,6 +133,7 @@ static bool pool_is_deleting(const claim_run *r)
 static void claim_run_clear(claim_run *r)
 {
     list_clear(&r->held);
+    list_clear(&r->acquired);
     if (r->cur_owned)
         json_object_put(r->cur);
     store_obj_put(r->claim);
@@ -302,6 +309,11 @@ static ctl_result claim_write_status(claim_run *r, json_object *new_status, cons
             rec_stale_note(r->d->stale, r->uid, before_rv);
         if (transition && written)
             claim_event(r, ev_type, ev_reason, ev_message);
+        if (written && out) { /* what the rest of this run writes against */
+            set_cur(r, out);
+            r->latest = true;
+            out = NULL;
+        }
     } else if (rc == KC_ERR_CONFLICT) {
         res = ctl_requeue(); /* the cache was behind: again from the newer object */
     } else if (rc != KC_ERR_NOT_FOUND) {
@@ -373,6 +385,126 @@ static ctl_result release_list(claim_run *r, const slot_list *l, size_t start, c
         inflight_forget_slot(r, l->pools[i], l->slots[i]);
     }
     return ctl_done();
+}
+
+/* The status (at cur) shows slot of pool. */
+static bool status_shows(const char *sp, char *const *ss, size_t n_ss, const char *pool,
+                         const char *slot)
+{
+    if (sp && pool && *pool && strcmp(sp, pool) != 0)
+        return false;
+    for (size_t j = 0; j < n_ss; j++)
+        if (!strcmp(ss[j], slot))
+            return true;
+    return false;
+}
+
+/*
+ * Whether the held slots of l may be given back now: only when the claim's
+ * latest status does not show any of them. Another replica may have written
+ * a status our cache has not seen yet; a slot released while a status shows
+ * it can go to another claim, and two claims would show it at once. So the
+ * claim is read from the API server (once a run, unless this run wrote it):
+ * a newer one than cur -> requeue (the next run decides from it; its watch
+ * event comes too); the same -> cur's status is the latest, and a slot it
+ * shows stays held (requeue). true: release; false: *res says what instead.
+ */
+static bool may_release(claim_run *r, const slot_list *l, ctl_result *res)
+{
+    if (l->n == 0)
+        return true;
+    if (!r->latest) {
+        json_object *got = NULL;
+        kc_error err = KC_ERROR_INIT;
+        int rc = kc_get(r->d->client, &r->ref, &got, &err);
+        if (rc == KC_ERR_NOT_FOUND) {
+            *res = ctl_done(); /* gone: what it holds is the sweep's */
+        } else if (rc != KC_OK) {
+            *res = rec_api_error("reading the claim before giving back a slot", rc, &err);
+        } else if (strcmp(rec_nz(rec_obj_str(got, "metadata.resourceVersion")),
+                          rec_nz(rec_obj_str(r->cur, "metadata.resourceVersion"))) != 0) {
+            rec_log(r->d, REC_LOG_DEBUG, r->logger,
+                    "the claim changed since the cache saw it; not giving back slots",
+                    REC_KV("namespace", r->ref.namespace_, "name", r->ref.name));
+            *res = ctl_requeue();
+        } else {
+            r->latest = true;
+        }
+        json_object_put(got);
+        kc_error_clear(&err);
+        if (!r->latest)
+            return false;
+    }
+    char **ss = NULL;
+    size_t n_ss = 0;
+    int rc = status_slots(r, &ss, &n_ss);
+    if (rc != KC_OK) {
+        *res = ctl_error(rc, "out of memory");
+        return false;
+    }
+    const char *sp = status_pool(r);
+    bool shown = false;
+    for (size_t i = 0; i < l->n && !shown; i++)
+        shown = status_shows(sp, ss, n_ss, l->pools[i], l->slots[i]);
+    strings_free(ss, n_ss);
+    if (shown) {
+        *res = ctl_requeue(); /* the next run keeps what status shows */
+        return false;
+    }
+    return true;
+}
+
+/* release_list of a live claim's slots, when may_release allows. */
+static ctl_result release_unshown(claim_run *r, const slot_list *l, const char *what)
+{
+    ctl_result res = ctl_done();
+    if (!may_release(r, l, &res))
+        return res;
+    return release_list(r, l, 0, what);
+}
+
+/*
+ * Before the status shows kept, each slot it does not show yet is confirmed:
+ * acquired in this run, or held on the API server now. The Reservations cache
+ * (or this process's in-flight list) may still show one another replica has
+ * given back since. true: write; false: *res says what instead.
+ */
+static bool kept_confirmed(claim_run *r, const slot_list *kept, ctl_result *res)
+{
+    char **ss = NULL;
+    size_t n_ss = 0;
+    int rc = status_slots(r, &ss, &n_ss);
+    if (rc != KC_OK) {
+        *res = ctl_error(rc, "out of memory");
+        return false;
+    }
+    const char *sp = status_pool(r);
+    bool ok = true;
+    for (size_t i = 0; i < kept->n && ok; i++) {
+        if (list_has_name(&r->acquired, kept->names[i]) ||
+            status_shows(sp, ss, n_ss, kept->pools[i], kept->slots[i]))
+            continue;
+        bool held = false;
+        kc_error err = KC_ERROR_INIT;
+        rc = rec_reserve_held(r->d->client, kept->names[i], r->uid, &held, &err);
+        if (rc != KC_OK) {
+            *res = rec_api_error("confirming a held slot", rc, &err);
+            ok = false;
+        } else if (!held) {
+            rec_log(r->d, REC_LOG_DEBUG, r->logger,
+                    "a Reservation the cache shows is gone; again when the cache has caught up",
+                    REC_KV("namespace", r->ref.namespace_, "name", r->ref.name, "reservation",
+                           kept->names[i]));
+            *res = ctl_requeue();
+            ok = false;
+        } else if (!list_add(&r->acquired, kept->names[i], kept->slots[i], kept->pools[i])) {
+            *res = ctl_error(KC_ERR_NOMEM, "out of memory");
+            ok = false;
+        }
+        kc_error_clear(&err);
+    }
+    strings_free(ss, n_ss);
+    return ok;
 }
 
 /* Remove our finalizer from the claim (it is being deleted). */
@@ -482,7 +614,8 @@ static int claim_acquire(claim_run *r, const char *slot, slot_list *got, rec_res
                                    0, rec_scoped(def) ? &scope : NULL, holder, err);
     if (rc == KC_OK) {
         inflight_note(r, name, canon);
-        if (got && !list_add(got, name, canon, r->pool_name))
+        if ((got && !list_add(got, name, canon, r->pool_name)) ||
+            !list_add(&r->acquired, name, canon, r->pool_name))
             rc = KC_ERR_NOMEM;
     }
     free(name);
@@ -665,7 +798,7 @@ static ctl_result claim_settle(claim_run *r, const slot_list *got, bool *settled
         *settled = true;
         return ctl_done();
     }
-    ctl_result res = release_list(r, got, 0, "releasing a second reservation");
+    ctl_result res = release_unshown(r, got, "releasing a second reservation");
     return res.outcome == CTL_DONE ? ctl_requeue() : res;
 }
 
@@ -681,11 +814,32 @@ static ctl_result after_round(claim_run *r, const slot_list *got)
     return claim_holds(r);
 }
 
-/* Swap held slots the domain wants replaced (a device turned unhealthy) for
- * free ones; a slot with no replacement is kept. *changed when any moved. */
-static ctl_result claim_replace(claim_run *r, slot_list *kept, bool *changed)
+/* Put name/slot/pool in place of entry i of l (the old strings freed). */
+static bool list_set(slot_list *l, size_t i, const char *name, const char *slot, const char *pool)
 {
-    *changed = false;
+    char *a = strdup(name), *b = strdup(slot), *c = strdup(pool ? pool : "");
+    if (!a || !b || !c) {
+        free(a);
+        free(b);
+        free(c);
+        return false;
+    }
+    free(l->names[i]);
+    free(l->slots[i]);
+    free(l->pools[i]);
+    l->names[i] = a;
+    l->slots[i] = b;
+    l->pools[i] = c;
+    return true;
+}
+
+/*
+ * Swap held slots the domain wants replaced (a device turned unhealthy) for
+ * free ones in kept; the replaced go to *replaced, given back once a status
+ * without them is written. A slot with no replacement is kept.
+ */
+static ctl_result claim_replace(claim_run *r, slot_list *kept, slot_list *replaced)
+{
     if (!r->def->slot_replace || !r->pool)
         return ctl_done();
     for (size_t i = 0; i < kept->n; i++) {
@@ -695,25 +849,18 @@ static ctl_result claim_replace(claim_run *r, slot_list *kept, bool *changed)
         ctl_result res = ctl_done();
         fill_outcome fo = claim_fill(r, kept, 1, &got, &res);
         if (fo == FILL_DONE && got.n == 1) {
-            kc_error err = KC_ERROR_INIT;
-            int rc = claim_release(r, kept->names[i], NULL, &err);
-            if (rc != KC_OK) {
-                res = rec_api_error("releasing a replaced slot", rc, &err);
-                kc_error_clear(&err);
-                list_clear(&got);
-                return res;
-            }
-            inflight_forget_slot(r, kept->pools[i], kept->slots[i]);
             char *m = NULL;
             if (rec_msg(&m, "Replaced %s %s of %s %s, which is unhealthy, with %s",
                         r->def->slot_noun, kept->slots[i], r->def->pool_kind, r->pool_name,
                         got.slots[0]) == KC_OK)
                 claim_event(r, REC_EVENT_NORMAL, rec_nz(r->def->reason_replaced), m);
             free(m);
-            *changed = true;
+            if (!list_add(replaced, kept->names[i], kept->slots[i], kept->pools[i]) ||
+                !list_set(kept, i, got.names[0], got.slots[0], got.pools[0]))
+                res = ctl_error(KC_ERR_NOMEM, "out of memory");
         }
         list_clear(&got);
-        if (fo == FILL_RESULT)
+        if (fo == FILL_RESULT || res.outcome != CTL_DONE)
             return res;
     }
     return ctl_done();
@@ -798,7 +945,7 @@ static ctl_result claim_rename(claim_run *r)
 static ctl_result claim_holds(claim_run *r)
 {
     const rec_domain_def *def = r->def;
-    slot_list other = {0}, kept = {0}, extra = {0};
+    slot_list other = {0}, kept = {0}, extra = {0}, replaced = {0};
     ctl_result res = claim_rename(r);
     if (res.outcome != CTL_DONE)
         return res;
@@ -832,9 +979,9 @@ static ctl_result claim_holds(claim_run *r)
         res = ctl_error(KC_ERR_NOMEM, "out of memory");
         goto out;
     }
-    res = release_list(r, &other, 0, "releasing a reservation of another pool");
+    res = release_unshown(r, &other, "releasing a reservation of another pool");
     if (res.outcome == CTL_DONE)
-        res = release_list(r, &extra, 0, "releasing a second reservation");
+        res = release_unshown(r, &extra, "releasing a second reservation");
     if (res.outcome != CTL_DONE)
         goto out;
     for (size_t i = 0; i < extra.n; i++)
@@ -842,13 +989,6 @@ static ctl_result claim_holds(claim_run *r)
                 REC_KV("namespace", r->ref.namespace_, "name", r->ref.name, def->slot_noun,
                        extra.slots[i]));
 
-    bool changed = false;
-    res = claim_replace(r, &kept, &changed);
-    if (res.outcome != CTL_DONE || changed) {
-        if (changed && res.outcome == CTL_DONE)
-            res = ctl_requeue(); /* again from what is held now */
-        goto out;
-    }
     if (kept.n < (size_t)r->count && r->pool && !pool_is_deleting(r)) {
         /* Complete the claim (a round cut short by a crash, a slot lost). */
         slot_list got = {0};
@@ -859,13 +999,13 @@ static ctl_result claim_holds(claim_run *r)
             goto out;
         }
         if (fo == FILL_NONE) {
-            res = release_list(r, &got, 0, "giving back a partial allocation");
+            res = release_unshown(r, &got, "giving back a partial allocation");
             /* Never Ready: all or nothing, so two waiting claims do not
              * starve each other holding half of what each needs. */
             char **ss = NULL;
             size_t n_ss = 0;
             if (res.outcome == CTL_DONE && status_slots(r, &ss, &n_ss) == KC_OK && n_ss == 0)
-                res = release_list(r, &kept, 0, "giving back a partial allocation");
+                res = release_unshown(r, &kept, "giving back a partial allocation");
             strings_free(ss, n_ss);
             if (res.outcome == CTL_DONE)
                 res = claim_exhausted(r);
@@ -877,11 +1017,20 @@ static ctl_result claim_holds(claim_run *r)
         res = claim_exhausted(r);
         goto out;
     }
+    res = claim_replace(r, &kept, &replaced);
+    if (res.outcome != CTL_DONE)
+        goto out;
+    if (!kept_confirmed(r, &kept, &res))
+        goto out;
     res = claim_ready(r, kept.slots, kept.n);
+    /* The replaced go once a status without them is the latest. */
+    if (res.outcome == CTL_DONE)
+        res = release_unshown(r, &replaced, "releasing a replaced slot");
 out:
     list_clear(&other);
     list_clear(&kept);
     list_clear(&extra);
+    list_clear(&replaced);
     return res;
 }
 
@@ -928,7 +1077,7 @@ static ctl_result claim_allocate(claim_run *r)
     if (fo == FILL_DONE) {
         res = after_round(r, &got);
     } else if (fo == FILL_NONE) {
-        res = release_list(r, &got, 0, "giving back a partial allocation");
+        res = release_unshown(r, &got, "giving back a partial allocation");
         if (res.outcome == CTL_DONE)
             res = claim_exhausted(r);
     }

@@ -405,6 +405,29 @@ int rec_reserve_release(kc_client *c, const char *name, const char *claim_uid, b
                         "reservation %s kept changing while being released; retry", name);
 }
 
+int rec_reserve_held(kc_client *c, const char *name, const char *claim_uid, bool *held,
+                     kc_error *err)
+{
+    *held = false;
+    if (!c || !nonempty(name) || !nonempty(claim_uid))
+        return kc_error_set(err, KC_ERR_INVALID_ARG,
+                            "rec_reserve_held: client, name and claim uid required");
+    kc_ref ref = rec_reservations_ref;
+    ref.name = name;
+    json_object *got = NULL;
+    int rc = kc_get(c, &ref, &got, err);
+    if (rc == KC_ERR_NOT_FOUND) {
+        kc_error_clear(err);
+        return KC_OK;
+    }
+    if (rc != KC_OK)
+        return rc;
+    const char *holder = rec_obj_str(got, "spec.claim.uid");
+    *held = holder && !strcmp(holder, claim_uid) && !rec_obj_is_deleting(got);
+    json_object_put(got);
+    return KC_OK;
+}
+
 /* ---- orphan sweep --------------------------------------------------------- */
 
 int rec_reserve_sweep_orphan(kc_client *c, json_object *reservation, bool *released, kc_error *err)

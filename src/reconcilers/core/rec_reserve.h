@@ -149,6 +149,15 @@ int rec_reserve_release(kc_client *c, const char *name, const char *claim_uid, b
                         kc_error *err);
 
 /*
+ * Whether claim_uid holds the Reservation `name` as the API server has it now
+ * (a GET, for a slot only a cache says the claim holds): *held true when it
+ * exists, names claim_uid and is not being deleted. NotFound is 0 with *held
+ * false; any other error of the GET is returned (err filled).
+ */
+int rec_reserve_held(kc_client *c, const char *name, const char *claim_uid, bool *held,
+                     kc_error *err);
+
+/*
  * For a Reservation (borrowed; from the cache, may be a store object) whose
  * claim is not in the claims cache: re-read the claim from the API server
  * (GET by spec.claim namespace/name; the cache may lag). NotFound, or a claim
