@@ -417,6 +417,16 @@ static void reconcile_id(uint64_t *rng, char out[17])
     out[16] = '\0';
 }
 
+/* An error that says the API server could not answer now (unreachable,
+ * restarting, throttling), nothing about the key. */
+static bool error_is_transient(ctl_result res)
+{
+    return res.outcome == CTL_ERROR &&
+           (res.error == KC_ERR_TRANSPORT || res.error == KC_ERR_TIMEOUT ||
+            res.error == KC_ERR_TOO_MANY_REQUESTS || res.error == KC_ERR_SERVICE_UNAVAILABLE ||
+            res.error == KC_ERR_SERVER_TIMEOUT);
+}
+
 static void report_error(ctl *c, const ctl_ctx *ctx, int code, const char *message)
 {
     if (c->o.hooks.reconcile_error != NULL) {
@@ -485,7 +495,8 @@ static void process(ctl_gen *g, int idx, const char *key, uint64_t *rng)
             report_error(c, &ctx, KC_ERR_INVALID_ARG, "reconcile returned an unknown outcome");
         else
             report_error(c, &ctx, res.error, res.message);
-        (void)wq_add_rate_limited(g->q, key, NULL);
+        (void)wq_add_rate_limited_cap(g->q, key,
+                                      error_is_transient(res) ? CTL_TRANSIENT_MAX_DELAY : 0, NULL);
         atomic_fetch_add(&c->n_error, 1);
         label = "error";
         break;

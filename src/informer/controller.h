@@ -38,8 +38,13 @@
  *                          reconcile_errors_total++
  * An unknown outcome counts as an error. A reconcile that fails forever is
  * retried with per-key exponential backoff (5 ms doubling to 1000 s by
- * default) and never stops the controller; C cannot recover from a crash
- * inside the reconcile function itself, so that function must not crash.
+ * default) and never stops the controller. One departure from
+ * controller-runtime: an error that only says the API server could not
+ * answer (KC_ERR_TRANSPORT, KC_ERR_TIMEOUT, 429, 503, 504) backs off to at
+ * most CTL_TRANSIENT_MAX_DELAY (wq_add_rate_limited_cap), so keys that failed
+ * all through an API server restart are retried within seconds of its return
+ * instead of minutes later (the token bucket still bounds the retries); C cannot recover from a
+ * crash inside the reconcile function itself, so that function must not crash.
  *
  * Each reconcile gets a ctl_ctx with a reconcileID (16 random hex
  * characters) for its log lines.
@@ -126,6 +131,9 @@ typedef enum ctl_outcome {
     CTL_REQUEUE_AFTER = 2,
     CTL_ERROR = 3,
 } ctl_outcome;
+
+/* The backoff cap of a key whose reconcile failed for a transient API error. */
+#define CTL_TRANSIENT_MAX_DELAY 2.0
 
 typedef struct ctl_result {
     ctl_outcome outcome;

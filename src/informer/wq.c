@@ -459,7 +459,7 @@ int wq_add_after(wq *q, const char *key, double delay)
     return add_common(q, key, delay, true);
 }
 
-int wq_add_rate_limited(wq *q, const char *key, double *delay_out)
+int wq_add_rate_limited_cap(wq *q, const char *key, double cap, double *delay_out)
 {
     if (delay_out)
         *delay_out = 0;
@@ -476,10 +476,12 @@ int wq_add_rate_limited(wq *q, const char *key, double *delay_out)
         return KC_ERR_NOMEM;
     }
     double now = pv_clock_monotonic();
+    double max = cap > 0 && cap < q->max_delay ? cap : q->max_delay;
     double d = ldexp(q->base_delay, e->failures > 4096 ? 4096 : (int)e->failures);
-    if (!(d <= q->max_delay))
-        d = q->max_delay; /* also catches inf */
-    if (e->failures < UINT32_MAX)
+    bool at_cap = !(d < max);
+    if (at_cap)
+        d = max; /* also catches inf */
+    if (e->failures < UINT32_MAX && !(at_cap && max < q->max_delay))
         e->failures++;
     if (q->bucket) {
         /* A reservation on a token bucket that may go negative, as
@@ -498,6 +500,11 @@ int wq_add_rate_limited(wq *q, const char *key, double *delay_out)
     if (delay_out)
         *delay_out = d;
     return KC_OK;
+}
+
+int wq_add_rate_limited(wq *q, const char *key, double *delay_out)
+{
+    return wq_add_rate_limited_cap(q, key, 0, delay_out);
 }
 
 void wq_forget(wq *q, const char *key)

@@ -97,6 +97,16 @@ int wq_add_after(wq *q, const char *key, double delay);
  */
 int wq_add_rate_limited(wq *q, const char *key, double *delay_out);
 
+/*
+ * wq_add_rate_limited with the per-key backoff capped at cap seconds (when
+ * cap > 0 and below max_delay), and the failure count not grown past what
+ * reaches cap: for failures that say nothing about the key (the API server
+ * unreachable or restarting), so that an outage does not leave every key it
+ * touched minutes of backoff away once the server is back. The token bucket
+ * still applies.
+ */
+int wq_add_rate_limited_cap(wq *q, const char *key, double cap, double *delay_out);
+
 /* Clear key's failure count (the next rate-limited delay is base_delay again). */
 void wq_forget(wq *q, const char *key);
 

@@ -247,6 +247,30 @@ Test(wq, rate_limited_backoff_doubles_from_5ms_and_caps_at_1000s)
     wq_free(q);
 }
 
+Test(wq, capped_backoff_stops_at_the_cap_and_stops_counting_there)
+{
+    /* A transient failure (the API server away) backs off to the cap; the
+     * failures counted stop where the cap is reached, so the next ordinary
+     * failure after an outage waits about the cap, not minutes. */
+    wq *q = new_queue();
+    double d = -1;
+    for (int i = 0; i < 30; i++) {
+        cr_assert_eq(wq_add_rate_limited_cap(q, "k", 2.0, &d), KC_OK);
+        double want = fmin(0.005 * pow(2, i), 2.0);
+        cr_assert(fabs(d - want) < 1e-9 * fmax(1, want), "failure %d: got %f want %f", i, d, want);
+    }
+    /* 0.005 * 2^9 = 2.56 >= 2: nine doublings counted, then no more. */
+    cr_assert_eq(wq_num_requeues(q, "k"), 9);
+    cr_assert_eq(wq_add_rate_limited(q, "k", &d), KC_OK);
+    cr_assert_float_eq(d, 2.56, 1e-9);
+    /* A cap of 0 (or past max_delay) is the plain backoff. */
+    cr_assert_eq(wq_add_rate_limited_cap(q, "j", 0, &d), KC_OK);
+    cr_assert_eq(wq_add_rate_limited_cap(q, "j", 5000, &d), KC_OK);
+    cr_assert_float_eq(d, 0.01, 1e-12);
+    cr_assert_eq(wq_num_requeues(q, "j"), 2);
+    wq_free(q);
+}
+
 Test(wq, forget_resets_the_backoff_of_a_key)
 {
     wq *q = new_queue();
