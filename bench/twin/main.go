@@ -1,7 +1,9 @@
-// provisio-twin: provisio's IPPool/IPClaim and DevicePool/DeviceClaim
-// reconcilers written as a kubebuilder user would, on controller-runtime,
-// for bench/run-twin-bench. It serves the same CRDs with the same semantics
-// and the same writes (API.md "Network" and "Devices", src/reconcilers/),
+// provisio-twin: provisio's IPPool/IPClaim, DevicePool/DeviceClaim and
+// StoragePool/Volume reconcilers written as a kubebuilder user would, on
+// controller-runtime, for bench/run-twin-bench. It serves the same CRDs with
+// the same semantics and the same writes (API.md "Network", "Devices" and
+// "Volumes", src/reconcilers/; the volumes' node half is provisio's own
+// node agent),
 // so the two can be measured on one control plane. Not a product: no
 // webhooks; README.md says what it leaves out.
 package main
@@ -13,6 +15,7 @@ import (
 	"os"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -54,16 +57,22 @@ func main() {
 	must(clientgoscheme.AddToScheme(scheme))
 	must(addKnownTypes(scheme))
 	must(addDeviceTypes(scheme))
+	must(addVolumeTypes(scheme))
 
 	if leaderElect && leNamespace == "" {
 		if _, err := os.Stat("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err != nil {
 			leNamespace = "default"
 		}
 	}
-	// One Reservation informer for both domains: the IP and device kinds.
-	kinds, err := labels.NewRequirement(labelPoolKind, selection.In, []string{kindIPPool, kindDevicePool})
+	// One Reservation informer for the three domains: the IP, device and
+	// storage kinds.
+	kinds, err := labels.NewRequirement(labelPoolKind, selection.In, []string{kindIPPool, kindDevicePool, kindStoragePool})
 	must(err)
 	resvSel := labels.NewSelector().Add(*kinds)
+	// PersistentVolumes: only those made for Volumes (as provisio's informer).
+	ours, err := labels.NewRequirement(labelVolumeUID, selection.Exists, nil)
+	must(err)
+	pvSel := labels.NewSelector().Add(*ours)
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
@@ -75,7 +84,8 @@ func main() {
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
-				&Reservation{}: {Label: resvSel},
+				&Reservation{}:             {Label: resvSel},
+				&corev1.PersistentVolume{}: {Label: pvSel},
 			},
 		},
 	})
@@ -155,6 +165,9 @@ func main() {
 
 	// The device domain: deviceclaim, devicepool, devicereservation, devicenode.
 	must(setupDevices(ctx, mgr, s, copts))
+
+	// The volume domain: storagepool, volume, volumereservation.
+	must(setupVolumes(ctx, mgr, copts))
 
 	must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	must(mgr.AddReadyzCheck("readyz", func(_ *http.Request) error {

@@ -93,12 +93,25 @@ type ReservationSpec struct {
 	Slot    string   `json:"slot"`
 	Claim   ClaimRef `json:"claim"`
 	Bytes   int64    `json:"bytes,omitempty"`
+	// StoragePool only: the deadline of the admission it was made from.
+	AdmittedUntil *metav1.Time `json:"admittedUntil,omitempty"`
+}
+
+// ReservationStatus: a StoragePool Reservation's directory, written by the
+// node agent (the operator never writes it).
+type ReservationStatus struct {
+	Phase     string `json:"phase,omitempty"`
+	Path      string `json:"path,omitempty"`
+	Quota     string `json:"quota,omitempty"`
+	UsedBytes *int64 `json:"usedBytes,omitempty"`
+	Message   string `json:"message,omitempty"`
 }
 
 type Reservation struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              ReservationSpec `json:"spec"`
+	Spec              ReservationSpec    `json:"spec"`
+	Status            *ReservationStatus `json:"status,omitempty"`
 }
 
 type ReservationList struct {
@@ -200,6 +213,17 @@ func (in *IPClaimList) DeepCopyObject() runtime.Object {
 func (in *Reservation) DeepCopyInto(out *Reservation) {
 	*out = *in
 	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	if in.Spec.AdmittedUntil != nil {
+		out.Spec.AdmittedUntil = in.Spec.AdmittedUntil.DeepCopy()
+	}
+	if in.Status != nil {
+		st := *in.Status
+		if st.UsedBytes != nil {
+			v := *st.UsedBytes
+			st.UsedBytes = &v
+		}
+		out.Status = &st
+	}
 }
 
 func (in *Reservation) DeepCopy() *Reservation {
