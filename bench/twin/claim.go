@@ -391,15 +391,10 @@ func (r *ClaimReconciler) deleting(ctx context.Context, claim *IPClaim) (ctrl.Re
 		any = any || released
 	}
 	if controllerutil.ContainsFinalizer(claim, finalizer) {
-		base := claim.DeepCopy()
-		controllerutil.RemoveFinalizer(claim, finalizer)
-		if err := r.Patch(ctx, claim, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			if !apierrors.IsNotFound(err) {
-				return ctrl.Result{}, fmt.Errorf("removing the finalizer: %w", err)
-			}
+		if conflict, err := patchFinalizer(ctx, r.Client, claim, finalizer, false); err != nil {
+			return ctrl.Result{}, fmt.Errorf("removing the finalizer: %w", err)
+		} else if conflict {
+			return ctrl.Result{Requeue: true}, nil
 		}
 	}
 	if any {

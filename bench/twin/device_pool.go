@@ -224,13 +224,8 @@ func (r *DevPoolReconciler) deleting(ctx context.Context, p *DevicePool) (ctrl.R
 		if err := r.Nodes.finalizePool(ctx, p); err != nil {
 			return ctrl.Result{}, err
 		}
-		base := p.DeepCopy()
-		controllerutil.RemoveFinalizer(p, finalizer)
-		if err := r.Patch(ctx, p, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			return ctrl.Result{}, client.IgnoreNotFound(err)
+		if conflict, err := patchFinalizer(ctx, r.Client, p, finalizer, false); err != nil || conflict {
+			return ctrl.Result{Requeue: conflict}, err
 		}
 		r.D.forgetPool(p.Name)
 		return ctrl.Result{}, nil

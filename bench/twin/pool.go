@@ -188,13 +188,8 @@ func (r *PoolReconciler) deleting(ctx context.Context, p *IPPool) (ctrl.Result, 
 		if len(left.Items) > 0 {
 			return ctrl.Result{RequeueAfter: time.Second}, nil
 		}
-		base := p.DeepCopy()
-		controllerutil.RemoveFinalizer(p, finalizer)
-		if err := r.Patch(ctx, p, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			return ctrl.Result{}, client.IgnoreNotFound(err)
+		if conflict, err := patchFinalizer(ctx, r.Client, p, finalizer, false); err != nil || conflict {
+			return ctrl.Result{Requeue: conflict}, err
 		}
 		return ctrl.Result{}, nil
 	}

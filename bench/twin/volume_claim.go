@@ -90,29 +90,19 @@ func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 			return ctrl.Result{RequeueAfter: wait}, nil // not before deadline + grace
 		}
 		if controllerutil.ContainsFinalizer(&v, finalizer) {
-			base := v.DeepCopy()
-			controllerutil.RemoveFinalizer(&v, finalizer)
-			if err := r.Patch(ctx, &v, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-				if apierrors.IsConflict(err) {
-					return ctrl.Result{Requeue: true}, nil
-				}
-				if !apierrors.IsNotFound(err) {
-					return ctrl.Result{}, fmt.Errorf("removing the finalizer: %w", err)
-				}
+			if conflict, err := patchFinalizer(ctx, r.Client, &v, finalizer, false); err != nil {
+				return ctrl.Result{}, fmt.Errorf("removing the finalizer: %w", err)
+			} else if conflict {
+				return ctrl.Result{Requeue: true}, nil
 			}
 		}
 		return ctrl.Result{}, nil
 	}
 	if !controllerutil.ContainsFinalizer(&v, finalizer) {
-		base := v.DeepCopy()
-		controllerutil.AddFinalizer(&v, finalizer)
-		if err := r.Patch(ctx, &v, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			if !apierrors.IsNotFound(err) {
-				return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
-			}
+		if conflict, err := patchFinalizer(ctx, r.Client, &v, finalizer, true); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
+		} else if conflict {
+			return ctrl.Result{Requeue: true}, nil
 		}
 		return ctrl.Result{}, nil // the watch brings the Volume back with it
 	}
@@ -375,14 +365,14 @@ func (r *VolumeReconciler) placed(ctx context.Context, v *Volume, w *volWant, po
 	}
 	size := w.size
 	st := VolumeStatus{
-		ObservedGeneration: v.Generation,
-		Pool:               poolName,
-		NodeName:           node,
-		Path:               path,
+		ObservedGeneration:   v.Generation,
+		Pool:                 poolName,
+		NodeName:             node,
+		Path:                 path,
 		PersistentVolumeName: b.pv,
-		CapacityBytes:      &size,
-		UsedBytes:          copyInt64(rst.UsedBytes),
-		Conditions:         copyConditions(v.Status.Conditions),
+		CapacityBytes:        &size,
+		UsedBytes:            copyInt64(rst.UsedBytes),
+		Conditions:           copyConditions(v.Status.Conditions),
 	}
 	if b.pv != "" {
 		st.PersistentVolumeClaimName = b.pvc
@@ -445,15 +435,10 @@ func releaseVolResv(ctx context.Context, c client.Client, reader client.Reader, 
 		due := !view.valid || releaseDue(view.until, now)
 		deleting := !rv.DeletionTimestamp.IsZero()
 		if (due || deleting) && stripDirFinalizer(ctx, c, rv, retain) {
-			base := rv.DeepCopy()
-			controllerutil.RemoveFinalizer(rv, dirFinalizer)
-			if err := c.Patch(ctx, rv, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-				if apierrors.IsConflict(err) {
-					return 0, ctrl.Result{Requeue: true}, nil
-				}
-				if !apierrors.IsNotFound(err) {
-					return 0, ctrl.Result{}, fmt.Errorf("keeping the directory of %s: %w", rv.Name, err)
-				}
+			if conflict, err := patchFinalizer(ctx, c, rv, dirFinalizer, false); err != nil {
+				return 0, ctrl.Result{}, fmt.Errorf("keeping the directory of %s: %w", rv.Name, err)
+			} else if conflict {
+				return 0, ctrl.Result{Requeue: true}, nil
 			}
 		}
 		if deleting {

@@ -18,11 +18,11 @@ import (
 )
 
 const (
-	admitTTL    = 15  // s an admission waits for its Reservation
-	admitGrace  = 30  // s of clock skew allowed (recount, release)
-	inflightMax = 256 // entries in status.inFlight (the CRD's maxItems)
-	agentStale  = 120 // s: an older agent report counts as none
-	createMargin = 3  // s: an admission this close to its deadline is not used
+	admitTTL     = 15  // s an admission waits for its Reservation
+	admitGrace   = 30  // s of clock skew allowed (recount, release)
+	inflightMax  = 256 // entries in status.inFlight (the CRD's maxItems)
+	agentStale   = 120 // s: an older agent report counts as none
+	createMargin = 3   // s: an admission this close to its deadline is not used
 
 	volRecountInterval = 2 * time.Second  // between recounts of one pool
 	volRecheckMax      = 60 * time.Second // a pool, a waiting Volume: looked at again
@@ -415,8 +415,8 @@ func poolStatus(p *StoragePool, l *ledger, volumes int64, r agentView, cond meta
 // ---- choosing a pool ----
 
 type volWant struct {
-	size             int64
-	pool, node, cls  string // "": any
+	size            int64
+	pool, node, cls string // "": any
 }
 
 // poolServes: the pool's spec.storageClassName is cls or empty.

@@ -87,13 +87,8 @@ func (r *StoragePoolReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return r.deleting(ctx, &p, len(items))
 	}
 	if !controllerutil.ContainsFinalizer(&p, finalizer) {
-		base := p.DeepCopy()
-		controllerutil.AddFinalizer(&p, finalizer)
-		if err := r.Patch(ctx, &p, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			return ctrl.Result{}, client.IgnoreNotFound(err)
+		if conflict, err := patchFinalizer(ctx, r.Client, &p, finalizer, true); err != nil || conflict {
+			return ctrl.Result{Requeue: conflict}, err
 		}
 		return ctrl.Result{}, nil // the watch brings the pool back with it
 	}
@@ -230,13 +225,8 @@ func (r *StoragePoolReconciler) deleting(ctx context.Context, p *StoragePool, nH
 		if len(left.Items) > 0 {
 			return ctrl.Result{RequeueAfter: time.Second}, nil // the cache does not show it yet
 		}
-		base := p.DeepCopy()
-		controllerutil.RemoveFinalizer(p, finalizer)
-		if err := r.Patch(ctx, p, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			return ctrl.Result{}, client.IgnoreNotFound(err)
+		if conflict, err := patchFinalizer(ctx, r.Client, p, finalizer, false); err != nil || conflict {
+			return ctrl.Result{Requeue: conflict}, err
 		}
 		r.V.recountForget(p.Name)
 		return ctrl.Result{}, nil
