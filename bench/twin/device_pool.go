@@ -212,12 +212,11 @@ func (r *DevPoolReconciler) deleting(ctx context.Context, p *DevicePool) (ctrl.R
 		}
 	}
 	if nHeld == 0 {
-		// The cache may lag: ask the API server whether any Reservation is left.
-		var left ReservationList
-		if err := r.APIReader.List(ctx, &left, client.MatchingLabels{labelPoolKind: kindDevicePool, labelPool: p.Name}, client.Limit(1)); err != nil {
+		left, err := reservationsLeft(ctx, r.APIReader, kindDevicePool, p.Name)
+		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if len(left.Items) > 0 {
+		if left {
 			return ctrl.Result{RequeueAfter: devPoolGoneRetry}, nil
 		}
 		// Take the resource off the node before the pool can go.

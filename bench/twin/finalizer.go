@@ -27,3 +27,11 @@ func patchFinalizer(ctx context.Context, c client.Client, o client.Object, fin s
 	}
 	return false, err
 }
+
+// reservationsLeft asks the API server (not the cache, which may lag)
+// whether any Reservation of the pool kind/name is left.
+func reservationsLeft(ctx context.Context, reader client.Reader, kind, pool string) (bool, error) {
+	var left ReservationList
+	err := reader.List(ctx, &left, client.MatchingLabels{labelPoolKind: kind, labelPool: pool}, client.Limit(1))
+	return len(left.Items) > 0, err
+}

@@ -180,12 +180,11 @@ func (r *PoolReconciler) deleting(ctx context.Context, p *IPPool) (ctrl.Result, 
 		}
 	}
 	if nHeld == 0 {
-		// The cache may lag: ask the API server whether any Reservation is left.
-		var left ReservationList
-		if err := r.APIReader.List(ctx, &left, client.MatchingLabels{labelPoolKind: kindIPPool, labelPool: p.Name}, client.Limit(1)); err != nil {
+		left, err := reservationsLeft(ctx, r.APIReader, kindIPPool, p.Name)
+		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if len(left.Items) > 0 {
+		if left {
 			return ctrl.Result{RequeueAfter: time.Second}, nil
 		}
 		if conflict, err := patchFinalizer(ctx, r.Client, p, finalizer, false); err != nil || conflict {

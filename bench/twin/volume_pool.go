@@ -218,11 +218,11 @@ func (r *StoragePoolReconciler) deleting(ctx context.Context, p *StoragePool, nH
 		return ctrl.Result{}, nil
 	}
 	if nHeld == 0 {
-		var left ReservationList
-		if err := r.APIReader.List(ctx, &left, client.MatchingLabels{labelPoolKind: kindStoragePool, labelPool: p.Name}, client.Limit(1)); err != nil {
+		left, err := reservationsLeft(ctx, r.APIReader, kindStoragePool, p.Name)
+		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if len(left.Items) > 0 {
+		if left {
 			return ctrl.Result{RequeueAfter: time.Second}, nil // the cache does not show it yet
 		}
 		if conflict, err := patchFinalizer(ctx, r.Client, p, finalizer, false); err != nil || conflict {
