@@ -160,6 +160,18 @@ requests() {
           n["POST"], n["PUT"], n["PATCH"], n["DELETE"], n["GET"], n["LIST"], n["WATCH"] }'
 }
 field() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k {print $2}'; }
+# refusals METRICS_PORT: the requests answered other than 2xx, by method and
+# code ("PUT:409=12 PATCH:409=3"; code <error> is a transport failure), from
+# rest_client_requests_total since the process started.
+refusals() {
+  curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics" | awk '
+    /^rest_client_requests_total\{/ {
+      m = $0; sub(/.*method="/, "", m); sub(/".*/, "", m)
+      c = $0; sub(/.*code="/, "", c); sub(/".*/, "", c)
+      if (c !~ /^2/) n[m ":" c] += $NF
+    }
+    END { s = ""; for (k in n) s = s (s == "" ? "" : " ") k "=" n[k]; print (s == "" ? "none" : s) }'
+}
 
 # wait_ready PID LOG HEALTH_PORT WHAT: until /readyz answers, or die.
 wait_ready() {
@@ -322,6 +334,7 @@ bench_one() {
   d() { field "$1" "${writes[*]}"; }
   local op_writes=$(($(d POST) + $(d PUT) + $(d PATCH) + $(d DELETE)))
   note "operator requests during the run: ${writes[*]} (+$late writes in the 3 s after)"
+  note "operator requests not answered 2xx since it started: $(refusals "$op_metrics")"
   # The node agents' requests (a driver with agent_requests): their PATCHes
   # are the floor's --agent-patches, their other writes join the operator's.
   local awrites=() agent_writes=0 floor_agent=()

@@ -183,3 +183,68 @@ Test(vol_claim, a_failed_admission_write_stays_an_error)
                   (unsigned long long)st.reconcile_error,
                   (unsigned long long)st.reconcile_requeue_after);
 }
+
+/* ---- own writes the cache does not show yet ------------------------------------------ */
+
+Test(vol_claim, a_volume_whose_cache_lags_our_status_write_is_not_written_again)
+{
+    /* The Volume's status write succeeded (resourceVersion 50 -> 51) but the
+     * watch has not brought 51 yet; woken again (by its Reservation, its PV,
+     * a timer), the reconcile sees 50, the version its own write replaced,
+     * and waits for the event of 51 instead of writing at 50 (a Conflict). */
+    vfx_serve("volumes", volume_json(NULL));
+    vfx_serve("storagepools", "");
+    rcf_answer("PUT", VOL_STATUS, 200,
+               "{\"metadata\":{\"name\":\"" VOL "\",\"namespace\":\"" NS "\","
+               "\"uid\":\"uid-vol\",\"resourceVersion\":\"51\"}}");
+    vfx_run(VOL_CLAIM_CONTROLLER);
+    vfx_wait_reconciles(VOL_CLAIM_CONTROLLER, 1);
+    sleep_ms(100);
+    rcf_assert_api_count(1);
+    rcf_assert_status(0, VOL_STATUS, "50", "False", "InsufficientCapacity");
+    cr_assert_eq(ctl_enqueue(vfx_controller(VOL_CLAIM_CONTROLLER), NS, VOL), KC_OK);
+    vfx_wait_reconciles(VOL_CLAIM_CONTROLLER, 2);
+    sleep_ms(100);
+    rcf_assert_api_count(1);
+}
+
+static size_t pool_status_puts(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rcf_api_count(); i++)
+        n += !strcmp(rcf_api_at(i)->method, "PUT") &&
+             strstr(rcf_api_at(i)->target, "/storagepools/p-any/status") != NULL;
+    return n;
+}
+
+Test(vol_claim, a_pool_whose_cache_lags_our_status_write_is_not_written_again)
+{
+    /* The pool's status write admitting the Volume data succeeded (7 -> 8);
+     * the watch never brings 8. A second Volume, data-2, comes a second
+     * later, waits for the same pool and wakes it: the pool's reconcile,
+     * seeing 7, the version its own write replaced, does not write at 7 (a
+     * Conflict) but waits for the event of 8. */
+    const char *second = "{\"metadata\":{\"name\":\"data-2\",\"namespace\":\"" NS "\","
+                         "\"uid\":\"uid-vol-2\",\"resourceVersion\":\"52\",\"generation\":1,"
+                         "\"finalizers\":[\"" REC_FINALIZER "\"]},\"spec\":{\"size\":\"1Gi\"}}";
+    vfx_serve_events("volumes", volume_json(NULL),
+                     rcf_fmt("{\"type\":\"ADDED\",\"object\":%s}\n", second), 1000);
+    vfx_serve("storagepools", live_pool_json());
+    vfx_serve("nodes", "{\"metadata\":{\"name\":\"node-b\",\"uid\":\"uid-node-b\","
+                       "\"resourceVersion\":\"2\"},\"status\":{\"conditions\":[{\"type\":"
+                       "\"Ready\",\"status\":\"True\"}]}}");
+    rcf_answer("PUT", "/apis/provisio.dev/v1alpha1/storagepools/p-any/status", 200,
+               "{\"metadata\":{\"name\":\"p-any\",\"uid\":\"uid-p-any\",\"resourceVersion\":"
+               "\"8\"}}");
+    ctl *pc = vfx_controller(VOL_POOL_CONTROLLER);
+    vfx_run(VOL_CLAIM_CONTROLLER);
+    vfx_wait_reconciles(VOL_CLAIM_CONTROLLER, 1); /* data waits for p-any */
+    cr_assert(ctl_wait_for_sync(pc, 10));
+    cr_assert_eq(ctl_start(pc), KC_OK);
+    vfx_wait_reconciles(VOL_POOL_CONTROLLER, 1);
+    sleep_ms(100);
+    cr_assert_eq(pool_status_puts(), 1, "%s", rcf_describe_requests());
+    sleep_ms(1500); /* data-2 came, waits for p-any, woke it */
+    cr_expect_eq(pool_status_puts(), 1, "%s", rcf_describe_requests());
+    cr_expect_geq(vfx_reconciles(VOL_POOL_CONTROLLER), 2, "the pool was woken again");
+}

@@ -138,8 +138,12 @@ static ctl_result write_volume_status(vol_app *a, json_object *vol, json_object 
     ref.namespace_ = rec_obj_str(vol, "metadata.namespace");
     ref.name = rec_obj_str(vol, "metadata.name");
     kc_error err = {0};
-    int rc = rec_update_status(a->client, &ref, vol, st, NULL, NULL, &err);
+    bool written = false;
+    int rc = rec_update_status(a->client, &ref, vol, st, NULL, &written, &err);
     ctl_result res = ctl_done();
+    if (rc == KC_OK && written)
+        rec_stale_note(a->stale, rec_obj_str(vol, "metadata.uid"),
+                       rec_obj_str(vol, "metadata.resourceVersion"));
     if (rc == KC_ERR_CONFLICT)
         res = ctl_requeue();
     else if (rc != KC_OK && rc != KC_ERR_NOT_FOUND)
@@ -645,6 +649,10 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
     if (rc != KC_OK)
         return ctl_done();
     const char *uid = rec_obj_str(vol, "metadata.uid");
+    if (uid && rec_stale_check(a->stale, uid, rec_obj_str(vol, "metadata.resourceVersion"))) {
+        store_obj_put(vol); /* our newer write is on its way and enqueues the Volume */
+        return ctl_done();
+    }
     int64_t now = (int64_t)time(NULL);
     claim_held h;
     if (!uid || (rc = claim_held_of(a, uid, &h)) != KC_OK) {
@@ -690,6 +698,8 @@ static ctl_result claim_reconcile(const ctl_ctx *ctx, const char *namespace_, co
     }
     bool sent = false;
     rc = rec_ensure_finalizer(a->client, &ref, vol, REC_FINALIZER, true, NULL, &sent, &err);
+    if (rc == KC_OK && sent)
+        rec_stale_note(a->stale, uid, rec_obj_str(vol, "metadata.resourceVersion"));
     if (rc != KC_OK || sent) {
         res = rc == KC_OK             ? ctl_done()
               : rc == KC_ERR_CONFLICT ? ctl_requeue()

@@ -278,8 +278,12 @@ static ctl_result write_status(vol_app *a, const char *name, json_object *pool, 
     kc_ref ref = vol_pools_ref;
     ref.name = name;
     kc_error err = {0};
-    int rc = rec_update_status(a->client, &ref, pool, st, NULL, NULL, &err);
+    bool written = false;
+    int rc = rec_update_status(a->client, &ref, pool, st, NULL, &written, &err);
     ctl_result res = ctl_done();
+    if (rc == KC_OK && written)
+        rec_stale_note(a->stale, rec_obj_str(pool, "metadata.uid"),
+                       rec_obj_str(pool, "metadata.resourceVersion"));
     if (rc == KC_ERR_CONFLICT)
         res = ctl_requeue(); /* somebody wrote first: decide again from a fresh read */
     else if (rc == KC_ERR_NOT_FOUND)
@@ -365,6 +369,11 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
         recount_forget(a, name);
         return ctl_done();
     }
+    if (rec_stale_check(a->stale, rec_obj_str(pool, "metadata.uid"),
+                        rec_obj_str(pool, "metadata.resourceVersion"))) {
+        store_obj_put(pool); /* our newer write is on its way and enqueues the pool */
+        return ctl_done();
+    }
     held_list h;
     int rc = held_of(a, name, &h);
     if (rc != KC_OK) {
@@ -381,6 +390,9 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
     kc_error err = {0};
     bool sent = false;
     rc = rec_ensure_finalizer(a->client, &ref, pool, REC_FINALIZER, true, NULL, &sent, &err);
+    if (rc == KC_OK && sent)
+        rec_stale_note(a->stale, rec_obj_str(pool, "metadata.uid"),
+                       rec_obj_str(pool, "metadata.resourceVersion"));
     if (rc != KC_OK || sent) {
         /* Sent: the watch brings the pool back with it. */
         res = rc == KC_OK || rc == KC_ERR_CONFLICT
@@ -531,6 +543,7 @@ static void app_free(void *arg)
     inf_map_close(&a->last_recount);
     vol_admit_close(a);
     vol_dyn_close(a);
+    rec_stale_free(a->stale);
     pthread_mutex_destroy(&a->mu);
     free(a);
 }
@@ -547,7 +560,12 @@ int vol_setup(const rec_env *env)
     inf_map_init(&a->waiting);
     inf_map_init(&a->admitted);
     inf_map_init(&a->cap_marks);
-    int rc = env->add_cleanup(env, app_free, a);
+    int rc = rec_stale_new(&a->stale);
+    if (rc != KC_OK) {
+        app_free(a);
+        return rc;
+    }
+    rc = env->add_cleanup(env, app_free, a);
     if (rc != KC_OK) {
         app_free(a);
         return rc;

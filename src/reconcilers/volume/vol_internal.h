@@ -14,6 +14,7 @@
 #include "kc_client.h"
 #include "rec_env.h"
 #include "rec_reserve.h"
+#include "rec_stale.h"
 #include "store.h"
 #include "vol_ledger.h"
 
@@ -77,6 +78,7 @@ typedef struct vol_app {
     inf_map waiting;      /* pool name -> its waiting Volumes (vol_admit.c) */
     inf_map admitted;     /* Volume uid -> what this process admitted (vol_admit.c) */
     inf_map cap_marks;    /* pool name -> its last capacity write (vol_dyn.c) */
+    rec_stale *stale;     /* the resourceVersions our writes of Volumes and pools replaced */
 } vol_app;
 
 /* The Volume half (vol_claim.c): its informer, indexes and controller. */
