@@ -288,6 +288,13 @@ Test(rec_status, changed_status_is_put_to_the_status_subresource_with_resource_v
     cr_assert_str_eq(raf_str_at(b, "status.address"), "10.0.0.6/24");
     cr_assert_eq(raf_int_at(b, "status.observedGeneration"), 3);
     cr_assert_str_eq(raf_str_at(b, "spec.pool"), "p");
+    cr_assert_str_eq(raf_str_at(b, "apiVersion"), "provisio.dev/v1alpha1");
+    cr_assert_str_eq(raf_str_at(b, "kind"), "IPClaim");
+    cr_assert_str_eq(raf_str_at(b, "metadata.uid"), "u-a");
+    cr_assert_eq(json_object_object_length(json_object_object_get(b, "status")), 3,
+                 "the new status alone: %s", json_object_to_json_string(b));
+    /* The cached object is not changed. */
+    cr_assert_str_eq(raf_str_at(cached, "status.address"), "10.0.0.5/24");
     json_object_put(b);
     json_object_put(out);
     json_object_put(st);

@@ -655,11 +655,23 @@ int rec_update_status(kc_client *c, const kc_ref *ref, json_object *cached, json
         return KC_OK;
     }
 
-    /* The whole cached object (it carries metadata.resourceVersion) with the new status. */
-    json_object *body = NULL;
-    if (json_object_deep_copy(cached, &body, NULL) != 0) {
+    /* The cached object (it carries metadata.resourceVersion) with the new
+     * status: every member but the old status copied (a pool's old status
+     * can be as large as the new one, and would be thrown away). */
+    json_object *body = json_object_new_object();
+    if (!body) {
         json_object_put(status);
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+    }
+    json_object_object_foreach(cached, key, val)
+    {
+        if (!strcmp(key, "status"))
+            continue;
+        if (val ? !rec_put_copy(body, key, val) : json_object_object_add(body, key, NULL) != 0) {
+            json_object_put(status);
+            json_object_put(body);
+            return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
+        }
     }
     if (json_object_object_add(body, "status", status) != 0) {
         json_object_put(status);
