@@ -5,7 +5,8 @@
  * the pool exists, the API server asked before it goes), the ledger
  * (vol_ledger: rebuilt by a recount when the status has none, and recounted
  * from a consistent LIST when the cached Reservations say something was
- * freed; at most one recount per pool every VOL_RECOUNT_INTERVAL), Ready
+ * freed; at most one recount per pool every VOL_RECOUNT_INTERVAL; what the
+ * cache shows of a pool's Reservations is summed by vol_held), Ready
  * from the node agent's report (vol_pool), and the status, written by PUT at
  * the cached resourceVersion: the ledger's compare-and-swap (README.md).
  *
@@ -15,6 +16,7 @@
  * would expire.
  */
 #include "vol.h"
+#include "vol_held.h"
 #include "vol_internal.h"
 #include "vol_ledger.h"
 #include "vol_pool.h"
@@ -42,20 +44,25 @@ const kc_ref vol_volumes_ref = {
 
 /* ---- the pool's Reservations, as the cache shows them ------------------------- */
 
+/* One cached Reservation, read from the store (the fallback below). */
 typedef struct held {
     const char *uid; /* spec.slot, borrowed from the store object */
-    int64_t bytes;
     int64_t until;
-    bool valid;
 } held;
 
+/*
+ * A pool's Reservations: the sums vol_held keeps (a->held), or, when that
+ * broke (out of memory in its handler), the same read from the store.
+ */
 typedef struct held_list {
-    json_object **objs; /* the store's objects, kept while v borrows from them */
+    vol_app *a;
+    const char *pool; /* borrowed */
+    vol_held_sum sum;
+    bool from_store;
+    json_object **objs; /* from_store: the store's objects, kept while v borrows */
     size_t n_objs;
     held *v;
     size_t n;
-    int64_t valid_bytes;
-    int64_t valid_count;
 } held_list;
 
 static void held_free(held_list *h)
@@ -65,27 +72,13 @@ static void held_free(held_list *h)
     memset(h, 0, sizeof *h);
 }
 
-static bool read_held(json_object *r, held *out)
+static int held_from_store(vol_app *a, const char *pool, held_list *h)
 {
-    out->uid = rec_obj_str(r, "spec.slot");
-    json_object *b = rec_obj_at(r, "spec.bytes");
-    time_t created, until;
-    if (!out->uid || !json_object_is_type(b, json_type_int) ||
-        !rec_parse_time(rec_obj_str(r, "metadata.creationTimestamp"), &created) ||
-        !rec_parse_time(rec_obj_str(r, "spec.admittedUntil"), &until))
-        return false;
-    out->bytes = json_object_get_int64(b);
-    out->until = (int64_t)until;
-    out->valid = out->bytes > 0 && vol_resv_valid((int64_t)created, out->until);
-    return true;
-}
-
-static int held_of(vol_app *a, const char *pool, held_list *h)
-{
-    memset(h, 0, sizeof *h);
+    h->from_store = true;
     int rc = store_by_index(a->resv_store, VOL_IDX_POOL, pool, &h->objs, &h->n_objs);
     if (rc != KC_OK)
         return rc;
+    h->sum.n = h->n_objs;
     h->v = h->n_objs ? calloc(h->n_objs, sizeof *h->v) : NULL;
     if (h->n_objs && !h->v) {
         held_free(h);
@@ -93,11 +86,13 @@ static int held_of(vol_app *a, const char *pool, held_list *h)
     }
     size_t k = 0;
     for (size_t i = 0; i < h->n_objs; i++) {
-        if (!read_held(h->objs[i], &h->v[k]))
+        int64_t bytes;
+        bool valid;
+        if (!vol_held_read(h->objs[i], &h->v[k].uid, &bytes, &h->v[k].until, &valid))
             continue; /* not ours to count: the schema requires all of it */
-        if (h->v[k].valid) {
-            h->valid_bytes += h->v[k].bytes;
-            h->valid_count++;
+        if (valid) {
+            h->sum.valid_bytes += bytes;
+            h->sum.valid_count++;
         }
         k++;
     }
@@ -105,10 +100,22 @@ static int held_of(vol_app *a, const char *pool, held_list *h)
     return KC_OK;
 }
 
+static int held_of(vol_app *a, const char *pool, held_list *h)
+{
+    memset(h, 0, sizeof *h);
+    h->a = a;
+    h->pool = pool;
+    if (vol_held_sum_of(a->held, pool, &h->sum))
+        return KC_OK;
+    return held_from_store(a, pool, h);
+}
+
 /* vol_landed_fn over the cache: the Reservation of uid with deadline until. */
 static bool cache_landed(void *ctx, const char *uid, int64_t until)
 {
     const held_list *h = ctx;
+    if (!h->from_store)
+        return vol_held_landed(h->a->held, h->pool, uid, until);
     for (size_t i = 0; i < h->n; i++)
         if (h->v[i].until == until && !strcmp(h->v[i].uid, uid))
             return true;
@@ -135,9 +142,11 @@ static void listed_free(listed_acc *acc)
 static int listed_add(json_object *item, void *user)
 {
     listed_acc *acc = user;
-    held h;
+    const char *slot;
+    int64_t bytes, until;
+    bool valid;
     int rc = KC_OK;
-    if (read_held(item, &h)) {
+    if (vol_held_read(item, &slot, &bytes, &until, &valid)) {
         if (acc->n == acc->cap) {
             size_t cap = acc->cap ? 2 * acc->cap : 64;
             vol_listed *v = realloc(acc->v, cap * sizeof *v);
@@ -153,12 +162,12 @@ static int listed_add(json_object *item, void *user)
         }
         time_t created = 0;
         rec_parse_time(rec_obj_str(item, "metadata.creationTimestamp"), &created);
-        char *uid = rc == KC_OK ? strdup(h.uid) : NULL;
+        char *uid = rc == KC_OK ? strdup(slot) : NULL;
         if (rc == KC_OK && !uid)
             rc = KC_ERR_NOMEM;
         if (rc == KC_OK) {
             acc->uids[acc->n] = uid;
-            acc->v[acc->n] = (vol_listed){uid, h.bytes, (int64_t)created, h.until};
+            acc->v[acc->n] = (vol_listed){uid, bytes, (int64_t)created, until};
             acc->n++;
         }
     }
@@ -303,7 +312,7 @@ static ctl_result reconcile_deleting(vol_app *a, const char *name, json_object *
     ref.name = name;
     kc_error err = {0};
     ctl_result res = ctl_done();
-    if (h->n_objs == 0) {
+    if (h->sum.n == 0) {
         bool has = true;
         int rc = server_has_reservations(a, name, &has, &err);
         if (rc == KC_OK && !has) {
@@ -330,7 +339,7 @@ static ctl_result reconcile_deleting(vol_app *a, const char *name, json_object *
     int rc = rec_msg(&msg,
                      "StoragePool %s is being deleted; it stays until the %zu volume(s) placed "
                      "in it are deleted and their directories removed",
-                     name, h->n_objs);
+                     name, h->sum.n);
     if (rc == KC_OK) {
         rc = rec_status_base(rec_obj_at(pool, "status"), &st);
         json_object *cached = rec_obj_at(pool, "status");
@@ -362,7 +371,8 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
     (void)ctx;
     (void)namespace_;
     vol_app *a = user;
-    if (!inf_has_synced(a->pools) || !inf_has_synced(a->resv) || !inf_has_synced(a->nodes))
+    if (!inf_has_synced(a->pools) || !inf_has_synced(a->resv) || !inf_has_synced(a->nodes) ||
+        !inf_handler_has_synced(a->held_handler))
         return ctl_requeue_after(0.1);
     json_object *pool = NULL;
     if (store_get(a->pools_store, name, &pool) != KC_OK) {
@@ -418,7 +428,7 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
         message = why;
         why = NULL;
         rc = KC_OK;
-    } else if (rc == KC_OK && (vol_ledger_recount_due(&l, h.valid_bytes, cache_landed, &h) ||
+    } else if (rc == KC_OK && (vol_ledger_recount_due(&l, h.sum.valid_bytes, cache_landed, &h) ||
                                admission_expired(&l, (int64_t)now))) {
         double wait = 0;
         if (recount_allowed(a, name, &wait)) {
@@ -455,7 +465,7 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
     }
     json_object *st = NULL;
     if (rc == KC_OK)
-        rc = vol_pool_status(rec_obj_at(pool, "status"), &l, h.valid_count, &r,
+        rc = vol_pool_status(rec_obj_at(pool, "status"), &l, h.sum.valid_count, &r,
                              vol_pool_quota_mode(pool), cond, reason, message,
                              rec_obj_generation(pool), now, &st);
     free(message);
@@ -531,6 +541,23 @@ static int node_to_pools(json_object *obj, ctl_keys *out, void *user)
     return rc;
 }
 
+/* ---- the sums' handler (vol_held.h) ------------------------------------------------------- */
+
+static void held_on_add(json_object *obj, void *user)
+{
+    vol_held_add(user, obj);
+}
+
+static void held_on_update(json_object *old_obj, json_object *new_obj, void *user)
+{
+    vol_held_update(user, old_obj, new_obj);
+}
+
+static void held_on_delete(json_object *obj, void *user)
+{
+    vol_held_remove(user, obj);
+}
+
 /* ---- setup ------------------------------------------------------------------------------ */
 
 static void app_free(void *arg)
@@ -544,6 +571,7 @@ static void app_free(void *arg)
     vol_admit_close(a);
     vol_dyn_close(a);
     rec_stale_free(a->stale);
+    vol_held_free(a->held);
     pthread_mutex_destroy(&a->mu);
     free(a);
 }
@@ -561,6 +589,8 @@ int vol_setup(const rec_env *env)
     inf_map_init(&a->admitted);
     inf_map_init(&a->cap_marks);
     int rc = rec_stale_new(&a->stale);
+    if (rc == KC_OK)
+        rc = vol_held_new(&a->held);
     if (rc != KC_OK) {
         app_free(a);
         return rc;
@@ -584,6 +614,15 @@ int vol_setup(const rec_env *env)
                               (void *)"spec.nodeName")) != KC_OK ||
         (rc = store_add_index(a->resv_store, VOL_IDX_POOL, store_index_field,
                               (void *)"spec.pool.name")) != KC_OK)
+        return rc;
+    /* Before the pool controller's own handler on the Reservations: a pool
+     * enqueued for a Reservation's change finds the sums changed. */
+    inf_handler_fns held_fns = {.on_add = held_on_add,
+                                .on_update = held_on_update,
+                                .on_delete = held_on_delete,
+                                .user = a->held,
+                                .no_resync = true};
+    if ((rc = inf_add_handler(a->resv, &held_fns, &a->held_handler)) != KC_OK)
         return rc;
     if ((rc = rec_env_new_controller(env, VOL_POOL_CONTROLLER, pool_reconcile, a, &a->pool_ctl)) !=
             KC_OK ||

@@ -74,11 +74,13 @@ typedef struct vol_app {
     struct rec_events *events; /* Events on PVCs (vol_dyn.c) */
     ctl *pool_ctl, *claim_ctl, *sweep_ctl;
     pthread_mutex_t mu;
-    inf_map last_recount; /* pool name -> recount_mark (vol_domain.c) */
-    inf_map waiting;      /* pool name -> its waiting Volumes (vol_admit.c) */
-    inf_map admitted;     /* Volume uid -> what this process admitted (vol_admit.c) */
-    inf_map cap_marks;    /* pool name -> its last capacity write (vol_dyn.c) */
-    rec_stale *stale;     /* the resourceVersions our writes of Volumes and pools replaced */
+    inf_map last_recount;      /* pool name -> recount_mark (vol_domain.c) */
+    inf_map waiting;           /* pool name -> its waiting Volumes (vol_admit.c) */
+    inf_map admitted;          /* Volume uid -> what this process admitted (vol_admit.c) */
+    inf_map cap_marks;         /* pool name -> its last capacity write (vol_dyn.c) */
+    rec_stale *stale;          /* the resourceVersions our writes of Volumes and pools replaced */
+    struct vol_held *held;     /* each pool's cached Reservations, summed (vol_held.h) */
+    inf_handler *held_handler; /* the Reservation informer's handler keeping it */
 } vol_app;
 
 /* The Volume half (vol_claim.c): its informer, indexes and controller. */
