@@ -10,6 +10,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,12 +60,22 @@ static vol_held *held_new(void)
 static void expect_sum(vol_held *h, const char *pool, size_t n, int64_t bytes, int64_t count)
 {
     vol_held_sum s;
-    cr_assert(vol_held_sum_of(h, pool, &s));
+    cr_assert(vol_held_snapshot(h, pool, NULL, 0, &s, NULL));
     cr_expect_eq(s.n, n, "%s: n %zu, want %zu", pool, s.n, n);
     cr_expect_eq(s.valid_bytes, bytes, "%s: bytes %lld, want %lld", pool, (long long)s.valid_bytes,
                  (long long)bytes);
     cr_expect_eq(s.valid_count, count, "%s: count %lld, want %lld", pool, (long long)s.valid_count,
                  (long long)count);
+}
+
+/* One admission asked of a snapshot: landed? */
+static bool landed(vol_held *h, const char *pool, const char *uid, int64_t until)
+{
+    vol_admission asked = {.uid = (char *)uid, .bytes = 1, .until = until};
+    vol_held_sum s;
+    bool got = false;
+    cr_assert(vol_held_snapshot(h, pool, &asked, 1, &s, &got));
+    return got;
 }
 
 Test(vol_held, add_update_delete)
@@ -79,16 +90,16 @@ Test(vol_held, add_update_delete)
     vol_held_add(h, c);
     expect_sum(h, "p", 2, 150, 2);
     expect_sum(h, "q", 1, 7, 1);
-    cr_expect(vol_held_landed(h, "p", "u1", T0 + 15));
-    cr_expect_not(vol_held_landed(h, "p", "u1", T0 + 16), "another admission of the same slot");
-    cr_expect_not(vol_held_landed(h, "q", "u1", T0 + 15), "another pool's");
+    cr_expect(landed(h, "p", "u1", T0 + 15));
+    cr_expect_not(landed(h, "p", "u1", T0 + 16), "another admission of the same slot");
+    cr_expect_not(landed(h, "q", "u1", T0 + 15), "another pool's");
     /* b grows: the old state goes, the new one comes. */
     json_object *b2 = resv("p", "u2", 80, T0, T0 + 15);
     vol_held_update(h, b, b2);
     expect_sum(h, "p", 2, 180, 2);
     vol_held_remove(h, a);
     expect_sum(h, "p", 1, 80, 1);
-    cr_expect_not(vol_held_landed(h, "p", "u1", T0 + 15));
+    cr_expect_not(landed(h, "p", "u1", T0 + 15));
     vol_held_remove(h, b2);
     vol_held_remove(h, c);
     expect_sum(h, "p", 0, 0, 0);
@@ -115,10 +126,10 @@ Test(vol_held, what_counts)
     for (size_t i = 0; i < nv; i++)
         vol_held_add(h, v[i]);
     expect_sum(h, "p", 5, 10, 1);
-    cr_expect(vol_held_landed(h, "p", "ok", T0 + 15));
-    cr_expect(vol_held_landed(h, "p", "late", T0 + 15), "an invalid one has still landed");
-    cr_expect(vol_held_landed(h, "p", "zero", T0 + 15));
-    cr_expect_not(vol_held_landed(h, "p", "nobytes", T0 + 15));
+    cr_expect(landed(h, "p", "ok", T0 + 15));
+    cr_expect(landed(h, "p", "late", T0 + 15), "an invalid one has still landed");
+    cr_expect(landed(h, "p", "zero", T0 + 15));
+    cr_expect_not(landed(h, "p", "nobytes", T0 + 15));
     for (size_t i = 0; i < nv; i++)
         vol_held_remove(h, v[i]);
     expect_sum(h, "p", 0, 0, 0);
@@ -135,10 +146,10 @@ Test(vol_held, copies_of_one_slot)
     vol_held_add(h, a);
     vol_held_add(h, b);
     vol_held_remove(h, a);
-    cr_expect(vol_held_landed(h, "p", "u", T0 + 15), "one copy is still there");
+    cr_expect(landed(h, "p", "u", T0 + 15), "one copy is still there");
     expect_sum(h, "p", 1, 10, 1);
     vol_held_remove(h, b);
-    cr_expect_not(vol_held_landed(h, "p", "u", T0 + 15));
+    cr_expect_not(landed(h, "p", "u", T0 + 15));
     json_object_put(a);
     json_object_put(b);
     vol_held_free(h);
@@ -205,6 +216,11 @@ Test(vol_held, model_check)
     vol_held *h = held_new();
     json_object *live[64];
     size_t n = 0;
+    vol_admission asked[M_SLOTS * 3];
+    for (size_t s = 0; s < M_SLOTS; s++)
+        for (int64_t u = 0; u < 3; u++)
+            asked[s * 3 + u] =
+                (vol_admission){.uid = (char *)slots[s], .bytes = 1, .until = T0 + u};
     for (int step = 0; step < M_STEPS; step++) {
         int op = rand_r(&seed) % 3;
         if (op == 0 || n == 0) { /* a Reservation comes */
@@ -228,18 +244,17 @@ Test(vol_held, model_check)
         for (size_t p = 0; p < M_POOLS; p++) {
             vol_held_sum want, got;
             recompute(live, n, pools[p], &want);
-            cr_assert(vol_held_sum_of(h, pools[p], &got));
+            bool flags[M_SLOTS * 3];
+            cr_assert(vol_held_snapshot(h, pools[p], asked, M_SLOTS * 3, &got, flags));
             cr_assert(want.n == got.n && want.valid_bytes == got.valid_bytes &&
                           want.valid_count == got.valid_count,
                       "step %d, pool %s: n %zu/%zu bytes %lld/%lld count %lld/%lld", step, pools[p],
                       got.n, want.n, (long long)got.valid_bytes, (long long)want.valid_bytes,
                       (long long)got.valid_count, (long long)want.valid_count);
-            for (size_t s = 0; s < M_SLOTS; s++)
-                for (int64_t u = T0; u < T0 + 3; u++)
-                    cr_assert_eq(vol_held_landed(h, pools[p], slots[s], u),
-                                 landed_in(live, n, pools[p], slots[s], u),
-                                 "step %d: landed %s %s %lld", step, pools[p], slots[s],
-                                 (long long)u);
+            for (size_t i = 0; i < M_SLOTS * 3; i++)
+                cr_assert_eq(flags[i], landed_in(live, n, pools[p], asked[i].uid, asked[i].until),
+                             "step %d: landed %s %s %lld", step, pools[p], asked[i].uid,
+                             (long long)asked[i].until);
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -249,4 +264,66 @@ Test(vol_held, model_check)
     for (size_t p = 0; p < M_POOLS; p++)
         expect_sum(h, pools[p], 0, 0, 0);
     vol_held_free(h);
+}
+
+/* ---- one moment ---------------------------------------------------------------------------- */
+
+typedef struct churn {
+    vol_held *h;
+    json_object *r[M_SLOTS];
+    volatile int stop;
+} churn;
+
+static void *churn_main(void *arg)
+{
+    churn *c = arg;
+    unsigned seed = 7;
+    bool in[M_SLOTS] = {0};
+    while (!c->stop) {
+        size_t i = (size_t)rand_r(&seed) % M_SLOTS;
+        if (in[i])
+            vol_held_remove(c->h, c->r[i]);
+        else
+            vol_held_add(c->h, c->r[i]);
+        in[i] = !in[i];
+    }
+    for (size_t i = 0; i < M_SLOTS; i++)
+        if (in[i])
+            vol_held_remove(c->h, c->r[i]);
+    return NULL;
+}
+
+/* While another thread adds and removes Reservations, every snapshot's sums
+ * agree with its landed answers (each Reservation is valid, 1 byte, its own
+ * slot): the two come from one moment. */
+Test(vol_held, snapshot_is_one_moment)
+{
+    churn c = {.h = held_new()};
+    vol_admission asked[M_SLOTS];
+    for (size_t i = 0; i < M_SLOTS; i++) {
+        c.r[i] = resv("p", slots[i], 1, T0, T0 + 15);
+        asked[i] = (vol_admission){.uid = (char *)slots[i], .bytes = 1, .until = T0 + 15};
+    }
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, churn_main, &c), 0);
+    for (int k = 0; k < 20000; k++) {
+        vol_held_sum s;
+        bool flags[M_SLOTS];
+        cr_assert(vol_held_snapshot(c.h, "p", asked, M_SLOTS, &s, flags));
+        int64_t n = 0;
+        for (size_t i = 0; i < M_SLOTS; i++)
+            n += flags[i];
+        if (n != s.valid_count || (int64_t)s.n != n || s.valid_bytes != n) {
+            c.stop = 1;
+            pthread_join(t, NULL);
+            cr_assert_fail("snapshot %d: %lld landed, sums n %zu bytes %lld count %lld", k,
+                           (long long)n, s.n, (long long)s.valid_bytes, (long long)s.valid_count);
+        }
+    }
+    c.stop = 1;
+    pthread_join(t, NULL);
+    expect_sum(c.h, "p", 0, 0, 0);
+    for (size_t i = 0; i < M_SLOTS; i++)
+        json_object_put(c.r[i]);
+    vol_held_free(c.h);
 }

@@ -44,29 +44,31 @@ const kc_ref vol_volumes_ref = {
 
 /* ---- the pool's Reservations, as the cache shows them ------------------------- */
 
-/* One cached Reservation, read from the store (the fallback below). */
+/* A Reservation the cache shows: its slot and deadline. */
 typedef struct held {
-    const char *uid; /* spec.slot, borrowed from the store object */
+    const char *uid; /* spec.slot: borrowed from the store object, or owned (!from_store) */
     int64_t until;
 } held;
 
 /*
- * A pool's Reservations: the sums vol_held keeps (a->held), or, when that
- * broke (out of memory in its handler), the same read from the store.
+ * A pool's Reservations as the cache shows them: the sums and the landed
+ * admissions of one vol_held snapshot (a->held), or, when that broke (out of
+ * memory in its handler), the same read from the store.
  */
 typedef struct held_list {
-    vol_app *a;
-    const char *pool; /* borrowed */
     vol_held_sum sum;
     bool from_store;
     json_object **objs; /* from_store: the store's objects, kept while v borrows */
     size_t n_objs;
-    held *v;
+    held *v; /* the landed admissions asked (snapshot), or every keyed Reservation (store) */
     size_t n;
 } held_list;
 
 static void held_free(held_list *h)
 {
+    if (!h->from_store)
+        for (size_t i = 0; i < h->n; i++)
+            free((char *)h->v[i].uid);
     store_objs_free(h->objs, h->n_objs);
     free(h->v);
     memset(h, 0, sizeof *h);
@@ -100,22 +102,46 @@ static int held_from_store(vol_app *a, const char *pool, held_list *h)
     return KC_OK;
 }
 
-static int held_of(vol_app *a, const char *pool, held_list *h)
+/* What the cache shows of pool's Reservations, and which of the n
+ * admissions asked (the ledger's in flight; may be NULL when n is 0)
+ * landed. 0 or KC_ERR_NOMEM. */
+static int held_of(vol_app *a, const char *pool, const vol_admission *asked, size_t n, held_list *h)
 {
     memset(h, 0, sizeof *h);
-    h->a = a;
-    h->pool = pool;
-    if (vol_held_sum_of(a->held, pool, &h->sum))
-        return KC_OK;
-    return held_from_store(a, pool, h);
+    bool *landed = n ? calloc(n, sizeof *landed) : NULL;
+    h->v = n ? calloc(n, sizeof *h->v) : NULL;
+    if (n && (!landed || !h->v)) {
+        free(landed);
+        free(h->v);
+        h->v = NULL;
+        return KC_ERR_NOMEM;
+    }
+    if (!vol_held_snapshot(a->held, pool, asked, n, &h->sum, landed)) {
+        free(landed);
+        free(h->v);
+        h->v = NULL;
+        return held_from_store(a, pool, h);
+    }
+    int rc = KC_OK;
+    for (size_t i = 0; i < n && rc == KC_OK; i++) {
+        if (!landed[i])
+            continue;
+        char *uid = strdup(asked[i].uid);
+        if (!uid)
+            rc = KC_ERR_NOMEM;
+        else
+            h->v[h->n++] = (held){uid, asked[i].until};
+    }
+    free(landed);
+    if (rc != KC_OK)
+        held_free(h);
+    return rc;
 }
 
 /* vol_landed_fn over the cache: the Reservation of uid with deadline until. */
 static bool cache_landed(void *ctx, const char *uid, int64_t until)
 {
     const held_list *h = ctx;
-    if (!h->from_store)
-        return vol_held_landed(h->a->held, h->pool, uid, until);
     for (size_t i = 0; i < h->n; i++)
         if (h->v[i].until == until && !strcmp(h->v[i].uid, uid))
             return true;
@@ -384,15 +410,13 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
         store_obj_put(pool); /* our newer write is on its way and enqueues the pool */
         return ctl_done();
     }
-    held_list h;
-    int rc = held_of(a, name, &h);
-    if (rc != KC_OK) {
-        store_obj_put(pool);
-        return ctl_error(rc, "reading the Reservation cache: %s", kc_strerror(rc));
-    }
+    held_list h = {0};
     ctl_result res;
+    int rc;
     if (rec_obj_is_deleting(pool)) {
-        res = reconcile_deleting(a, name, pool, &h);
+        rc = held_of(a, name, NULL, 0, &h);
+        res = rc == KC_OK ? reconcile_deleting(a, name, pool, &h)
+                          : ctl_error(rc, "reading the Reservation cache: %s", kc_strerror(rc));
         goto out;
     }
     kc_ref ref = vol_pools_ref;
@@ -419,6 +443,14 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
     vol_ledger l;
     char *why = NULL;
     rc = vol_ledger_read(pool, &l, &why);
+    /* Read after the ledger: asked which of its admissions landed. */
+    int hrc = held_of(a, name, rc == KC_OK ? l.inflight : NULL, rc == KC_OK ? l.n_inflight : 0, &h);
+    if (hrc != KC_OK) {
+        free(why);
+        vol_ledger_close(&l);
+        res = ctl_error(hrc, "reading the Reservation cache: %s", kc_strerror(hrc));
+        goto out;
+    }
     const char *cond = NULL, *reason = NULL;
     char *message = NULL;
     double again = VOL_RECHECK_MAX;

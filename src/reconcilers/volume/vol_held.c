@@ -194,27 +194,27 @@ void vol_held_update(vol_held *h, json_object *old_obj, json_object *new_obj)
     apply(h, old_obj, new_obj);
 }
 
-bool vol_held_sum_of(vol_held *h, const char *pool, vol_held_sum *out)
+bool vol_held_snapshot(vol_held *h, const char *pool, const vol_admission *asked, size_t n,
+                       vol_held_sum *out, bool *landed)
 {
     memset(out, 0, sizeof *out);
+    char **keys = n ? calloc(n, sizeof *keys) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        landed[i] = false;
+        if (keys)
+            keys[i] = landed_key(asked[i].uid, asked[i].until);
+    }
     pthread_mutex_lock(&h->mu);
     bool ok = !h->broken;
     const pool_sum *p = ok ? inf_map_get(&h->pools, pool) : NULL;
-    if (p)
+    if (p) {
         *out = p->sum;
+        for (size_t i = 0; keys && i < n; i++)
+            landed[i] = keys[i] && inf_map_get(&p->landed, keys[i]) != NULL;
+    }
     pthread_mutex_unlock(&h->mu);
+    for (size_t i = 0; keys && i < n; i++)
+        free(keys[i]);
+    free(keys);
     return ok;
-}
-
-bool vol_held_landed(vol_held *h, const char *pool, const char *uid, int64_t until)
-{
-    char *key = landed_key(uid, until);
-    if (!key)
-        return false; /* the admission stays in flight: the safe side */
-    pthread_mutex_lock(&h->mu);
-    const pool_sum *p = inf_map_get(&h->pools, pool);
-    bool landed = p && inf_map_get(&p->landed, key) != NULL;
-    pthread_mutex_unlock(&h->mu);
-    free(key);
-    return landed;
 }

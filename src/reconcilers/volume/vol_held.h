@@ -13,7 +13,7 @@
  * handler counts each Reservation once when it comes and uncounts it when it
  * changes or goes, from the object it is told went (the informer hands the
  * old state with an update or a delete), so a reconcile reads a pool's sums
- * in O(1) and asks "landed?" in O(1).
+ * and whether its in-flight admissions landed in O(admissions).
  *
  * Which Reservations count is exactly what the store reading counted: every
  * Reservation with spec.pool.name is one of the pool's; those with spec.slot,
@@ -23,10 +23,9 @@
  *
  * Lag: the handler runs on the informer's dispatch thread, after the store
  * changed and before the pool is enqueued for the change (its handler is
- * registered first), so a reconcile for a change sees the change. Every sum
- * and lookup is made under one lock and sees some order of the handler's
- * calls; a reconcile between two of them can see the first and not the
- * second, as a store read could.
+ * registered first), so a reconcile for a change sees the change. A
+ * snapshot is made under the lock the handler takes: one consistent view,
+ * as one store read was.
  *
  * Out of memory in the handler cannot be returned: the aggregate is then
  * marked broken for good and vol_held_sum answers false; the caller falls
@@ -42,6 +41,8 @@
 #include <stdint.h>
 
 #include <json-c/json.h>
+
+#include "vol_ledger.h"
 
 typedef struct vol_held vol_held;
 
@@ -65,13 +66,19 @@ void vol_held_remove(vol_held *h, json_object *r);
 /* An update: uncount old_obj, count new_obj. */
 void vol_held_update(vol_held *h, json_object *old_obj, json_object *new_obj);
 
-/* The sums of pool (all zero when it has none). False when the aggregate
- * broke (out of memory): read the store instead. */
-bool vol_held_sum_of(vol_held *h, const char *pool, vol_held_sum *out);
-
-/* True when a Reservation of pool with spec.slot uid and spec.admittedUntil
- * until (seconds) is counted. */
-bool vol_held_landed(vol_held *h, const char *pool, const char *uid, int64_t until);
+/*
+ * One moment's view of pool: its sums in *out (all zero when it has none)
+ * and, for each of the n admissions asked (asked may be NULL when n is 0),
+ * landed[i]: a Reservation of the pool with spec.slot asked[i].uid and
+ * spec.admittedUntil asked[i].until is counted. Both come from one reading
+ * (a ledger's recount check compares them: read apart, a Reservation
+ * counted between the two would look like a leak and cost a recount).
+ * False when the aggregate broke (out of memory): read the store instead.
+ * A pair that cannot be looked up for want of memory reads as not landed
+ * (the admission stays in flight: the safe side).
+ */
+bool vol_held_snapshot(vol_held *h, const char *pool, const vol_admission *asked, size_t n,
+                       vol_held_sum *out, bool *landed);
 
 /* Reads the fields of a Reservation the sums use: false when one is missing
  * (the Reservation is then counted in n only). */
