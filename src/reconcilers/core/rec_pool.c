@@ -400,8 +400,7 @@ static ctl_result pool_finalizer(rec_domain *d, const kc_ref *ref, json_object *
         *updated = NULL;
         *ok = false;
     } else if (*updated) {
-        rec_stale_note(d->stale, rec_obj_str(pool_obj, "metadata.uid"),
-                       rec_obj_str(pool_obj, "metadata.resourceVersion"));
+        rec_stale_note_obj(d->stale, pool_obj);
     }
     return res;
 }
@@ -530,8 +529,7 @@ ctl_result rec_pool_reconcile(const ctl_ctx *ctx, const char *namespace_, const 
     ctl_result res = ctl_done();
     kc_ref ref = d->def->pools_ref;
     ref.name = name;
-    if (rec_stale_check(d->stale, rec_obj_str(pool_obj, "metadata.uid"),
-                        rec_obj_str(pool_obj, "metadata.resourceVersion"))) {
+    if (rec_stale_check_obj(d->stale, pool_obj)) {
         /* our newer write is on its way */
     } else if (rec_obj_is_deleting(pool_obj)) {
         res = pool_deleting(d, &ref, pool_obj);

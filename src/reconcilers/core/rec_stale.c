@@ -12,6 +12,7 @@
 #include "inf_map.h"
 #include "kc_error.h"
 #include "pv_clock.h"
+#include "rec_util.h"
 
 #define REC_STALE_PRUNE_EVERY 10.0 /* s between sweeps of expired entries */
 
@@ -160,4 +161,16 @@ void rec_stale_forget(rec_stale *s, const char *uid)
     stale_entry *e = inf_map_remove(&s->map, uid);
     pthread_mutex_unlock(&s->mu);
     entry_free(e);
+}
+
+void rec_stale_note_obj(rec_stale *s, json_object *obj)
+{
+    rec_stale_note(s, rec_obj_str(obj, "metadata.uid"),
+                   rec_obj_str(obj, "metadata.resourceVersion"));
+}
+
+bool rec_stale_check_obj(rec_stale *s, json_object *obj)
+{
+    return rec_stale_check(s, rec_obj_str(obj, "metadata.uid"),
+                           rec_obj_str(obj, "metadata.resourceVersion"));
 }

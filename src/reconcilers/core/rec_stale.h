@@ -13,6 +13,8 @@
 
 #include <stdbool.h>
 
+#include <json-c/json.h>
+
 #define REC_STALE_TTL 60.0 /* s: remembered resourceVersions we replaced */
 #define REC_STALE_RVS 4    /* at most this many per object */
 
@@ -31,6 +33,11 @@ void rec_stale_note(rec_stale *s, const char *uid, const char *rv);
  * someone else changed the object).
  */
 bool rec_stale_check(rec_stale *s, const char *uid, const char *rv);
+
+/* The same for a cached object (borrowed): its metadata.uid and
+ * metadata.resourceVersion. */
+void rec_stale_note_obj(rec_stale *s, json_object *obj);
+bool rec_stale_check_obj(rec_stale *s, json_object *obj);
 
 /* Forget the object (it was deleted). */
 void rec_stale_forget(rec_stale *s, const char *uid);

@@ -142,8 +142,7 @@ static ctl_result write_volume_status(vol_app *a, json_object *vol, json_object 
     int rc = rec_update_status(a->client, &ref, vol, st, NULL, &written, &err);
     ctl_result res = ctl_done();
     if (rc == KC_OK && written)
-        rec_stale_note(a->stale, rec_obj_str(vol, "metadata.uid"),
-                       rec_obj_str(vol, "metadata.resourceVersion"));
+        rec_stale_note_obj(a->stale, vol);
     if (rc == KC_ERR_CONFLICT)
         res = ctl_requeue();
     else if (rc != KC_OK && rc != KC_ERR_NOT_FOUND)

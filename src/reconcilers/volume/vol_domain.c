@@ -317,8 +317,7 @@ static ctl_result write_status(vol_app *a, const char *name, json_object *pool, 
     int rc = rec_update_status(a->client, &ref, pool, st, NULL, &written, &err);
     ctl_result res = ctl_done();
     if (rc == KC_OK && written)
-        rec_stale_note(a->stale, rec_obj_str(pool, "metadata.uid"),
-                       rec_obj_str(pool, "metadata.resourceVersion"));
+        rec_stale_note_obj(a->stale, pool);
     if (rc == KC_ERR_CONFLICT)
         res = ctl_requeue(); /* somebody wrote first: decide again from a fresh read */
     else if (rc == KC_ERR_NOT_FOUND)
@@ -405,8 +404,7 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
         recount_forget(a, name);
         return ctl_done();
     }
-    if (rec_stale_check(a->stale, rec_obj_str(pool, "metadata.uid"),
-                        rec_obj_str(pool, "metadata.resourceVersion"))) {
+    if (rec_stale_check_obj(a->stale, pool)) {
         store_obj_put(pool); /* our newer write is on its way and enqueues the pool */
         return ctl_done();
     }
@@ -425,8 +423,7 @@ static ctl_result pool_reconcile(const ctl_ctx *ctx, const char *namespace_, con
     bool sent = false;
     rc = rec_ensure_finalizer(a->client, &ref, pool, REC_FINALIZER, true, NULL, &sent, &err);
     if (rc == KC_OK && sent)
-        rec_stale_note(a->stale, rec_obj_str(pool, "metadata.uid"),
-                       rec_obj_str(pool, "metadata.resourceVersion"));
+        rec_stale_note_obj(a->stale, pool);
     if (rc != KC_OK || sent) {
         /* Sent: the watch brings the pool back with it. */
         res = rc == KC_OK || rc == KC_ERR_CONFLICT
