@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "dev_internal.h"
+#include "inf_map.h"
 #include "rec_claim_fixture.h"
 #include "rec_util.h"
 
@@ -289,15 +290,57 @@ Test(dev_claim, a_round_cut_short_gives_back_what_it_took)
     answer_released(o[0], "r-new", "41");
     answer_status_written();
 
-    rcf_assert_outcome(reconcile_claim(), CTL_DONE);
-    rcf_assert_api_count(7);
+    /* The pool was chosen by this run: it chooses again, from a newer view,
+     * rather than wait on this one. */
+    rcf_assert_outcome(reconcile_claim(), CTL_REQUEUE);
+    rcf_assert_api_count(6);
     rcf_assert_post(0, "p1", o[0], CLAIM, CLAIM_UID);
     rcf_assert_post(1, "p1", o[1], CLAIM, CLAIM_UID);
     rcf_assert_api(2, "GET", rcf_resv_path("p1", o[1]));
     rcf_assert_api(3, "GET", claim_path()); /* no status shows what it gives back */
     rcf_assert_api(4, "GET", rcf_resv_path("p1", o[0]));
     rcf_assert_delete(5, "p1", o[0], "r-new", "41");
-    assert_pending(6, DEV_REASON_INSUFFICIENT);
+
+    /* The cache has caught up: one free of the two wanted, and it waits. */
+    rcf_cache_resv(resv_json("p1", o[1], "other", "uid-other", "r-taken", "40"));
+    answer_status_written();
+    rcf_assert_outcome(reconcile_claim(), CTL_DONE);
+    rcf_assert_api_count(7);
+    const char *m = assert_pending(6, DEV_REASON_INSUFFICIENT);
+    cr_assert(strstr(m, "p1 has 1 free"), "%s", m);
+}
+
+Test(dev_claim, a_chosen_pool_another_claim_filled_is_chosen_again_not_waited_on)
+{
+    /* p1 and p2 have a device each, both free in the cache. The pool the
+     * claim chooses has its device taken by another claim already (the cache
+     * lags): the claim does not wait on that pool (nothing would wake it:
+     * the other pool's device stays free, no Reservation is deleted) but
+     * chooses again, and once the cache shows the taken device it gets the
+     * other pool's. */
+    cache_pool("p1", "node-a", "a");
+    cache_pool("p2", "node-a", "b");
+    cache_claim((claim_args){});
+    /* dev_choose_pool: the fitting pools by name, the claim's uid's hash. */
+    bool first = inf_map_hash(CLAIM_UID) % 2 == 0;
+    const char *taken_pool = first ? "p1" : "p2", *taken = first ? "a" : "b";
+    const char *other_pool = first ? "p2" : "p1", *other = first ? "b" : "a";
+    rcf_answer("POST", RCF_RESV, 409, rcf_status_body(409, "AlreadyExists"));
+    rcf_answer("GET", rcf_resv_path(taken_pool, taken), 200,
+               resv_json(taken_pool, taken, "other", "uid-other", "r-taken", "40"));
+
+    rcf_assert_outcome(reconcile_claim(), CTL_REQUEUE);
+    rcf_assert_api_count(2);
+    rcf_assert_post(0, taken_pool, taken, CLAIM, CLAIM_UID);
+    rcf_assert_api(1, "GET", rcf_resv_path(taken_pool, taken));
+
+    rcf_cache_resv(resv_json(taken_pool, taken, "other", "uid-other", "r-taken", "40"));
+    answer_created(other_pool, other);
+    answer_status_written();
+    rcf_assert_outcome(reconcile_claim(), CTL_DONE);
+    rcf_assert_api_count(4);
+    rcf_assert_post(2, other_pool, other, CLAIM, CLAIM_UID);
+    assert_ready(3, "5", other_pool, "node-a", other);
 }
 
 Test(dev_claim, a_device_another_claim_won_409_is_skipped_for_another)

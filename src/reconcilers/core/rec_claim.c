@@ -59,6 +59,7 @@ typedef struct claim_run {
     slot_list held;
     slot_list acquired; /* Reservations this run created or found ours on the server */
     bool latest;        /* cur is the server's copy as of this run (read or written) */
+    bool pool_chosen;   /* pool_name was chosen by this run (choose_pool) */
 } claim_run;
 
 static void list_clear(slot_list *l)
@@ -1078,8 +1079,20 @@ static ctl_result claim_allocate(claim_run *r)
         res = after_round(r, &got);
     } else if (fo == FILL_NONE) {
         res = release_unshown(r, &got, "giving back a partial allocation");
+        /*
+         * A pool this run chose had room when it chose, and other claims took
+         * it before the round (another worker's Reservation, or one the
+         * cache had not shown yet). That says nothing of the other pools:
+         * choose again from the newer view (rate-limited) rather than wait
+         * on this pool. Waiting here lost claims for good (3 of 10,000 in a
+         * bench run): a second such run writes the same status (no write, no
+         * event), the pool filled up by Reservations made (not deleted), and
+         * nothing woke the claim while another pool had room. When no pool
+         * has room, choose_pool says so and the claim waits for a slot to be
+         * freed, which a deleted Reservation announces.
+         */
         if (res.outcome == CTL_DONE)
-            res = claim_exhausted(r);
+            res = r->pool_chosen ? ctl_requeue() : claim_exhausted(r);
     }
     list_clear(&got);
     return res;
@@ -1257,7 +1270,7 @@ static ctl_result choose_pool(claim_run *r, bool *chosen)
         if (rc == REC_NO_SLOT)
             res = claim_pending_msg(r, reason, KC_OK, m);
         else if (rc == KC_OK && pick < nv && (rc = set_pool_name(r, views[pick].name)) == KC_OK)
-            *chosen = true;
+            *chosen = r->pool_chosen = true;
         else
             free(m);
     }
