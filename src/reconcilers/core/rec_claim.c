@@ -302,7 +302,9 @@ static ctl_result claim_write_status(claim_run *r, json_object *new_status, cons
     json_object *out = NULL;
     bool written = false;
     const char *before_rv = rec_obj_str(r->cur, "metadata.resourceVersion");
-    int rc = rec_update_status(r->d->client, &r->ref, r->cur, new_status, &out, &written, &err);
+    /* r->cur is a read of the compact claims store or a server's answer: ours. */
+    int rc =
+        rec_update_status_lent(r->d->client, &r->ref, r->cur, new_status, &out, &written, &err);
     json_object_put(new_status);
     ctl_result res = ctl_done();
     if (rc == KC_OK) {

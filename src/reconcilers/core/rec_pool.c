@@ -228,7 +228,11 @@ static ctl_result pool_write_status(rec_domain *d, const kc_ref *ref, json_objec
     kc_error err = KC_ERROR_INIT;
     bool written = false;
     const char *before_rv = rec_obj_str(cur, "metadata.resourceVersion");
-    int rc = rec_update_status(d->client, ref, cur, new_status, NULL, &written, &err);
+    /* A compact store's read, or the server's answer to the finalizer
+     * patch, is ours alone; a shared store's object is not. */
+    int rc = d->def->pools_compact
+                 ? rec_update_status_lent(d->client, ref, cur, new_status, NULL, &written, &err)
+                 : rec_update_status(d->client, ref, cur, new_status, NULL, &written, &err);
     ctl_result res = ctl_done();
     if (rc == KC_OK && written) {
         rec_stale_note(d->stale, rec_obj_str(cur, "metadata.uid"), before_rv);

@@ -620,8 +620,23 @@ bool rec_is_owned_by(json_object *obj, const char *uid)
 
 /* ---- status --------------------------------------------------------------- */
 
-int rec_update_status(kc_client *c, const kc_ref *ref, json_object *cached, json_object *new_status,
-                      json_object **out, bool *written, kc_error *err)
+/* Put val under key of o: a deep copy, or (lend) another reference to it. */
+static bool put_member(json_object *o, const char *key, json_object *val, bool lend)
+{
+    if (!val)
+        return json_object_object_add(o, key, NULL) == 0;
+    if (!lend)
+        return rec_put_copy(o, key, val);
+    if (json_object_object_add(o, key, json_object_get(val)) != 0) {
+        json_object_put(val);
+        return false;
+    }
+    return true;
+}
+
+static int update_status(kc_client *c, const kc_ref *ref, json_object *cached,
+                         json_object *new_status, bool lend, json_object **out, bool *written,
+                         kc_error *err)
 {
     if (out)
         *out = NULL;
@@ -636,7 +651,9 @@ int rec_update_status(kc_client *c, const kc_ref *ref, json_object *cached, json
                             "rec_update_status: the cached object has no resourceVersion");
 
     json_object *status = NULL;
-    if (json_object_deep_copy(new_status, &status, NULL) != 0)
+    if (lend)
+        status = json_object_get(new_status);
+    else if (json_object_deep_copy(new_status, &status, NULL) != 0)
         return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
     json_object *gen = rec_obj_at(cached, "metadata.generation");
     if (gen && json_object_is_type(gen, json_type_int) &&
@@ -656,8 +673,8 @@ int rec_update_status(kc_client *c, const kc_ref *ref, json_object *cached, json
     }
 
     /* The cached object (it carries metadata.resourceVersion) with the new
-     * status: every member but the old status copied (a pool's old status
-     * can be as large as the new one, and would be thrown away). */
+     * status: every member but the old status copied, or lent (a pool's old
+     * status can be as large as the new one, and would be thrown away). */
     json_object *body = json_object_new_object();
     if (!body) {
         json_object_put(status);
@@ -667,7 +684,7 @@ int rec_update_status(kc_client *c, const kc_ref *ref, json_object *cached, json
     {
         if (!strcmp(key, "status"))
             continue;
-        if (val ? !rec_put_copy(body, key, val) : json_object_object_add(body, key, NULL) != 0) {
+        if (!put_member(body, key, val, lend)) {
             json_object_put(status);
             json_object_put(body);
             return kc_error_set(err, KC_ERR_NOMEM, "out of memory");
@@ -685,6 +702,18 @@ int rec_update_status(kc_client *c, const kc_ref *ref, json_object *cached, json
     if (written)
         *written = true;
     return rc;
+}
+
+int rec_update_status(kc_client *c, const kc_ref *ref, json_object *cached, json_object *new_status,
+                      json_object **out, bool *written, kc_error *err)
+{
+    return update_status(c, ref, cached, new_status, false, out, written, err);
+}
+
+int rec_update_status_lent(kc_client *c, const kc_ref *ref, json_object *cached,
+                           json_object *new_status, json_object **out, bool *written, kc_error *err)
+{
+    return update_status(c, ref, cached, new_status, true, out, written, err);
 }
 
 /* ---- status -------------------------------------------------------------- */
