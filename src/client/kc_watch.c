@@ -36,6 +36,7 @@
 #include "kc_client.h"
 #include "kc_client_internal.h"
 
+#include <openssl/ssl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,24 @@ static int stream_result(kc_watch *w, kc_error *err)
  * One watch request, start to end. *http_status is 0 without an HTTP answer;
  * *performed is false when the request could not even be set up.
  */
+/*
+ * A watch's TLS connection: keep OpenSSL's read and write buffers. libcurl
+ * (and kc_client_prepare, for pooled request connections) set
+ * SSL_MODE_RELEASE_BUFFERS, which frees the 16 KiB read buffer whenever it is
+ * empty and allocates it again for the next record; a watch stream reads
+ * records all its life, so that was a malloc and a free per record (malloc
+ * and free under SSL_read: ~11 % of the volume operator's samples in
+ * bench/results/volume-2026-12-07-2000-perf.md). A handful of watches keep
+ * ~34 KiB each instead.
+ */
+static CURLcode watch_ssl_ctx_cb(CURL *h, void *ssl_ctx, void *user)
+{
+    (void)h;
+    (void)user;
+    SSL_CTX_clear_mode((SSL_CTX *)ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+    return CURLE_OK;
+}
+
 static int run_once(kc_watch *w, const char *path, long timeout_seconds, long *http_status,
                     bool *performed, kc_error *err)
 {
@@ -198,6 +217,7 @@ static int run_once(kc_watch *w, const char *path, long timeout_seconds, long *h
             bad = r_;                                                                              \
     } while (0)
     SET(CURLOPT_HTTPGET, 1L);
+    SET(CURLOPT_SSL_CTX_FUNCTION, watch_ssl_ctx_cb);
     SET(CURLOPT_HTTPHEADER, hdrs);
     SET(CURLOPT_WRITEFUNCTION, watch_write_cb);
     SET(CURLOPT_WRITEDATA, w);
