@@ -139,7 +139,8 @@ static ctl_result write_volume_status(vol_app *a, json_object *vol, json_object 
     ref.name = rec_obj_str(vol, "metadata.name");
     kc_error err = {0};
     bool written = false;
-    int rc = rec_update_status(a->client, &ref, vol, st, NULL, &written, &err);
+    /* vol is a read of the compact Volume store: ours, lent to the body. */
+    int rc = rec_update_status_lent(a->client, &ref, vol, st, NULL, &written, &err);
     ctl_result res = ctl_done();
     if (rc == KC_OK && written)
         rec_stale_note_obj(a->stale, vol);
