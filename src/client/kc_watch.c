@@ -169,18 +169,13 @@ static int stream_result(kc_watch *w, kc_error *err)
 }
 
 /*
- * One watch request, start to end. *http_status is 0 without an HTTP answer;
- * *performed is false when the request could not even be set up.
- */
-/*
  * A watch's TLS connection: keep OpenSSL's read and write buffers. libcurl
  * (and kc_client_prepare, for pooled request connections) set
  * SSL_MODE_RELEASE_BUFFERS, which frees the 16 KiB read buffer whenever it is
  * empty and allocates it again for the next record; a watch stream reads
- * records all its life, so that was a malloc and a free per record (malloc
- * and free under SSL_read: ~11 % of the volume operator's samples in
- * bench/results/volume-2026-12-07-2000-perf.md). A handful of watches keep
- * ~34 KiB each instead.
+ * records all its life, so that was a malloc and a free per record (2.5 % of
+ * the IP operator's samples, 0.2 % after, in
+ * bench/results/watch-buffers-2026-12-07.md). The watches keep ~34 KiB each.
  */
 static CURLcode watch_ssl_ctx_cb(CURL *h, void *ssl_ctx, void *user)
 {
@@ -190,6 +185,10 @@ static CURLcode watch_ssl_ctx_cb(CURL *h, void *ssl_ctx, void *user)
     return CURLE_OK;
 }
 
+/*
+ * One watch request, start to end. *http_status is 0 without an HTTP answer;
+ * *performed is false when the request could not even be set up.
+ */
 static int run_once(kc_watch *w, const char *path, long timeout_seconds, long *http_status,
                     bool *performed, kc_error *err)
 {
