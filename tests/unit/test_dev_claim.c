@@ -129,12 +129,22 @@ static void answer_created(const char *pool, const char *id)
     rcf_answer("POST", RCF_RESV, 201, resv_json(pool, id, CLAIM, CLAIM_UID, "r-new", "41"));
 }
 
-/* 409 to a POST, and the GET after it shows device id of p1 held by "other". */
-static void answer_taken(const char *id)
+/* The Reservation of device id of pool held by "other" (uid "r-taken", rv 40). */
+static const char *taken_json(const char *pool, const char *id)
+{
+    return resv_json(pool, id, "other", "uid-other", "r-taken", "40");
+}
+
+/* 409 to a POST, and the GET after it shows device id of pool held by "other". */
+static void answer_taken_in(const char *pool, const char *id)
 {
     rcf_answer("POST", RCF_RESV, 409, rcf_status_body(409, "AlreadyExists"));
-    rcf_answer("GET", rcf_resv_path("p1", id), 200,
-               resv_json("p1", id, "other", "uid-other", "r-taken", "40"));
+    rcf_answer("GET", rcf_resv_path(pool, id), 200, taken_json(pool, id));
+}
+
+static void answer_taken(const char *id)
+{
+    answer_taken_in("p1", id);
 }
 
 /* Our Reservation of id of p1 (uid, rv) is read and deleted. */
@@ -302,7 +312,7 @@ Test(dev_claim, a_round_cut_short_gives_back_what_it_took)
     rcf_assert_delete(5, "p1", o[0], "r-new", "41");
 
     /* The cache has caught up: one free of the two wanted, and it waits. */
-    rcf_cache_resv(resv_json("p1", o[1], "other", "uid-other", "r-taken", "40"));
+    rcf_cache_resv(taken_json("p1", o[1]));
     answer_status_written();
     rcf_assert_outcome(reconcile_claim(), CTL_DONE);
     rcf_assert_api_count(7);
@@ -325,16 +335,14 @@ Test(dev_claim, a_chosen_pool_another_claim_filled_is_chosen_again_not_waited_on
     bool first = inf_map_hash(CLAIM_UID) % 2 == 0;
     const char *taken_pool = first ? "p1" : "p2", *taken = first ? "a" : "b";
     const char *other_pool = first ? "p2" : "p1", *other = first ? "b" : "a";
-    rcf_answer("POST", RCF_RESV, 409, rcf_status_body(409, "AlreadyExists"));
-    rcf_answer("GET", rcf_resv_path(taken_pool, taken), 200,
-               resv_json(taken_pool, taken, "other", "uid-other", "r-taken", "40"));
+    answer_taken_in(taken_pool, taken);
 
     rcf_assert_outcome(reconcile_claim(), CTL_REQUEUE);
     rcf_assert_api_count(2);
     rcf_assert_post(0, taken_pool, taken, CLAIM, CLAIM_UID);
     rcf_assert_api(1, "GET", rcf_resv_path(taken_pool, taken));
 
-    rcf_cache_resv(resv_json(taken_pool, taken, "other", "uid-other", "r-taken", "40"));
+    rcf_cache_resv(taken_json(taken_pool, taken));
     answer_created(other_pool, other);
     answer_status_written();
     rcf_assert_outcome(reconcile_claim(), CTL_DONE);
