@@ -1,5 +1,5 @@
 /*
- * rec_domain_internal - what the core's files (rec_domain.c, rec_claim.c,
+ * rec_domain_internal - what the core's files (rec_domain.c, rec_claim*.c,
  * rec_pool.c) share about a domain. Not for domains: they see rec_domain.h.
  *
  * Locking: d->mu guards the per-pool state (used and requested sets, the
