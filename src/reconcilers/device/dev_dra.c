@@ -28,6 +28,7 @@
  * a pod still uses it the devices stay held, so no other claim gets a device
  * a running pod has.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,19 @@ struct dev_dra {
     inf_informer *pools, *slices, *claims, *rclaims;
     store *pools_store, *slices_store, *claims_store, *rclaims_store;
     ctl *c_slice, *c_claim;
+    /* Whether a pool publishes ResourceSlices, per pool name as of a
+     * resourceVersion (publish_of): a claim reconcile asks it of the claim's
+     * pool, and a compact store's read would parse the whole pool for it. */
+    pthread_mutex_t publish_mu;
+    inf_map publish;
 };
+
+/* publish's values. */
+typedef struct publish_entry {
+    char *rv;
+    bool slices;
+    char name[];
+} publish_entry;
 
 static const char *nz(const char *s)
 {
@@ -490,19 +503,63 @@ static ctl_result name_in_status(dev_dra *dra, json_object *claim, const char *n
     return api_error("writing the DeviceClaim's resourceClaimName", rc, &err);
 }
 
+/* The cached pool's spec.publish is ResourceSlice; the pool is read (parsed)
+ * only when its resourceVersion is not the one last read. false when the
+ * pool is not cached (or out of memory: the same answer as no pool). */
+static bool publish_of(dev_dra *dra, const char *pool)
+{
+    char *rv = NULL;
+    if (store_rv(dra->pools_store, pool, &rv) != KC_OK)
+        return false;
+    pthread_mutex_lock(&dra->publish_mu);
+    publish_entry *e = inf_map_get(&dra->publish, pool);
+    bool known = e && !strcmp(e->rv, rv), slices = known && e->slices;
+    pthread_mutex_unlock(&dra->publish_mu);
+    if (known) {
+        free(rv);
+        return slices;
+    }
+    json_object *pool_obj = NULL;
+    if (store_get(dra->pools_store, pool, &pool_obj) != KC_OK) {
+        free(rv);
+        return false;
+    }
+    /* The object read may be newer than rv: remember its own version. */
+    const char *pub = rec_obj_str(pool_obj, "spec.publish");
+    const char *read_rv = rec_obj_str(pool_obj, "metadata.resourceVersion");
+    slices = pub && !strcmp(pub, "ResourceSlice");
+    size_t len = strlen(pool) + 1;
+    publish_entry *n = malloc(sizeof *n + len);
+    char *n_rv = read_rv ? strdup(read_rv) : NULL;
+    if (n && n_rv) {
+        n->rv = n_rv;
+        n->slices = slices;
+        memcpy(n->name, pool, len);
+        pthread_mutex_lock(&dra->publish_mu);
+        publish_entry *had = inf_map_remove(&dra->publish, pool);
+        if (inf_map_put(&dra->publish, n->name, n) == KC_OK)
+            n = NULL;
+        pthread_mutex_unlock(&dra->publish_mu);
+        if (had) {
+            free(had->rv);
+            free(had);
+        }
+    }
+    if (n)
+        free(n_rv);
+    free(n);
+    store_obj_put(pool_obj);
+    free(rv);
+    return slices;
+}
+
 /* Whether the claim is Ready with devices of a ResourceSlice pool. */
 static bool claim_published(dev_dra *dra, json_object *claim)
 {
     if (!rec_condition_is_true(rec_obj_at(claim, "status"), REC_COND_READY))
         return false;
     const char *pool = rec_obj_str(claim, "status.pool");
-    json_object *pool_obj = NULL;
-    if (!pool || store_get(dra->pools_store, pool, &pool_obj) != KC_OK)
-        return false;
-    const char *pub = rec_obj_str(pool_obj, "spec.publish");
-    bool yes = pub && !strcmp(pub, "ResourceSlice");
-    store_obj_put(pool_obj);
-    return yes;
+    return pool && publish_of(dra, pool);
 }
 
 static ctl_result rclaim_reconcile(const ctl_ctx *ctx, const char *namespace_, const char *name,
@@ -690,7 +747,17 @@ static int index_slice_pool(json_object *obj, store_values *out, void *user)
 
 static void dra_free(void *arg)
 {
-    free(arg);
+    dev_dra *dra = arg;
+    size_t pos = 0;
+    void *v = NULL;
+    while (inf_map_next(&dra->publish, &pos, NULL, &v)) {
+        publish_entry *e = v;
+        free(e->rv);
+        free(e);
+    }
+    inf_map_close(&dra->publish);
+    pthread_mutex_destroy(&dra->publish_mu);
+    free(dra);
 }
 
 int dev_dra_setup(const rec_env *env, const kc_ref *pools_ref, const kc_ref *claims_ref,
@@ -700,9 +767,11 @@ int dev_dra_setup(const rec_env *env, const kc_ref *pools_ref, const kc_ref *cla
     dev_dra *dra = calloc(1, sizeof *dra);
     if (!dra)
         return KC_ERR_NOMEM;
+    pthread_mutex_init(&dra->publish_mu, NULL);
+    inf_map_init(&dra->publish);
     int rc = env->add_cleanup(env, dra_free, dra);
     if (rc != KC_OK) {
-        free(dra);
+        dra_free(dra);
         return rc;
     }
     dra->client = env->client;
