@@ -293,8 +293,12 @@ static int add_watch(ctl *c, ctl_watch *w)
     w->next = c->watches;
     c->watches = w;
     pthread_mutex_unlock(&c->mu);
-    inf_handler_fns fns = {
-        .on_add = h_add, .on_update = h_update, .on_delete = h_delete, .user = w};
+    /* A primary's update enqueues its own key: the old object is not read. */
+    inf_handler_fns fns = {.on_add = h_add,
+                           .on_update = h_update,
+                           .on_delete = h_delete,
+                           .user = w,
+                           .old_unused = w->kind == W_FOR};
     int rc = inf_add_handler(w->inf, &fns, &w->h);
     if (rc != KC_OK) {
         pthread_mutex_lock(&c->mu);

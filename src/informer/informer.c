@@ -94,6 +94,9 @@ struct inf_informer {
     bool dispatching;
     pthread_t dispatch_thread;
     uint64_t notifications_total, dispatched_total, resyncs_total;
+    /* Handlers whose on_update reads old_obj; changed under deliver_mu (or
+     * when one is removed), read by the reflector under deliver_mu. */
+    atomic_size_t old_wanted;
 };
 
 struct inf_factory {
@@ -187,6 +190,15 @@ static void on_refl_event(refl_event_type type, json_object *old_obj, json_objec
     ring_push(inf, &n);
     pthread_cond_signal(&inf->cond);
     pthread_mutex_unlock(&inf->mu);
+}
+
+/* A handler registered before the write reads an update's old object. A
+ * later one receives only later notifications (inf_add_handler holds
+ * deliver_mu, as the reflector does here). */
+static bool on_refl_want_old(void *user)
+{
+    inf_informer *inf = user;
+    return atomic_load(&inf->old_wanted) > 0;
 }
 
 static void on_refl_synced(void *user)
@@ -401,6 +413,7 @@ static int informer_new(inf_factory *f, const kc_ref *ref, const inf_opts *o, in
     inf_informer *inf = calloc(1, sizeof(*inf));
     if (inf == NULL)
         return KC_ERR_NOMEM;
+    atomic_init(&inf->old_wanted, 0);
     inf->f = f;
     pthread_mutex_init(&inf->deliver_mu, NULL);
     pthread_mutex_init(&inf->mu, NULL);
@@ -451,6 +464,7 @@ static int informer_new(inf_factory *f, const kc_ref *ref, const inf_opts *o, in
         .page_lock = &f->page_mu,
         .on_event = on_refl_event,
         .on_synced = on_refl_synced,
+        .want_old = on_refl_want_old,
         .log = f->o.log != NULL ? log_trampoline : NULL,
         .user = inf,
         .transform = f->o.transform,
@@ -560,6 +574,8 @@ int inf_add_handler(inf_informer *inf, const inf_handler_fns *fns, inf_handler *
         }
         inf->hv[inf->hn++] = h;
         inf->hver++;
+        if (fns->on_update != NULL && !fns->old_unused)
+            atomic_fetch_add(&inf->old_wanted, 1);
         h->next_all = inf->all;
         inf->all = h;
         pthread_cond_signal(&inf->cond);
@@ -583,6 +599,8 @@ void inf_remove_handler(inf_informer *inf, inf_handler *h)
     pthread_mutex_lock(&inf->mu);
     if (!atomic_load(&h->removed)) {
         atomic_store(&h->removed, true);
+        if (h->fns.on_update != NULL && !h->fns.old_unused)
+            atomic_fetch_sub(&inf->old_wanted, 1);
         for (size_t i = 0; i < inf->hn; i++) {
             if (inf->hv[i] == h) {
                 memmove(&inf->hv[i], &inf->hv[i + 1], (inf->hn - i - 1) * sizeof(*inf->hv));

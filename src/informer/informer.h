@@ -154,6 +154,10 @@ typedef struct inf_handler_fns {
     void (*on_delete)(json_object *obj, void *user);                           /* may be NULL */
     void *user;     /* borrowed; must outlive the registration */
     bool no_resync; /* do not receive the periodic resync's updates */
+    /* on_update never reads old_obj, which may then be NULL: while every
+     * handler of an informer says so, a watch update does not decode the
+     * object it replaced (a STORE_COMPACT store would parse it for nothing). */
+    bool old_unused;
 } inf_handler_fns;
 
 /*

@@ -54,6 +54,7 @@ struct refl {
     pthread_mutex_t *write_lock;
     pthread_mutex_t *page_lock;
     refl_event_fn on_event;
+    refl_want_old_fn want_old;
     refl_synced_fn on_synced;
     refl_log_fn log;
     void *user;
@@ -555,17 +556,21 @@ static int watch_event(refl *r, kc_event_type type, json_object *obj, bool *kept
 
     lock_w(r);
     if (type == KC_EVENT_DELETED) {
-        json_object *old = NULL;
-        (void)store_delete(r->store, key, &old); /* NOT_FOUND: still reported */
-        store_obj_put(old);
+        (void)store_delete(r->store, key, NULL); /* NOT_FOUND: still reported */
         emit(r, REFL_DELETE, NULL, copy);
         rc = KC_OK;
     } else {
         json_object *old = NULL;
+        bool existed = false;
         json_object_get(copy); /* on_event's reference, taken while private */
-        rc = store_add(r->store, copy, &old);
+        if (r->want_old == NULL || r->want_old(r->user)) {
+            rc = store_add(r->store, copy, &old);
+            existed = old != NULL;
+        } else {
+            rc = store_add_existed(r->store, copy, &existed);
+        }
         if (rc == KC_OK)
-            emit(r, old != NULL ? REFL_UPDATE : REFL_ADD, old, copy);
+            emit(r, existed ? REFL_UPDATE : REFL_ADD, old, copy);
         else
             json_object_put(copy); /* the store did not keep it: still private */
     }
@@ -740,6 +745,7 @@ int refl_new(kc_client *c, store *s, const refl_opts *o, refl **out)
     r->write_lock = o->write_lock;
     r->page_lock = o->page_lock;
     r->on_event = o->on_event;
+    r->want_old = o->want_old;
     r->on_synced = o->on_synced;
     r->log = o->log;
     r->user = o->user;

@@ -118,6 +118,11 @@ typedef void (*refl_event_fn)(refl_event_type type, json_object *old_obj, json_o
 /* The first list was applied (called once, after its events, under write_lock). */
 typedef void (*refl_synced_fn)(void *user);
 
+/* Whether on_event wants the object a watch MODIFIED event replaced (called
+ * under write_lock before the store write). false: on_event gets NULL as
+ * old_obj of that update, and a STORE_COMPACT store does not decode it. */
+typedef bool (*refl_want_old_fn)(void *user);
+
 /*
  * A line for the log: msg (borrowed for the call) already names the
  * resource; err is the failure behind it, or NULL. Reflector thread. With no
@@ -162,6 +167,7 @@ typedef struct refl_opts {
     pthread_mutex_t *page_lock;
     refl_event_fn on_event;      /* optional: NULL releases the objects */
     refl_synced_fn on_synced;    /* optional */
+    refl_want_old_fn want_old;   /* optional: NULL = always */
     refl_log_fn log;             /* optional */
     void *user;                  /* borrowed; passed to the three hooks */
     refl_transform_fn transform; /* optional */

@@ -427,10 +427,12 @@ int store_add_index(store *s, const char *name, store_index_fn fn, void *user)
 
 /* ---- public: writes ------------------------------------------------------------------ */
 
-int store_add(store *s, json_object *obj, json_object **old_out)
+static int add_common(store *s, json_object *obj, json_object **old_out, bool *existed)
 {
     if (old_out)
         *old_out = NULL;
+    if (existed)
+        *existed = false;
     if (s == NULL || obj == NULL) {
         json_object_put(obj);
         return KC_ERR_INVALID_ARG;
@@ -458,11 +460,23 @@ int store_add(store *s, json_object *obj, json_object **old_out)
     }
     if (s->compact)
         json_object_put(obj); /* the store keeps the text */
+    if (existed)
+        *existed = old != NULL;
     if (old_out)
         *old_out = store_data_to_obj(s, old);
     else
         store_data_release(s, old);
     return KC_OK;
+}
+
+int store_add(store *s, json_object *obj, json_object **old_out)
+{
+    return add_common(s, obj, old_out, NULL);
+}
+
+int store_add_existed(store *s, json_object *obj, bool *existed)
+{
+    return add_common(s, obj, NULL, existed);
 }
 
 int store_delete(store *s, const char *key, json_object **old_out)

@@ -135,6 +135,13 @@ int store_index_field(json_object *obj, store_values *out, void *user);
 int store_add(store *s, json_object *obj, json_object **old_out);
 
 /*
+ * store_add without the replaced object: *existed says whether obj replaced
+ * one. In STORE_COMPACT mode this spares decoding (decompressing and
+ * parsing) the replaced object for a caller that has no use for it.
+ */
+int store_add_existed(store *s, json_object *obj, bool *existed);
+
+/*
  * Delete the object with key (borrowed). If old_out is non-NULL it receives
  * the deleted object (the caller's reference). KC_ERR_NOT_FOUND if absent.
  */

@@ -862,7 +862,8 @@ static inf_factory *fac;
 
 typedef struct hrec {
     pthread_mutex_t mu;
-    int adds, updates, deletes, same_obj_updates;
+    int adds, updates, deletes, same_obj_updates, null_old_updates;
+    char old_rv[32]; /* the last update's old object's resourceVersion */
     char names[64][32];
     int n;
     int delay_ms;
@@ -891,6 +892,9 @@ static void h_update(json_object *old_obj, json_object *new_obj, void *user)
     h->updates++;
     if (old_obj == new_obj)
         h->same_obj_updates++;
+    if (old_obj == NULL)
+        h->null_old_updates++;
+    snprintf(h->old_rv, sizeof h->old_rv, "%s", old_obj ? md_str(old_obj, "resourceVersion") : "");
     if (h->n < 64)
         snprintf(h->names[h->n++], 32, "~%s", md_str(new_obj, "name"));
     pthread_mutex_unlock(&h->mu);
@@ -1193,6 +1197,42 @@ Test(informer, custom_index_before_start_and_compact_store)
     cr_assert_eq(n, 2);
     store_keys_free(keys, n);
     free(items);
+}
+
+Test(informer, an_update_decodes_the_old_object_only_while_a_handler_reads_it)
+{
+    push_page("100", NULL, obj("a", "1"));
+    char *e1 = ev("MODIFIED", obj("a", "101")), *e2 = ev("MODIFIED", obj("a", "102"));
+    char *evs = fmt("%s%s", e1, e2);
+    push_watch(evs, true, 400); /* the second event after the second handler */
+    push_idle_watches();
+    new_factory(0);
+    inf_informer *inf = NULL;
+    inf_opts io = {.store_mode = INF_STORE_COMPACT};
+    cr_assert_eq(inf_factory_get(fac, &WIDGETS, &io, &inf), KC_OK);
+    hrec blind = {.mu = PTHREAD_MUTEX_INITIALIZER}, reads = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    inf_handler_fns fb = fns_of(&blind), fr = fns_of(&reads);
+    fb.old_unused = true;
+    cr_assert_eq(inf_add_handler(inf, &fb, NULL), KC_OK);
+    cr_assert_eq(inf_factory_start(fac), KC_OK);
+    cr_assert(hrec_wait(&blind, &blind.updates, 1, 5000));
+    /* Only a handler that never reads old: the old object was not decoded. */
+    cr_assert_eq(hrec_get(&blind, &blind.null_old_updates), 1);
+    cr_assert_eq(inf_add_handler(inf, &fr, NULL), KC_OK);
+    cr_assert(hrec_wait(&reads, &reads.updates, 1, 5000));
+    cr_assert(hrec_wait(&blind, &blind.updates, 2, 5000));
+    /* With one that does, both get it: the version the update replaced. */
+    cr_assert_eq(hrec_get(&reads, &reads.null_old_updates), 0);
+    cr_assert_str_eq(reads.old_rv, "101");
+    cr_assert_eq(hrec_get(&blind, &blind.null_old_updates), 1);
+    cr_assert_str_eq(blind.old_rv, "101");
+    json_object *cur = NULL;
+    cr_assert_eq(store_get(inf_store(inf), "ns/a", &cur), KC_OK);
+    cr_assert_str_eq(md_str(cur, "resourceVersion"), "102");
+    store_obj_put(cur);
+    free(e1);
+    free(e2);
+    free(evs);
 }
 
 Test(informer, removed_handler_gets_nothing_more)

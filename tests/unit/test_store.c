@@ -667,6 +667,23 @@ Test(store_compact, readers_get_private_copies)
     store_free(s);
 }
 
+BOTH_MODES(add_existed_says_whether_it_replaced_and_keeps_the_new_object)
+{
+    store *s = new_store(mode);
+    bool existed = true;
+    cr_assert_eq(store_add_existed(s, claim("ns", "a", "1", "p1", NULL, NULL), &existed), KC_OK);
+    cr_assert_not(existed);
+    cr_assert_eq(store_add_existed(s, claim("ns", "a", "2", "p2", NULL, NULL), &existed), KC_OK);
+    cr_assert(existed);
+    json_object *x = NULL;
+    cr_assert_eq(store_get(s, "ns/a", &x), KC_OK);
+    cr_assert_str_eq(field(x, "spec", "pool"), "p2");
+    cr_assert_str_eq(field(x, "metadata", "resourceVersion"), "2");
+    store_obj_put(x);
+    cr_assert_eq(store_len(s), 1);
+    store_free(s);
+}
+
 BOTH_MODES(stored_object_round_trips_unchanged)
 {
     const char *src =
