@@ -52,8 +52,9 @@ typedef struct ctl_watch {
     char *group; /* W_OWNS: owner group ("" = core) */
     char *kind_name;
     bool cluster_scoped;
-    ctl_map_fn fn; /* W_MAP */
-    void *user;
+    ctl_map_fn fn;    /* W_MAP */
+    ctl_pred_fn pred; /* W_FOR: NULL = every event */
+    void *user;       /* fn's or pred's */
     struct ctl_watch *next;
 } ctl_watch;
 
@@ -237,6 +238,8 @@ static void enqueue_for(ctl_watch *w, json_object *obj)
 {
     switch (w->kind) {
     case W_FOR: {
+        if (w->pred != NULL && !w->pred(obj, w->user))
+            break;
         char *key = NULL;
         if (store_key_of(obj, &key) == KC_OK)
             (void)add_key(w->c, key);
@@ -318,6 +321,11 @@ static int add_watch(ctl *c, ctl_watch *w)
 
 int ctl_watch_for(ctl *c, inf_informer *inf)
 {
+    return ctl_watch_for_if(c, inf, NULL, NULL);
+}
+
+int ctl_watch_for_if(ctl *c, inf_informer *inf, ctl_pred_fn pred, void *user)
+{
     if (c == NULL || inf == NULL)
         return KC_ERR_INVALID_ARG;
     pthread_mutex_lock(&c->mu);
@@ -337,6 +345,8 @@ int ctl_watch_for(ctl *c, inf_informer *inf)
     w->c = c;
     w->kind = W_FOR;
     w->inf = inf;
+    w->pred = pred;
+    w->user = user;
     return add_watch(c, w);
 }
 

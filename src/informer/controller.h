@@ -206,6 +206,22 @@ void ctl_free(ctl *c);
 /* The primary informer (one per controller: KC_ERR_INVALID_ARG for a second). */
 int ctl_watch_for(ctl *c, inf_informer *inf);
 
+/*
+ * Whether an event of the primary enqueues its key: obj is the object the
+ * event carries (the new one of an update; borrowed, read-only under the
+ * store's rules). Runs on inf's dispatch thread; it may read informer stores.
+ */
+typedef bool (*ctl_pred_fn)(json_object *obj, void *user);
+
+/*
+ * ctl_watch_for whose events enqueue the object's key only when pred(obj,
+ * user) is true (controller-runtime's predicates on a For watch): a cheap
+ * test on the event's object spares a reconcile that would read the object
+ * from the cache and do nothing. Keys given to ctl_enqueue, and the whole
+ * cache a start enqueues, are not filtered.
+ */
+int ctl_watch_for_if(ctl *c, inf_informer *inf, ctl_pred_fn pred, void *user);
+
 typedef struct ctl_owner {
     const char *group;   /* owner apiVersion group; NULL = the For informer's group */
     const char *kind;    /* owner kind, e.g. "IPClaim" */

@@ -347,6 +347,58 @@ Test(controller, for_events_enqueue_the_objects_own_keys)
     free(events);
 }
 
+/* Events of objects whose resourceVersion is even pass. */
+static bool even_rv(json_object *obj, void *user)
+{
+    int *calls = user;
+    __atomic_add_fetch(calls, 1, __ATOMIC_SEQ_CST);
+    json_object *md = NULL, *rv = NULL;
+    return json_object_object_get_ex(obj, "metadata", &md) &&
+           json_object_object_get_ex(md, "resourceVersion", &rv) &&
+           atoi(json_object_get_string(rv)) % 2 == 0;
+}
+
+Test(controller, for_events_the_predicate_refuses_enqueue_nothing)
+{
+    char *a = widget("ns", "a", "1"), *b = widget("ns", "b", "2");
+    char *items = fmt("%s,%s", a, b);
+    char *a2 = widget("ns", "a", "12"), *b2 = widget("ns", "b", "13");
+    char *events = fmt(
+        "{\"type\":\"MODIFIED\",\"object\":%s}\n{\"type\":\"MODIFIED\",\"object\":%s}\n", a2, b2);
+    serve_with_events("widgets", items, events, 500);
+    inf_informer *inf = informer_for("widgets");
+    new_ctl(1, 0, 0);
+    int calls = 0;
+    cr_assert_eq(ctl_watch_for_if(ctrl, inf, even_rv, &calls), KC_OK);
+    cr_assert_eq(inf_factory_start(fac), KC_OK);
+    cr_assert(ctl_wait_for_sync(ctrl, 5));
+    cr_assert_eq(ctl_start(ctrl), KC_OK);
+    /* The start enqueues the whole cache, unfiltered: a and b once each. */
+    cr_assert(wait_n(2, 5000), "reconciles: %d", rec_n());
+    cr_assert_eq(count_key("ns/a", 0), 1);
+    cr_assert_eq(count_key("ns/b", 0), 1);
+    /* The two updates: a at 12 passes, b at 13 does not. */
+    for (int i = 0; i < 400 && __atomic_load_n(&calls, __ATOMIC_SEQ_CST) < 4; i++)
+        sleep_ms(5);
+    cr_assert_eq(__atomic_load_n(&calls, __ATOMIC_SEQ_CST), 4, "calls: %d", calls);
+    cr_assert(wait_n(3, 5000), "reconciles: %d", rec_n());
+    cr_assert(inf_wait_idle(inf, 5));
+    sleep_ms(100);
+    cr_assert_eq(rec_n(), 3);
+    cr_assert_eq(count_key("ns/a", 0), 2);
+    cr_assert_eq(count_key("ns/b", 0), 1);
+    /* ctl_enqueue is not filtered. */
+    cr_assert_eq(ctl_enqueue(ctrl, "ns", "b"), KC_OK);
+    cr_assert(wait_n(4, 5000));
+    cr_assert_eq(count_key("ns/b", 0), 2);
+    free(a);
+    free(b);
+    free(items);
+    free(a2);
+    free(b2);
+    free(events);
+}
+
 Test(controller, cluster_scoped_key_gives_an_empty_namespace)
 {
     new_ctl(1, 0, 0);
