@@ -509,8 +509,16 @@ static ctl_result name_in_status(dev_dra *dra, json_object *claim, const char *n
 static bool publish_of(dev_dra *dra, const char *pool)
 {
     char *rv = NULL;
-    if (store_rv(dra->pools_store, pool, &rv) != KC_OK)
+    if (store_rv(dra->pools_store, pool, &rv) != KC_OK) {
+        pthread_mutex_lock(&dra->publish_mu);
+        publish_entry *gone = inf_map_remove(&dra->publish, pool); /* a deleted pool's */
+        pthread_mutex_unlock(&dra->publish_mu);
+        if (gone) {
+            free(gone->rv);
+            free(gone);
+        }
         return false;
+    }
     pthread_mutex_lock(&dra->publish_mu);
     publish_entry *e = inf_map_get(&dra->publish, pool);
     bool known = e && !strcmp(e->rv, rv), slices = known && e->slices;
@@ -560,6 +568,30 @@ static bool claim_published(dev_dra *dra, json_object *claim)
         return false;
     const char *pool = rec_obj_str(claim, "status.pool");
     return pool && publish_of(dra, pool);
+}
+
+/*
+ * The filter of the DeviceClaim events that reach rclaim_reconcile: a claim
+ * published through a ResourceSlice pool, or one whose ResourceClaim is
+ * cached (it may have to go). Any other event would reconcile to nothing
+ * (most DeviceClaims, those of NodeCapacity pools, and the events before a
+ * claim is Ready), after reading the claim from the compact cache. A
+ * ResourceClaim the cache has not shown yet enqueues its DeviceClaim when it
+ * does (enqueue_claim_of_rclaim), and a pool's change of spec.publish
+ * enqueues the pool's claims (pool_on_update).
+ */
+static bool claim_relevant(json_object *claim, void *user)
+{
+    dev_dra *dra = user;
+    if (claim_published(dra, claim))
+        return true;
+    char *key = NULL, *rv = NULL;
+    if (store_key_of(claim, &key) != KC_OK)
+        return true; /* out of memory: let the reconcile decide */
+    int rc = store_rv(dra->rclaims_store, key, &rv);
+    free(key);
+    free(rv);
+    return rc != KC_ERR_NOT_FOUND;
 }
 
 static ctl_result rclaim_reconcile(const ctl_ctx *ctx, const char *namespace_, const char *name,
@@ -800,7 +832,7 @@ int dev_dra_setup(const rec_env *env, const kc_ref *pools_ref, const kc_ref *cla
         (rc = ctl_watch_for(dra->c_slice, dra->pools)) != KC_OK ||
         (rc = rec_env_new_controller(env, "deviceresourceclaim", rclaim_reconcile, dra,
                                      &dra->c_claim)) != KC_OK ||
-        (rc = ctl_watch_for(dra->c_claim, dra->claims)) != KC_OK)
+        (rc = ctl_watch_for_if(dra->c_claim, dra->claims, claim_relevant, dra)) != KC_OK)
         return rc;
     inf_handler_fns hs = {.on_add = enqueue_pool_of_slice,
                           .on_update = slice_on_update,
