@@ -37,6 +37,8 @@
 #                   names the callers of libc's functions)
 #   BENCH_PERF_KEEP a directory to copy the perf data files into (for
 #                   `perf report -g caller -i DIR/perf-<i>.data`; unset: none)
+#   BENCH_METRICS_KEEP a directory to save the operator's /metrics text into
+#                   at the end of each claims run (metrics-<i>.txt; unset: none)
 #   BENCH_OUT       results file (bench/results/<result_name>-<date>.md)
 #   OPERATOR_ARGS   extra operator flags, split on whitespace
 #   OPERATOR        the operator binary (default BUILD_DIR/provisio)
@@ -303,6 +305,10 @@ bench_one() {
   brc=$?
   set -e
   req1=$(requests "$op_metrics")
+  if [ -n "${BENCH_METRICS_KEEP:-}" ]; then
+    mkdir -p "$BENCH_METRICS_KEEP"
+    curl -fsS --max-time 5 "http://127.0.0.1:$op_metrics/metrics" >"$BENCH_METRICS_KEEP/metrics-$i.txt" || true
+  fi
   [ -z "$has_agents" ] || areq1=$(agent_requests)
   cpu1=$(cpu_s "$op_pid")
   api1=$(cpu_s "$(component_pid kube-apiserver)")
