@@ -71,6 +71,13 @@ typedef struct publish_entry {
     char name[];
 } publish_entry;
 
+static void publish_entry_free(publish_entry *e)
+{
+    if (e)
+        free(e->rv);
+    free(e);
+}
+
 static const char *nz(const char *s)
 {
     return s ? s : "";
@@ -513,10 +520,7 @@ static bool publish_of(dev_dra *dra, const char *pool)
         pthread_mutex_lock(&dra->publish_mu);
         publish_entry *gone = inf_map_remove(&dra->publish, pool); /* a deleted pool's */
         pthread_mutex_unlock(&dra->publish_mu);
-        if (gone) {
-            free(gone->rv);
-            free(gone);
-        }
+        publish_entry_free(gone);
         return false;
     }
     pthread_mutex_lock(&dra->publish_mu);
@@ -548,10 +552,7 @@ static bool publish_of(dev_dra *dra, const char *pool)
         if (inf_map_put(&dra->publish, n->name, n) == KC_OK)
             n = NULL;
         pthread_mutex_unlock(&dra->publish_mu);
-        if (had) {
-            free(had->rv);
-            free(had);
-        }
+        publish_entry_free(had);
     }
     if (n)
         free(n_rv);
@@ -782,11 +783,8 @@ static void dra_free(void *arg)
     dev_dra *dra = arg;
     size_t pos = 0;
     void *v = NULL;
-    while (inf_map_next(&dra->publish, &pos, NULL, &v)) {
-        publish_entry *e = v;
-        free(e->rv);
-        free(e);
-    }
+    while (inf_map_next(&dra->publish, &pos, NULL, &v))
+        publish_entry_free(v);
     inf_map_close(&dra->publish);
     pthread_mutex_destroy(&dra->publish_mu);
     free(dra);
